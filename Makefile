@@ -1,0 +1,57 @@
+# Strata — make demo runs the whole job on this machine; make test runs every test.
+SHELL := /bin/bash
+GO ?= go
+export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
+
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench lint fmt clean
+
+all: build
+
+## deps: install MariaDB (server, backup, client) from Debian and build bin/temporal from source (idempotent)
+deps:
+	@scripts/setup.sh
+
+## build: build bin/strata
+build:
+	$(GO) build -o bin/strata ./cmd/strata
+
+## demo: start Temporal, a demo MariaDB with generated data, worker and agent; back up, restore, compare; stop
+demo: deps build
+	@scripts/demo.sh demo
+
+## up / run / down: the demo in steps (leave the stack running between them)
+up: deps build
+	@scripts/demo.sh up
+run: build
+	@scripts/demo.sh run
+down:
+	@scripts/demo.sh down
+clean-demo:
+	@scripts/demo.sh clean
+
+## test: unit tests and end-to-end tests (real MariaDB, mariabackup and Temporal dev server)
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests)
+
+e2e: deps
+	$(GO) test -count=1 -timeout 25m -v ./tests/
+
+## bench: throughput benchmarks of the data path
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -f bin/strata

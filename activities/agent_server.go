@@ -1,0 +1,45 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/internal/server"
+)
+
+// StartServer starts a server on a restored datadir on this host and checks
+// that it answers. The server keeps running after the activity ends.
+func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartServerResult, error) {
+	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("target_dir", p.TargetDir), zap.Int("port", p.Port))
+	if !filepath.IsAbs(p.TargetDir) {
+		return nil, fail(ErrInvalidRequest, "target_dir %q must be an absolute path", p.TargetDir)
+	}
+	o := server.Options{Datadir: filepath.Clean(p.TargetDir), Port: p.Port}
+	// The restored server has the source's users: check it with the source's
+	// credentials when this agent has them.
+	if in, err := a.Config.Instance(p.Instance); err == nil {
+		o.Binary = in.Tools.Mariadbd
+		o.User = in.Connect.User
+		if pw, err := in.Password(); err == nil {
+			o.Password = pw
+		}
+	}
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), "starting server")
+	defer hb.close()
+	t0 := time.Now()
+	st, err := server.Start(ctx, o)
+	if err != nil {
+		if errors.Is(err, server.ErrPortInUse) {
+			return nil, fail(ErrPortInUse, "%v", err)
+		}
+		log.Error("server did not start", zap.Error(err))
+		return nil, fail(ErrToolFailed, "start server on %s: %v", p.TargetDir, err)
+	}
+	log.Info("server started", zap.Int("pid", st.PID), zap.String("version", st.Version))
+	return &StartServerResult{PID: st.PID, Port: st.Port, Socket: st.Socket, ServerVersion: st.Version,
+		ErrorLog: st.ErrorLog, StartSeconds: time.Since(t0).Seconds()}, nil
+}

@@ -1,0 +1,55 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/repo"
+)
+
+// Catalog holds the activities that need only the configuration and the
+// repository; they run on the `strata` worker.
+type Catalog struct {
+	Config *config.Config
+	Repo   *repo.Repo
+}
+
+// ResolveInstance returns where the instance's host activities run.
+func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*InstanceRoute, error) {
+	in, err := c.Config.Instance(req.Instance)
+	if err != nil {
+		return nil, fail(ErrUnknownInstance, "%v (in %s)", err, c.Config.Path)
+	}
+	return &InstanceRoute{
+		Instance:          in.ID,
+		Host:              in.Host,
+		TaskQueue:         config.AgentTaskQueue(in.Host),
+		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
+		BackupTimeout:     in.Backup.BackupTimeout.Std(),
+	}, nil
+}
+
+// DescribeBackup reads a backup's manifest and returns its summary.
+func (c *Catalog) DescribeBackup(ctx context.Context, ref BackupRef) (*BackupSummary, error) {
+	m, err := c.Repo.ReadManifest(ctx, ref.Instance, ref.BackupID)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return Summarize(m), nil
+}
+
+// Summarize drops the chunk list of a manifest.
+func Summarize(m *manifest.Manifest) *BackupSummary {
+	return &BackupSummary{
+		Instance: m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
+		Tool: m.Tool, ServerVersion: m.ServerVersion,
+		StartTime: m.StartTime, EndTime: m.EndTime, ConsistentAt: m.ConsistentAt,
+		FromLSN: m.FromLSN, ToLSN: m.ToLSN,
+		BinlogFile: m.BinlogFile, BinlogPos: m.BinlogPos, GTIDSet: m.GTIDSet,
+		RawSize: m.RawSize, StoredSize: m.StoredSize, Chunks: len(m.Chunks), Compression: m.Compression,
+		CommitsBlockedSeconds: m.LockDuration.Std().Seconds(),
+		DDLBlockedSeconds:     m.DDLLockDuration.Std().Seconds(),
+		DurationSeconds:       m.Duration.Std().Seconds(),
+	}
+}

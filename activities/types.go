@@ -1,0 +1,108 @@
+package activities
+
+import "time"
+
+// InstanceRequest names an instance.
+type InstanceRequest struct {
+	Instance string `json:"instance"`
+}
+
+// InstanceRoute tells a workflow where an instance's host activities run and
+// with which timeouts. It carries no connection details or secrets.
+type InstanceRoute struct {
+	Instance          string        `json:"instance"`
+	Host              string        `json:"host"`
+	TaskQueue         string        `json:"task_queue"`
+	AgentStartTimeout time.Duration `json:"agent_start_timeout"`
+	BackupTimeout     time.Duration `json:"backup_timeout"`
+}
+
+// BackupRef names one backup of one instance.
+type BackupRef struct {
+	Instance string `json:"instance"`
+	BackupID string `json:"backup_id"`
+}
+
+// BackupSummary is a manifest without its chunk list: small enough for
+// workflow history.
+type BackupSummary struct {
+	Instance      string    `json:"instance"`
+	BackupID      string    `json:"backup_id"`
+	Type          string    `json:"type"`
+	ParentID      string    `json:"parent_id,omitempty"`
+	Tool          string    `json:"tool"`
+	ServerVersion string    `json:"server_version"`
+	StartTime     time.Time `json:"start_time"`
+	EndTime       time.Time `json:"end_time"`
+	ConsistentAt  time.Time `json:"consistent_at"`
+	FromLSN       uint64    `json:"from_lsn"`
+	ToLSN         uint64    `json:"to_lsn"`
+	BinlogFile    string    `json:"binlog_file,omitempty"`
+	BinlogPos     uint64    `json:"binlog_pos,omitempty"`
+	GTIDSet       string    `json:"gtid_set,omitempty"`
+	RawSize       int64     `json:"raw_size"`
+	StoredSize    int64     `json:"stored_size"`
+	Chunks        int       `json:"chunks"`
+	Compression   string    `json:"compression"`
+	// CommitsBlockedSeconds is how long commits were blocked for the consistent point.
+	CommitsBlockedSeconds float64 `json:"commits_blocked_seconds"`
+	// DDLBlockedSeconds is how long DDL was blocked.
+	DDLBlockedSeconds float64 `json:"ddl_blocked_seconds"`
+	DurationSeconds   float64 `json:"duration_seconds"`
+}
+
+// BackupParams asks an agent for one backup.
+type BackupParams struct {
+	Instance string `json:"instance"`
+	BackupID string `json:"backup_id"`
+	Type     string `json:"type"`
+}
+
+// BackupProgress is heartbeated while a backup streams.
+type BackupProgress struct {
+	Phase       string `json:"phase"`
+	Chunks      int    `json:"chunks"`
+	RawBytes    int64  `json:"raw_bytes"`
+	StoredBytes int64  `json:"stored_bytes"`
+}
+
+// RestoreParams asks an agent to restore a backup into a target datadir.
+type RestoreParams struct {
+	Instance  string `json:"instance"`
+	BackupID  string `json:"backup_id"`
+	TargetDir string `json:"target_dir"`
+}
+
+// RestoreStats reports what a restore did and how long each phase took.
+type RestoreStats struct {
+	TargetDir       string  `json:"target_dir"`
+	DownloadedBytes int64   `json:"downloaded_bytes"`
+	RawBytes        int64   `json:"raw_bytes"`
+	FetchSeconds    float64 `json:"fetch_seconds"`
+	PrepareSeconds  float64 `json:"prepare_seconds"`
+	MoveBackSeconds float64 `json:"move_back_seconds"`
+}
+
+// RestoreProgress is heartbeated while a restore runs.
+type RestoreProgress struct {
+	Phase    string `json:"phase"`
+	Chunks   int    `json:"chunks"`
+	RawBytes int64  `json:"raw_bytes"`
+}
+
+// StartServerParams asks an agent to start a server on a restored datadir.
+type StartServerParams struct {
+	Instance  string `json:"instance"`
+	TargetDir string `json:"target_dir"`
+	Port      int    `json:"port"`
+}
+
+// StartServerResult describes the started server.
+type StartServerResult struct {
+	PID           int     `json:"pid"`
+	Port          int     `json:"port"`
+	Socket        string  `json:"socket"`
+	ServerVersion string  `json:"server_version"`
+	ErrorLog      string  `json:"error_log"`
+	StartSeconds  float64 `json:"start_seconds"`
+}

@@ -1,0 +1,76 @@
+// Command strata is the single Strata binary: the Temporal worker, the agent
+// of a database host, and the operator's commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/logging"
+)
+
+// app holds what every command shares.
+type app struct {
+	configPath string
+	logLevel   string
+	logJSON    bool
+	cfg        *config.Config
+	log        *zap.Logger
+}
+
+func (a *app) load() error {
+	cfg, err := config.Load(a.configPath)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(a.logLevel, a.logJSON)
+	if err != nil {
+		return err
+	}
+	a.cfg, a.log = cfg, log
+	return nil
+}
+
+func main() {
+	a := &app{}
+	root := &cobra.Command{
+		Use:           "strata",
+		Short:         "Hot physical backups and restores of MySQL and MariaDB, run as Temporal workflows",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $STRATA_CONFIG, then ./strata.yaml)")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
+	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "log as JSON")
+	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), devCmd(a))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "strata: "+explain(err))
+		os.Exit(1)
+	}
+}
+
+// explain returns the innermost application error's message: that is the
+// one that says what to fix.
+func explain(err error) string {
+	var ae *temporal.ApplicationError
+	msg := err.Error()
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if errors.As(e, &ae) {
+			msg = fmt.Sprintf("%s (%s)", ae.Message(), ae.Type())
+			e = ae
+		}
+	}
+	return msg
+}

@@ -1,0 +1,335 @@
+// Package config loads and validates strata.yaml: the Temporal connection, the
+// repository storage, the agent limits and the database instances Strata backs up.
+//
+// Secrets never travel through workflows: an instance names an environment
+// variable or a file for its password, and only the agent that owns the
+// instance resolves it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvConfig is the environment variable that names the config file when
+// --config is not given.
+const EnvConfig = "STRATA_CONFIG"
+
+// DefaultTaskQueue is the task queue of `strata worker`.
+const DefaultTaskQueue = "strata"
+
+// AgentTaskQueue returns the task queue of the agent that owns host.
+func AgentTaskQueue(host string) string { return "strata-agent." + host }
+
+// Config is the whole strata.yaml.
+type Config struct {
+	Temporal  Temporal   `yaml:"temporal"`
+	Storage   Storage    `yaml:"storage"`
+	Agent     Agent      `yaml:"agent"`
+	Defaults  Backup     `yaml:"defaults"`
+	Instances []Instance `yaml:"instances"`
+
+	// Path is the file the config was loaded from (not part of the YAML).
+	Path string `yaml:"-"`
+}
+
+// Temporal says how to reach the Temporal frontend.
+type Temporal struct {
+	Address   string `yaml:"address"`    // host:port, default 127.0.0.1:7233
+	Namespace string `yaml:"namespace"`  // default "default"
+	TaskQueue string `yaml:"task_queue"` // worker task queue, default "strata"
+	// AgentStartTimeout bounds how long a host activity waits for its agent
+	// to pick it up before the workflow reports the agent as unavailable.
+	AgentStartTimeout Duration `yaml:"agent_start_timeout"` // default 5m
+}
+
+// Storage selects the repository backend.
+type Storage struct {
+	Type  string       `yaml:"type"` // local | gcs
+	Local LocalStorage `yaml:"local"`
+	GCS   GCSStorage   `yaml:"gcs"`
+}
+
+// LocalStorage is a repository in a local (or mounted) directory.
+type LocalStorage struct {
+	Root string `yaml:"root"`
+}
+
+// GCSStorage is a repository in a Google Cloud Storage bucket.
+type GCSStorage struct {
+	Bucket          string `yaml:"bucket"`
+	Prefix          string `yaml:"prefix"`
+	CredentialsFile string `yaml:"credentials_file"`
+}
+
+// Agent holds limits of `strata agent`.
+type Agent struct {
+	// MaxConcurrentHeavy is how many backups/restores one agent runs at once.
+	MaxConcurrentHeavy int `yaml:"max_concurrent"` // default 1
+	// ScratchDir holds temporary files of the tools (never backup data).
+	ScratchDir string `yaml:"scratch_dir"` // default os.TempDir()
+}
+
+// Backup holds per-instance backup settings; Config.Defaults applies to
+// every instance that leaves a field unset.
+type Backup struct {
+	Compression      string   `yaml:"compression"`       // zstd (default) | s2 | gzip | none
+	CompressionLevel int      `yaml:"compression_level"` // codec level, 0 = codec default
+	ChunkSize        ByteSize `yaml:"chunk_size"`        // default 16MiB
+	Parallelism      int      `yaml:"parallelism"`       // compress/upload workers, default 2
+	UseMemory        ByteSize `yaml:"prepare_memory"`    // --use-memory for --prepare, default 1GiB
+	BackupTimeout    Duration `yaml:"timeout"`           // whole backup activity, default 24h
+}
+
+// Instance is one database server Strata backs up.
+type Instance struct {
+	ID      string  `yaml:"id"`
+	Host    string  `yaml:"host"` // the agent host that owns it
+	Connect Connect `yaml:"connect"`
+	Datadir string  `yaml:"datadir"`
+	Tools   Tools   `yaml:"tools"`
+	Backup  Backup  `yaml:"backup"`
+}
+
+// Connect says how the agent reaches the local server.
+type Connect struct {
+	Socket       string `yaml:"socket"`
+	Address      string `yaml:"address"` // host:port
+	User         string `yaml:"user"`
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// Tools overrides the paths of the external tools.
+type Tools struct {
+	Mariabackup string `yaml:"mariabackup"`
+	Mbstream    string `yaml:"mbstream"`
+	Xtrabackup  string `yaml:"xtrabackup"`
+	Xbstream    string `yaml:"xbstream"`
+	Mariadbd    string `yaml:"mariadbd"`
+}
+
+// Load reads and validates the config at path; an empty path means
+// $STRATA_CONFIG, then ./strata.yaml.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		path = os.Getenv(EnvConfig)
+	}
+	if path == "" {
+		path = "strata.yaml"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config file %s not found: pass --config FILE or set %s", path, EnvConfig)
+		}
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse decodes YAML, applies defaults and validates. Unknown keys are errors.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Temporal.Address == "" {
+		c.Temporal.Address = "127.0.0.1:7233"
+	}
+	if c.Temporal.Namespace == "" {
+		c.Temporal.Namespace = "default"
+	}
+	if c.Temporal.TaskQueue == "" {
+		c.Temporal.TaskQueue = DefaultTaskQueue
+	}
+	if c.Temporal.AgentStartTimeout == 0 {
+		c.Temporal.AgentStartTimeout = Duration(5 * time.Minute)
+	}
+	if c.Storage.Type == "" {
+		c.Storage.Type = "local"
+	}
+	if c.Agent.MaxConcurrentHeavy == 0 {
+		c.Agent.MaxConcurrentHeavy = 1
+	}
+	d := &c.Defaults
+	if d.Compression == "" {
+		d.Compression = "zstd"
+	}
+	if d.ChunkSize == 0 {
+		d.ChunkSize = 16 << 20
+	}
+	if d.Parallelism == 0 {
+		d.Parallelism = 2
+	}
+	if d.UseMemory == 0 {
+		d.UseMemory = 1 << 30
+	}
+	if d.BackupTimeout == 0 {
+		d.BackupTimeout = Duration(24 * time.Hour)
+	}
+	for i := range c.Instances {
+		b := &c.Instances[i].Backup
+		if b.Compression == "" {
+			b.Compression = d.Compression
+		}
+		if b.CompressionLevel == 0 {
+			b.CompressionLevel = d.CompressionLevel
+		}
+		if b.ChunkSize == 0 {
+			b.ChunkSize = d.ChunkSize
+		}
+		if b.Parallelism == 0 {
+			b.Parallelism = d.Parallelism
+		}
+		if b.UseMemory == 0 {
+			b.UseMemory = d.UseMemory
+		}
+		if b.BackupTimeout == 0 {
+			b.BackupTimeout = d.BackupTimeout
+		}
+	}
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// Validate checks the config and names the offending key in its error.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, a...))
+	}
+	switch c.Storage.Type {
+	case "local":
+		if c.Storage.Local.Root == "" {
+			bad("storage.local.root", "required when storage.type is local (the repository directory)")
+		}
+	case "gcs":
+		if c.Storage.GCS.Bucket == "" {
+			bad("storage.gcs.bucket", "required when storage.type is gcs")
+		}
+	default:
+		bad("storage.type", "%q is not a storage type; use local or gcs", c.Storage.Type)
+	}
+	if c.Agent.MaxConcurrentHeavy < 0 {
+		bad("agent.max_concurrent", "must be at least 1")
+	}
+	validateBackup("defaults", &c.Defaults, bad)
+	if len(c.Instances) == 0 {
+		bad("instances", "at least one instance is required")
+	}
+	seen := map[string]bool{}
+	for i := range c.Instances {
+		in := &c.Instances[i]
+		key := fmt.Sprintf("instances[%d]", i)
+		if in.ID != "" {
+			key = fmt.Sprintf("instances[%d] (%s)", i, in.ID)
+		}
+		switch {
+		case in.ID == "":
+			bad(key+".id", "required")
+		case !idRE.MatchString(in.ID):
+			bad(key+".id", "%q must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", in.ID)
+		case seen[in.ID]:
+			bad(key+".id", "%q is used by two instances", in.ID)
+		}
+		seen[in.ID] = true
+		if in.Host == "" {
+			bad(key+".host", "required: the agent host that owns this instance (strata agent --host NAME)")
+		} else if !idRE.MatchString(in.Host) {
+			bad(key+".host", "%q must be letters, digits, '.', '_' or '-'", in.Host)
+		}
+		if in.Connect.Socket == "" && in.Connect.Address == "" {
+			bad(key+".connect", "set socket or address (host:port)")
+		}
+		if in.Connect.User == "" {
+			bad(key+".connect.user", "required")
+		}
+		if in.Connect.PasswordEnv != "" && in.Connect.PasswordFile != "" {
+			bad(key+".connect", "set only one of password_env and password_file")
+		}
+		if in.Datadir == "" {
+			bad(key+".datadir", "required: the server's data directory on its host")
+		}
+		validateBackup(key+".backup", &in.Backup, bad)
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+func validateBackup(key string, b *Backup, bad func(key, format string, a ...any)) {
+	switch b.Compression {
+	case "zstd", "s2", "gzip", "none":
+	default:
+		bad(key+".compression", "%q is not supported; use zstd, s2, gzip or none", b.Compression)
+	}
+	if b.CompressionLevel < 0 || b.CompressionLevel > 19 {
+		bad(key+".compression_level", "%d is out of range (0 = codec default, zstd 1-19, gzip 1-9)", b.CompressionLevel)
+	}
+	if b.ChunkSize < 64<<10 || b.ChunkSize > 1<<30 {
+		bad(key+".chunk_size", "%s is out of range (64KiB to 1GiB)", b.ChunkSize)
+	}
+	if b.Parallelism < 1 || b.Parallelism > 256 {
+		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
+	}
+}
+
+// Instance returns the instance with the given id.
+func (c *Config) Instance(id string) (*Instance, error) {
+	for i := range c.Instances {
+		if c.Instances[i].ID == id {
+			return &c.Instances[i], nil
+		}
+	}
+	ids := make([]string, 0, len(c.Instances))
+	for _, in := range c.Instances {
+		ids = append(ids, in.ID)
+	}
+	return nil, fmt.Errorf("unknown instance %q: configured instances are %s", id, strings.Join(ids, ", "))
+}
+
+// Password resolves the instance's password from its environment variable or
+// file. It is called only by the agent that owns the instance.
+func (in *Instance) Password() (string, error) {
+	switch {
+	case in.Connect.PasswordEnv != "":
+		v, ok := os.LookupEnv(in.Connect.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("instance %s: environment variable %s (connect.password_env) is not set on this agent", in.ID, in.Connect.PasswordEnv)
+		}
+		return v, nil
+	case in.Connect.PasswordFile != "":
+		b, err := os.ReadFile(in.Connect.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("instance %s: read connect.password_file: %w", in.ID, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
+}

@@ -1,0 +1,98 @@
+// Package manifest defines the backup manifest: the JSON document written last
+// into a backup's directory in the repository. A backup exists only when its
+// manifest exists.
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+)
+
+// FormatVersion is the manifest format written by this version of Strata.
+const FormatVersion = 1
+
+// FileName is the manifest's object name inside a backup directory.
+const FileName = "manifest.json"
+
+// Backup types.
+const (
+	TypeFull         = "full"
+	TypeIncremental  = "incremental"
+	TypeDifferential = "differential"
+)
+
+// Manifest describes one complete backup.
+type Manifest struct {
+	FormatVersion int    `json:"format_version"`
+	BackupID      string `json:"backup_id"`
+	Instance      string `json:"instance"`
+	Type          string `json:"type"`
+	ParentID      string `json:"parent_id,omitempty"`
+
+	Tool          string `json:"tool"`           // mariabackup | xtrabackup
+	ToolVersion   string `json:"tool_version"`   // as reported by the tool
+	ServerFlavor  string `json:"server_flavor"`  // mariadb | mysql
+	ServerVersion string `json:"server_version"` // SELECT VERSION()
+
+	StartTime time.Time `json:"start_time"`
+	EndTime   time.Time `json:"end_time"`
+
+	// Consistent point of the backup.
+	FromLSN      uint64    `json:"from_lsn"`
+	ToLSN        uint64    `json:"to_lsn"`
+	LastLSN      uint64    `json:"last_lsn,omitempty"`
+	BinlogFile   string    `json:"binlog_file,omitempty"`
+	BinlogPos    uint64    `json:"binlog_pos,omitempty"`
+	GTIDSet      string    `json:"gtid_set,omitempty"`
+	ConsistentAt time.Time `json:"consistent_at,omitempty"` // server time of the consistent point, when known
+
+	// LockDuration is how long commits were blocked for the consistent point
+	// (BACKUP STAGE BLOCK_COMMIT or FLUSH TABLES WITH READ LOCK until unlock).
+	LockDuration Duration `json:"lock_duration"`
+	// DDLLockDuration is how long DDL was blocked (BLOCK_DDL / backup lock until unlock).
+	DDLLockDuration Duration `json:"ddl_lock_duration"`
+	Duration        Duration `json:"duration"`
+
+	RawSize          int64  `json:"raw_size"`    // bytes of the tool's stream
+	StoredSize       int64  `json:"stored_size"` // bytes stored (compressed, encrypted)
+	RawSHA256        string `json:"raw_sha256"`  // sha256 of the whole raw stream
+	Compression      string `json:"compression"` // zstd | s2 | gzip | none
+	CompressionLevel int    `json:"compression_level,omitempty"`
+	EncryptionKeyID  string `json:"encryption_key_id,omitempty"`
+	ChunkSize        int64  `json:"chunk_size"`
+
+	Chunks []Chunk `json:"chunks"`
+}
+
+// Chunk is one stored piece of the stream, in stream order.
+type Chunk struct {
+	Index      int    `json:"index"`
+	Key        string `json:"key"`         // object key relative to the backup directory
+	RawSize    int64  `json:"raw_size"`    // bytes before compression
+	StoredSize int64  `json:"stored_size"` // bytes as stored
+	SHA256     string `json:"sha256"`      // hex sha256 of the stored bytes
+}
+
+// Duration is a time.Duration that encodes as seconds (float) in JSON.
+type Duration time.Duration
+
+// MarshalJSON encodes the duration as a number of seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).Seconds())
+}
+
+// UnmarshalJSON decodes a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s float64
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	// Round, not truncate: 1.001 * 1e9 is 1000999999.9999999 in float64.
+	*d = Duration(math.Round(s * float64(time.Second)))
+	return nil
+}
+
+// Std returns the duration as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }

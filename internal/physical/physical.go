@@ -1,0 +1,338 @@
+// Package physical runs the hot physical backup tools — mariabackup for
+// MariaDB, xtrabackup for MySQL 8 — and their stream extractors, with every
+// child process in its own process group so that a cancelled activity leaves
+// nothing running and no temp files behind.
+package physical
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/strata-backup/strata/internal/mysqlx"
+)
+
+// ErrToolMissing is wrapped when a required binary cannot be found.
+var ErrToolMissing = errors.New("backup tool not found")
+
+// Tool is the pair of binaries for one server flavor.
+type Tool struct {
+	Name   string // mariabackup | xtrabackup
+	Backup string // path of mariabackup/xtrabackup
+	Stream string // path of mbstream/xbstream
+}
+
+// Paths overrides tool locations; empty fields are looked up in PATH.
+type Paths struct {
+	Mariabackup, Mbstream, Xtrabackup, Xbstream string
+}
+
+// ForFlavor picks and locates the tool for a server flavor.
+func ForFlavor(flavor string, p Paths) (*Tool, error) {
+	t := &Tool{Name: "mariabackup", Backup: p.Mariabackup, Stream: p.Mbstream}
+	defBackup, defStream, pkg := "mariabackup", "mbstream", "mariadb-backup"
+	if flavor == mysqlx.FlavorMySQL {
+		t = &Tool{Name: "xtrabackup", Backup: p.Xtrabackup, Stream: p.Xbstream}
+		defBackup, defStream, pkg = "xtrabackup", "xbstream", "percona-xtrabackup-80"
+	}
+	var err error
+	if t.Backup, err = locate(t.Backup, defBackup, pkg, "tools."+defBackup); err != nil {
+		return nil, err
+	}
+	if t.Stream, err = locate(t.Stream, defStream, pkg, "tools."+defStream); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func locate(configured, name, pkg, key string) (string, error) {
+	if configured != "" {
+		if st, err := os.Stat(configured); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%w: %s = %s is not an executable file on this agent; fix %s", ErrToolMissing, key, configured, key)
+		}
+		return configured, nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		for _, dir := range []string{"/usr/bin", "/usr/sbin", "/usr/local/bin"} {
+			if st, e := os.Stat(filepath.Join(dir, name)); e == nil && st.Mode()&0o111 != 0 {
+				return filepath.Join(dir, name), nil
+			}
+		}
+		return "", fmt.Errorf("%w: %s is not installed on this agent (install the %s package, or set %s)", ErrToolMissing, name, pkg, key)
+	}
+	return p, nil
+}
+
+// Version runs `tool --version` and returns its first line.
+func (t *Tool) Version(ctx context.Context) string {
+	out, err := command(ctx, t.Backup, "--version").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// BackupParams describe one streamed backup.
+type BackupParams struct {
+	Endpoint   mysqlx.Endpoint
+	Datadir    string
+	ScratchDir string // parent of the tool's temp dir ("" = os.TempDir())
+	// IncrementalLSN, when non-zero, takes an incremental backup of pages
+	// changed since this LSN.
+	IncrementalLSN uint64
+	// Parallel is the tool's --parallel (file copy threads), 0 = tool default.
+	Parallel int
+	// Log receives every line the tool writes to stderr (optional).
+	Log func(line string)
+}
+
+// BackupOutcome is what the tool reported about the backup it streamed.
+type BackupOutcome struct {
+	Checkpoints Checkpoints
+	Info        Info
+	// CommitsBlocked is how long commits were blocked (BACKUP STAGE
+	// BLOCK_COMMIT or FLUSH TABLES WITH READ LOCK until unlock).
+	CommitsBlocked time.Duration
+	// DDLBlocked is how long DDL was blocked (BLOCK_DDL / backup lock until unlock).
+	DDLBlocked time.Duration
+	// ConsistentAt is when the consistent point was taken (agent clock).
+	ConsistentAt time.Time
+	StartTime    time.Time
+	EndTime      time.Time
+}
+
+// stageClock timestamps lock stages as the tool reports them.
+type stageClock struct {
+	mu                         sync.Mutex
+	ddlStart, commitStart, end time.Time
+}
+
+func (s *stageClock) line(l string) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case strings.Contains(l, "BACKUP STAGE BLOCK_DDL") && s.ddlStart.IsZero(),
+		strings.Contains(l, "Executing LOCK TABLES FOR BACKUP") && s.ddlStart.IsZero(),
+		strings.Contains(l, "Executing LOCK INSTANCE FOR BACKUP") && s.ddlStart.IsZero():
+		s.ddlStart = now
+	case strings.Contains(l, "Acquired locks for BACKUP STAGE BLOCK_COMMIT"),
+		strings.Contains(l, "Executing FLUSH TABLES WITH READ LOCK") && s.commitStart.IsZero(),
+		strings.Contains(l, "Executing LOCK BINLOG FOR BACKUP") && s.commitStart.IsZero():
+		s.commitStart = now
+		if s.ddlStart.IsZero() {
+			s.ddlStart = now
+		}
+	case strings.Contains(l, "All tables unlocked"), strings.Contains(l, "Executing UNLOCK TABLES"),
+		strings.Contains(l, "Executing UNLOCK INSTANCE"):
+		if s.end.IsZero() {
+			s.end = now
+		}
+	}
+}
+
+// StreamBackup runs the backup tool with --stream=xbstream and hands its
+// stdout to consume. If consume fails or ctx ends, the tool's whole process
+// group is killed. The tool's temp dir is always removed.
+func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io.Reader) error) (*BackupOutcome, error) {
+	work, err := os.MkdirTemp(p.ScratchDir, "strata-backup-")
+	if err != nil {
+		return nil, fmt.Errorf("create scratch dir (agent.scratch_dir): %w", err)
+	}
+	defer os.RemoveAll(work)
+	cnf := filepath.Join(work, "client.cnf")
+	if err := writeClientCnf(cnf, p.Endpoint); err != nil {
+		return nil, err
+	}
+	target, lsnDir := filepath.Join(work, "target"), filepath.Join(work, "lsn")
+	for _, d := range []string{target, lsnDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{"--defaults-file=" + cnf, "--backup", "--stream=xbstream",
+		"--target-dir=" + target, "--extra-lsndir=" + lsnDir, "--datadir=" + p.Datadir}
+	if p.IncrementalLSN > 0 {
+		args = append(args, "--incremental-lsn="+strconv.FormatUint(p.IncrementalLSN, 10))
+	}
+	if p.Parallel > 0 {
+		args = append(args, "--parallel="+strconv.Itoa(p.Parallel))
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := command(cctx, t.Backup, args...)
+	cmd.Dir = work
+	var clock stageClock
+	tail := newTail(200, func(l string) {
+		clock.line(l)
+		if p.Log != nil {
+			p.Log(l)
+		}
+	})
+	cmd.Stderr = tail
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	out := &BackupOutcome{StartTime: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", t.Backup, err)
+	}
+	consumeErr := consume(stdout)
+	if consumeErr != nil {
+		cancel() // kill the tool: nobody reads its stream any more
+	} else {
+		// Drain anything left so the tool never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, stdout)
+	}
+	waitErr := cmd.Wait()
+	out.EndTime = time.Now()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if consumeErr != nil {
+		return nil, consumeErr
+	}
+	if waitErr != nil {
+		return nil, &ToolError{Tool: t.Name, Op: "backup", Err: waitErr, Tail: tail.lastLines(25)}
+	}
+	if !strings.Contains(tail.lastLines(5), "completed OK!") {
+		return nil, &ToolError{Tool: t.Name, Op: "backup", Err: errors.New("exited without 'completed OK!'"), Tail: tail.lastLines(25)}
+	}
+	cp, err := ReadCheckpoints(lsnDir)
+	if err != nil {
+		return nil, err
+	}
+	info, err := ReadInfo(lsnDir)
+	if err != nil {
+		return nil, err
+	}
+	out.Checkpoints, out.Info = *cp, *info
+	clock.mu.Lock()
+	defer clock.mu.Unlock()
+	if !clock.end.IsZero() {
+		if !clock.commitStart.IsZero() {
+			out.CommitsBlocked = clock.end.Sub(clock.commitStart)
+			out.ConsistentAt = clock.commitStart
+		}
+		if !clock.ddlStart.IsZero() {
+			out.DDLBlocked = clock.end.Sub(clock.ddlStart)
+		}
+	}
+	if out.ConsistentAt.IsZero() {
+		out.ConsistentAt = out.EndTime
+	}
+	return out, nil
+}
+
+// ToolError is a failed run of an external tool, with the end of its output.
+type ToolError struct {
+	Tool string
+	Op   string
+	Err  error
+	Tail string
+}
+
+func (e *ToolError) Error() string {
+	return fmt.Sprintf("%s %s failed: %v\n--- last lines of %s output ---\n%s", e.Tool, e.Op, e.Err, e.Tool, e.Tail)
+}
+
+func (e *ToolError) Unwrap() error { return e.Err }
+
+// writeClientCnf writes the connection options to a 0600 option file so the
+// password never appears on a command line.
+func writeClientCnf(path string, ep mysqlx.Endpoint) error {
+	var b strings.Builder
+	b.WriteString("[client]\n")
+	fmt.Fprintf(&b, "user=%s\n", quoteOpt(ep.User))
+	if ep.Password != "" {
+		fmt.Fprintf(&b, "password=%s\n", quoteOpt(ep.Password))
+	}
+	if ep.Socket != "" {
+		fmt.Fprintf(&b, "socket=%s\n", quoteOpt(ep.Socket))
+	} else {
+		host, port, ok := strings.Cut(ep.Address, ":")
+		if host == "localhost" {
+			host = "127.0.0.1" // force TCP: "localhost" means the default socket to libmysql
+		}
+		fmt.Fprintf(&b, "host=%s\n", quoteOpt(host))
+		if ok {
+			fmt.Fprintf(&b, "port=%s\nprotocol=TCP\n", port)
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("write client option file: %w", err)
+	}
+	return nil
+}
+
+// quoteOpt quotes a value for a MySQL option file (escapes \ and ").
+func quoteOpt(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(v) + `"`
+}
+
+// Extract starts `mbstream -x -C dir` (or xbstream) and returns its stdin;
+// closing the writer and calling wait finishes the extraction.
+func (t *Tool) Extract(ctx context.Context, dir string) (w io.WriteCloser, wait func() error, err error) {
+	cmd := command(ctx, t.Stream, "-x", "-C", dir)
+	tail := newTail(50, nil)
+	cmd.Stderr = tail
+	cmd.Stdout = tail
+	w, err = cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", t.Stream, err)
+	}
+	return w, func() error {
+		if err := cmd.Wait(); err != nil {
+			return &ToolError{Tool: filepath.Base(t.Stream), Op: "extract", Err: err, Tail: tail.lastLines(20)}
+		}
+		return nil
+	}, nil
+}
+
+// Prepare applies the redo log to a full backup in dir; with incDir set it
+// applies that incremental onto dir instead.
+func (t *Tool) Prepare(ctx context.Context, dir, incDir string, useMemory int64, log func(string)) error {
+	args := []string{"--no-defaults", "--prepare", "--target-dir=" + dir}
+	if useMemory > 0 {
+		args = append(args, "--use-memory="+strconv.FormatInt(useMemory, 10))
+	}
+	if incDir != "" {
+		args = append(args, "--incremental-dir="+incDir)
+	}
+	return t.run(ctx, "prepare", log, args...)
+}
+
+// MoveBack moves a prepared backup into an empty datadir.
+func (t *Tool) MoveBack(ctx context.Context, dir, datadir string, log func(string)) error {
+	return t.run(ctx, "move-back", log, "--no-defaults", "--move-back", "--target-dir="+dir, "--datadir="+datadir)
+}
+
+func (t *Tool) run(ctx context.Context, op string, log func(string), args ...string) error {
+	cmd := command(ctx, t.Backup, args...)
+	tail := newTail(200, log)
+	cmd.Stderr = tail
+	cmd.Stdout = tail
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &ToolError{Tool: t.Name, Op: op, Err: err, Tail: tail.lastLines(25)}
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+// Package server starts a MariaDB/MySQL server on a restored datadir, detached
+// from the agent so that it keeps running after the activity (and the agent)
+// ends, and waits until it answers.
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/strata-backup/strata/internal/mysqlx"
+)
+
+// Options for Start.
+type Options struct {
+	Binary      string // mariadbd/mysqld; "" = look up mariadbd, then mysqld
+	Datadir     string
+	Port        int
+	BindAddress string // default 127.0.0.1
+	// Endpoint credentials used to check that the server answers; an
+	// "access denied" answer also counts as answering.
+	User, Password string
+	ReadyTimeout   time.Duration // default 5m
+	// Tick is called while waiting, e.g. to heartbeat.
+	Tick func()
+}
+
+// Started describes a running server.
+type Started struct {
+	PID      int
+	Port     int
+	Socket   string
+	ErrorLog string
+	Version  string
+}
+
+// ErrPortInUse is wrapped when the requested port is taken.
+var ErrPortInUse = errors.New("port in use")
+
+// FindBinary locates mariadbd (or mysqld).
+func FindBinary(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	for _, name := range []string{"mariadbd", "mysqld"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/libexec"} {
+			p := filepath.Join(dir, name)
+			if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("neither mariadbd nor mysqld is installed on this agent (install mariadb-server, or set tools.mariadbd)")
+}
+
+// socketPath returns a unix socket path short enough for sun_path.
+func socketPath(datadir string, port int) string {
+	s := filepath.Join(filepath.Dir(datadir), filepath.Base(datadir)+".sock")
+	if len(s) < 100 {
+		return s
+	}
+	return filepath.Join(os.TempDir(), "strata-"+strconv.Itoa(port)+".sock")
+}
+
+// Start launches the server in its own session and waits until it answers.
+// On failure it stops the server and returns the tail of its error log.
+func Start(ctx context.Context, o Options) (*Started, error) {
+	bin, err := FindBinary(o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if o.BindAddress == "" {
+		o.BindAddress = "127.0.0.1"
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 5 * time.Minute
+	}
+	if o.Port <= 0 || o.Port > 65535 {
+		return nil, fmt.Errorf("port %d is out of range", o.Port)
+	}
+	if l, err := net.Listen("tcp", net.JoinHostPort(o.BindAddress, strconv.Itoa(o.Port))); err != nil {
+		return nil, fmt.Errorf("%w: %s:%d is already taken (%v); choose another --port", ErrPortInUse, o.BindAddress, o.Port, err)
+	} else {
+		_ = l.Close()
+	}
+	st := &Started{Port: o.Port, Socket: socketPath(o.Datadir, o.Port), ErrorLog: filepath.Join(o.Datadir, "strata-server.err")}
+	args := []string{"--no-defaults", "--datadir=" + o.Datadir, "--port=" + strconv.Itoa(o.Port),
+		"--bind-address=" + o.BindAddress, "--socket=" + st.Socket,
+		"--pid-file=" + filepath.Join(o.Datadir, "strata-server.pid"), "--log-error=" + st.ErrorLog}
+	if u, err := user.Current(); err == nil {
+		args = append(args, "--user="+u.Username)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	st.PID = cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap; the server outlives us if we exit first
+
+	ep := mysqlx.Endpoint{Socket: st.Socket, User: o.User, Password: o.Password}
+	if ep.User == "" {
+		ep.User = "root"
+	}
+	deadline := time.Now().Add(o.ReadyTimeout)
+	for {
+		v, answered := probe(ctx, ep)
+		if answered {
+			st.Version = v
+			return st, nil
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("server exited during start-up (%v); last lines of %s:\n%s", err, st.ErrorLog, tailFile(st.ErrorLog, 20))
+		case <-ctx.Done():
+			_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		if o.Tick != nil {
+			o.Tick()
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			return nil, fmt.Errorf("server did not answer within %s; last lines of %s:\n%s", o.ReadyTimeout, st.ErrorLog, tailFile(st.ErrorLog, 20))
+		}
+	}
+}
+
+// probe reports whether the server answers, and its version when the
+// credentials let us in.
+func probe(ctx context.Context, ep mysqlx.Endpoint) (string, bool) {
+	db, err := sql.Open("mysql", ep.DSN())
+	if err != nil {
+		return "", false
+	}
+	defer db.Close()
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var v string
+	err = db.QueryRowContext(pctx, "SELECT VERSION()").Scan(&v)
+	if err == nil {
+		return v, true
+	}
+	var ce *mysqlx.ConnError
+	if errors.As(mysqlx.Classify(ep, err), &ce) && ce.Kind == mysqlx.KindAuth {
+		return "", true
+	}
+	return "", false
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The Strata demo: a Temporal dev server (SQLite file), a demo MariaDB with
+# generated data, the Strata worker and agent, then a full backup, a restore
+# into a second instance and a checksum comparison of every table.
+#
+#   scripts/demo.sh demo    up + run + down
+#   scripts/demo.sh up      start everything (idempotent)
+#   scripts/demo.sh run     back up, restore, compare (stack must be up)
+#   scripts/demo.sh down    stop everything the demo started
+#   scripts/demo.sh clean   down, then remove .demo/
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state="$repo/.demo"
+bin="$repo/bin"
+export PATH="$bin:$PATH:/usr/sbin"
+
+TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
+DEMO_MYSQL_PORT=${DEMO_MYSQL_PORT:-13306}
+RESTORE_PORT=${RESTORE_PORT:-13307}
+DEMO_SIZE=${DEMO_SIZE:-300MiB}
+export STRATA_CONFIG="$state/strata.yaml"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+	local secs=$1 what=$2; shift 2
+	for ((i = 0; i < secs * 5; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.2
+	done
+	die "$what did not come up within ${secs}s"
+}
+
+socket_path() {
+	local s="$state/mariadb.sock"
+	if ((${#s} > 100)); then s="${TMPDIR:-/tmp}/strata-demo-$DEMO_MYSQL_PORT.sock"; fi
+	echo "$s"
+}
+
+start_temporal() {
+	if running "$state/temporal.pid"; then return; fi
+	say "Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (SQLite $state/temporal.db, Web UI :$TEMPORAL_UI_PORT)"
+	setsid temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+		--db-filename "$state/temporal.db" --log-level error >"$state/temporal.log" 2>&1 &
+	echo $! >"$state/temporal.pid"
+	wait_for 60 "Temporal" temporal operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
+}
+
+mysql_root() { mariadb --no-defaults --protocol=socket -S "$(socket_path)" -uroot "$@"; }
+
+start_mariadb() {
+	if running "$state/mariadb.pid"; then return; fi
+	local data="$state/mariadb/data" sock
+	sock=$(socket_path)
+	if [[ ! -d "$data/mysql" ]]; then
+		say "Initialising demo MariaDB in $data"
+		mkdir -p "$data"
+		mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$data" \
+			--auth-root-authentication-method=normal --skip-test-db >"$state/mariadb-init.log" 2>&1 ||
+			die "mariadb-install-db failed: see $state/mariadb-init.log"
+		head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/mariadb.password"
+		chmod 600 "$state/mariadb.password"
+	fi
+	say "Demo MariaDB on 127.0.0.1:$DEMO_MYSQL_PORT (binlog on)"
+	setsid mariadbd --no-defaults --user="$(id -un)" --datadir="$data" --socket="$sock" \
+		--port="$DEMO_MYSQL_PORT" --bind-address=127.0.0.1 --log-bin="$data/binlog" --server-id=1 \
+		--binlog-format=ROW --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+		--innodb-buffer-pool-size=256M --max-allowed-packet=64M --pid-file="$state/mariadb.pid.server" \
+		--log-error="$state/mariadb.err" >/dev/null 2>&1 &
+	echo $! >"$state/mariadb.pid"
+	# ping answers as soon as the server is up, whatever the credentials
+	wait_for 120 "MariaDB" mariadb-admin --no-defaults --protocol=socket -S "$sock" ping
+	if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then # fresh server: no password yet
+		local pw; pw=$(cat "$state/mariadb.password")
+		mysql_root -e "ALTER USER root@localhost IDENTIFIED BY '$pw';
+			CREATE USER IF NOT EXISTS root@'127.0.0.1' IDENTIFIED BY '$pw';
+			GRANT ALL ON *.* TO root@'127.0.0.1' WITH GRANT OPTION;"
+	fi
+}
+
+write_config() {
+	cat >"$state/strata.yaml" <<YAML
+# Written by scripts/demo.sh
+temporal:
+  address: 127.0.0.1:$TEMPORAL_PORT
+  namespace: default
+storage:
+  type: local
+  local:
+    root: $state/repo
+agent:
+  max_concurrent: 1
+defaults:
+  compression: zstd
+  compression_level: 1
+  chunk_size: 16MiB
+  parallelism: 2
+instances:
+  - id: demo
+    host: demo-host
+    connect:
+      address: 127.0.0.1:$DEMO_MYSQL_PORT
+      user: root
+      password_file: $state/mariadb.password
+    datadir: $state/mariadb/data
+YAML
+}
+
+start_strata() {
+	if ! running "$state/worker.pid"; then
+		say "strata worker (task queue strata)"
+		setsid strata worker >"$state/worker.log" 2>&1 &
+		echo $! >"$state/worker.pid"
+	fi
+	if ! running "$state/agent.pid"; then
+		say "strata agent --host demo-host (task queue strata-agent.demo-host)"
+		setsid strata agent --host demo-host >"$state/agent.log" 2>&1 &
+		echo $! >"$state/agent.pid"
+	fi
+	sleep 1
+	running "$state/worker.pid" || die "worker exited: $(tail -5 "$state/worker.log")"
+	running "$state/agent.pid" || die "agent exited: $(tail -5 "$state/agent.log")"
+}
+
+seed() {
+	if mysql_root -p"$(cat "$state/mariadb.password")" -e 'USE demo' >/dev/null 2>&1; then return; fi
+	say "Generating about $DEMO_SIZE of demo data (schema demo)"
+	strata dev seed demo --schema demo --size "$DEMO_SIZE"
+}
+
+up() {
+	mkdir -p "$state"
+	start_temporal
+	start_mariadb
+	write_config
+	start_strata
+	seed
+	say "Stack is up. Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows"
+}
+
+run() {
+	[[ -f "$state/strata.yaml" ]] || die "the stack is not up: run 'make up' first"
+	local id target start end
+	id=$(date -u +%Y%m%dT%H%M%SZ)
+	target="$state/restore-$id"
+	say "Full backup of demo: strata backup demo --id $id --wait"
+	strata backup demo --id "$id" --wait
+	say "Catalog: strata ls demo"
+	strata ls demo
+	say "Restore into a second instance: strata restore demo --backup $id --target-dir $target --start --port $RESTORE_PORT --wait"
+	start=$(date +%s%N)
+	strata restore demo --backup "$id" --target-dir "$target" --start --port "$RESTORE_PORT" --wait
+	end=$(date +%s%N)
+	say "Comparing every table's checksum: source vs restored"
+	local rc=0
+	strata dev compare demo --schema demo --address "127.0.0.1:$RESTORE_PORT" || rc=$?
+	stop_pidfile "$target/strata-server.pid" "restored server"
+	printf '\nbackup id %s; restore wall time %d ms (see above for sizes and throughput)\n' "$id" "$(((end - start) / 1000000))"
+	printf 'Web UI: http://127.0.0.1:%s/namespaces/default/workflows?query=WorkflowId%%3D%%22backup%%2Fdemo%%2F%s%%22\n' "$TEMPORAL_UI_PORT" "$id"
+	printf '   and: http://127.0.0.1:%s/namespaces/default/workflows\n' "$TEMPORAL_UI_PORT"
+	printf 'Temporal CLI: temporal workflow list --address 127.0.0.1:%s\n' "$TEMPORAL_PORT"
+	return $rc
+}
+
+stop_pidfile() { # stop_pidfile FILE NAME
+	local f=$1 pid
+	[[ -f "$f" ]] || return 0
+	pid=$(cat "$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "stopping $2 (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+down() {
+	[[ -d "$state" ]] || return 0
+	for f in "$state"/restore-*/strata-server.pid; do [[ -e "$f" ]] && stop_pidfile "$f" "restored server"; done
+	stop_pidfile "$state/agent.pid" "agent"
+	stop_pidfile "$state/worker.pid" "worker"
+	stop_pidfile "$state/mariadb.pid" "demo MariaDB"
+	stop_pidfile "$state/temporal.pid" "Temporal dev server"
+}
+
+case "${1:-demo}" in
+up) up ;;
+run) run ;;
+down) down ;;
+clean) down; rm -rf "$state" ;;
+demo)
+	trap down EXIT
+	up
+	run
+	say "Demo finished; stopping what it started ('make up' keeps it running)"
+	;;
+*) die "usage: $0 demo|up|run|down|clean" ;;
+esac

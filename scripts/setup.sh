@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — install what Strata's tests and demo need (`make deps`).
+#
+#   * MariaDB server, mariabackup/mbstream and the client, from the
+#     distribution's packages (apt-get). Tests start their own throwaway
+#     mariadbd processes; this script never starts a MariaDB service.
+#   * The Temporal CLI (dev server) at bin/temporal, built from source with
+#     `go install` (no binaries are downloaded).
+#
+# Idempotent: anything already present is left alone.
+set -euo pipefail
+
+TEMPORAL_VERSION=1.5.1
+TEMPORAL_PKG=github.com/temporalio/cli/cmd/temporal
+TEMPORAL_VERSION_VAR=github.com/temporalio/cli/temporalcli.Version
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# find_tool NAME: print the path of NAME from PATH or the sbin directories
+# (mariadbd lives in /usr/sbin, often not on a normal user's PATH).
+find_tool() {
+	local p
+	if p="$(command -v "$1" 2>/dev/null)"; then
+		printf '%s\n' "$p"
+		return 0
+	fi
+	for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+		if [ -x "$d/$1" ]; then
+			printf '%s\n' "$d/$1"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# ---- MariaDB -------------------------------------------------------------
+
+missing=()
+for tool in mariadbd mariabackup mbstream mariadb; do
+	find_tool "$tool" >/dev/null || missing+=("$tool")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	log "MariaDB tools present: $("$(find_tool mariadbd)" --version 2>/dev/null | head -n1)"
+else
+	log "missing ${missing[*]}; installing mariadb-server mariadb-backup mariadb-client with apt-get"
+	command -v apt-get >/dev/null 2>&1 ||
+		die "apt-get not found; install MariaDB server, mariabackup (mariadb-backup) and client (>= 10.6) yourself"
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "not running as root and sudo is not available"
+		sudo=(sudo)
+	fi
+	running_before="$(pgrep -x mariadbd || true)"
+	${sudo[@]+"${sudo[@]}"} apt-get update
+	${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+		mariadb-server mariadb-backup mariadb-client
+
+	still_missing=()
+	for tool in mariadbd mariabackup mbstream mariadb; do
+		find_tool "$tool" >/dev/null || still_missing+=("$tool")
+	done
+	[ "${#still_missing[@]}" -eq 0 ] || die "still missing after apt-get install: ${still_missing[*]}"
+	log "installed: $("$(find_tool mariadbd)" --version 2>/dev/null | head -n1)"
+
+	# We never start a system MariaDB service. If the package's own scripts
+	# started one (for /var/lib/mysql), leave it alone: tests don't use it.
+	running_after="$(pgrep -x mariadbd || true)"
+	if [ -n "$running_after" ] && [ "$running_after" != "$running_before" ]; then
+		log "note: the package started a system mariadbd (pid $(echo "$running_after" | tr '\n' ' ')); leaving it alone — Strata tests start their own servers"
+	fi
+fi
+
+# ---- Temporal CLI --------------------------------------------------------
+
+temporal="$repo/bin/temporal"
+
+# temporal_ok: bin/temporal exists and is version $TEMPORAL_VERSION, judged by
+# `temporal --version` or, for builds without the version stamped in
+# (`go install` reports 0.0.0-DEV), by the module version Go recorded.
+temporal_ok() {
+	[ -x "$temporal" ] || return 1
+	if "$temporal" --version 2>/dev/null | grep -qF "$TEMPORAL_VERSION"; then
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 &&
+		go version -m "$temporal" 2>/dev/null |
+		grep -qE "^[[:space:]]*mod[[:space:]]+github.com/temporalio/cli[[:space:]]+v${TEMPORAL_VERSION//./\\.}([[:space:]]|$)"
+}
+
+if temporal_ok; then
+	log "temporal CLI $TEMPORAL_VERSION present at bin/temporal"
+else
+	command -v go >/dev/null 2>&1 || die "go not found on PATH; needed to build the temporal CLI"
+	log "building temporal CLI v$TEMPORAL_VERSION into bin/ with go install (takes ~5 min the first time)..."
+	mkdir -p "$repo/bin"
+	# Build outside the repository so its go.mod and GOFLAGS like -mod=mod
+	# don't interfere with `go install pkg@version`.
+	(
+		cd /
+		GOFLAGS="" GOBIN="$repo/bin" go install \
+			-ldflags "-X $TEMPORAL_VERSION_VAR=$TEMPORAL_VERSION" \
+			"$TEMPORAL_PKG@v$TEMPORAL_VERSION"
+	)
+	temporal_ok || die "bin/temporal was built but does not report version $TEMPORAL_VERSION"
+	log "built bin/temporal: $("$temporal" --version 2>/dev/null | head -n1)"
+fi
+
+log "done"

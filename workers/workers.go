@@ -1,0 +1,72 @@
+// Package workers builds the two kinds of Temporal worker Strata runs: the
+// `strata` worker (all workflows, repository-only activities) and the agent of
+// one database host (activities that touch its servers and datadirs).
+package workers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/backend"
+	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/workflows"
+)
+
+// Dial connects to the Temporal frontend named in the config.
+func Dial(cfg *config.Config, log *zap.Logger) (client.Client, error) {
+	c, err := client.Dial(client.Options{
+		HostPort:  cfg.Temporal.Address,
+		Namespace: cfg.Temporal.Namespace,
+		Logger:    logging.NewTemporal(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address), namespace %s: %w", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
+	}
+	return c, nil
+}
+
+// OpenRepo opens the repository named in the config.
+func OpenRepo(ctx context.Context, cfg *config.Config) (*repo.Repo, error) {
+	b, err := backend.Open(ctx, cfg.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return repo.New(b), nil
+}
+
+// RegisterWorkflows registers every Strata workflow on w.
+func RegisterWorkflows(w worker.Registry) {
+	w.RegisterWorkflowWithOptions(workflows.BackupWorkflow, workflow.RegisterOptions{Name: workflows.BackupWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
+}
+
+// NewWorker returns the `strata` worker: workflows plus catalog activities.
+func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker {
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
+	RegisterWorkflows(w)
+	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r})
+	return w
+}
+
+// NewAgent returns the worker of one database host. It runs at most
+// agent.max_concurrent activities at once: backups and restores are heavy.
+func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, log *zap.Logger) worker.Worker {
+	w := worker.New(c, config.AgentTaskQueue(host), worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.Agent.MaxConcurrentHeavy,
+		// On SIGTERM, running activities are cancelled and get this long to
+		// kill their tools and remove temp files before the agent exits.
+		WorkerStopTimeout: 30 * time.Second,
+	})
+	w.RegisterActivityWithOptions(&activities.Agent{Host: host, Config: cfg, Repo: r, Log: log}, activity.RegisterOptions{})
+	return w
+}

@@ -1,0 +1,65 @@
+package workflows
+
+import (
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/config"
+)
+
+// RestoreWorkflow restores one backup into a new datadir on an agent host
+// and optionally starts a server on it.
+func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, error) {
+	started := workflow.Now(ctx)
+	switch {
+	case req.Instance == "":
+		return nil, invalid("instance is required")
+	case req.BackupID == "":
+		return nil, invalid("backup_id is required (see `strata ls %s`)", req.Instance)
+	case req.TargetDir == "" || !filepath.IsAbs(req.TargetDir):
+		return nil, invalid("target_dir must be an absolute path, got %q", req.TargetDir)
+	case req.Start && (req.Port <= 0 || req.Port > 65535):
+		return nil, invalid("port must be 1-65535 to start the restored server, got %d", req.Port)
+	}
+
+	var cat *activities.Catalog
+	cctx := catalogCtx(ctx)
+	var route activities.InstanceRoute
+	if err := workflow.ExecuteActivity(cctx, cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
+		return nil, err
+	}
+	var sum activities.BackupSummary
+	if err := workflow.ExecuteActivity(cctx, cat.DescribeBackup, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID}).Get(ctx, &sum); err != nil {
+		return nil, err
+	}
+	host := route.Host
+	if req.TargetHost != "" {
+		host = req.TargetHost
+	}
+	queue := config.AgentTaskQueue(host)
+	workflow.GetLogger(ctx).Info("restore", "instance", req.Instance, "backup_id", req.BackupID, "host", host, "target_dir", req.TargetDir)
+
+	var agent *activities.Agent
+	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: sum, Started: started}
+	actx := agentCtx(ctx, &route, queue, route.BackupTimeout)
+	if err := workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
+		Instance: req.Instance, BackupID: req.BackupID, TargetDir: req.TargetDir,
+	}).Get(ctx, &res.Stats); err != nil {
+		return nil, agentError(err, host, queue)
+	}
+	if req.Start {
+		sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
+		res.Server = &activities.StartServerResult{}
+		if err := workflow.ExecuteActivity(sctx, agent.StartServer, activities.StartServerParams{
+			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port,
+		}).Get(ctx, res.Server); err != nil {
+			return nil, agentError(err, host, queue)
+		}
+	}
+	res.Finished = workflow.Now(ctx)
+	res.Seconds = res.Finished.Sub(started).Seconds()
+	return res, nil
+}

@@ -1,0 +1,60 @@
+// Package workflows holds Strata's deterministic workflow code: no I/O, no
+// wall clock, no goroutines. Every workflow takes one JSON request struct, so
+// it can be started from the strata CLI, the temporal CLI or the Web UI.
+package workflows
+
+import (
+	"time"
+
+	"github.com/strata-backup/strata/activities"
+)
+
+// Workflow type names, as registered and as used by `temporal workflow start --type`.
+const (
+	BackupWorkflowName  = "BackupWorkflow"
+	RestoreWorkflowName = "RestoreWorkflow"
+)
+
+// BackupRequest asks for one backup of one instance.
+type BackupRequest struct {
+	Instance string `json:"instance"`
+	// BackupID defaults to the workflow's start time, e.g. 20261124T084500Z.
+	BackupID string `json:"backup_id,omitempty"`
+	// Type is full (default).
+	Type string `json:"type,omitempty"`
+}
+
+// BackupResult is the summary of the committed backup.
+type BackupResult struct {
+	activities.BackupSummary
+	Host string `json:"host"`
+	// ThroughputMBps is raw MB (10^6 bytes) of backup stream per second.
+	ThroughputMBps float64 `json:"throughput_mbps"`
+}
+
+// RestoreRequest asks to restore one backup into a new datadir.
+type RestoreRequest struct {
+	Instance  string `json:"instance"`
+	BackupID  string `json:"backup_id"`
+	TargetDir string `json:"target_dir"`
+	// TargetHost is the agent host that receives the restore; default the
+	// instance's own host.
+	TargetHost string `json:"target_host,omitempty"`
+	// Start starts a server on the restored datadir on Port and checks it answers.
+	Start bool `json:"start,omitempty"`
+	Port  int  `json:"port,omitempty"`
+}
+
+// RestoreResult reports the restore.
+type RestoreResult struct {
+	Instance   string                        `json:"instance"`
+	BackupID   string                        `json:"backup_id"`
+	TargetHost string                        `json:"target_host"`
+	Backup     activities.BackupSummary      `json:"backup"`
+	Stats      activities.RestoreStats       `json:"stats"`
+	Server     *activities.StartServerResult `json:"server,omitempty"`
+	Started    time.Time                     `json:"started"`
+	Finished   time.Time                     `json:"finished"`
+	// Seconds is the whole restore's wall time, including the start of the server.
+	Seconds float64 `json:"seconds"`
+}

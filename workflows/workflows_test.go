@@ -1,0 +1,182 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"github.com/stretchr/testify/suite"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/strata-backup/strata/activities"
+)
+
+type wfSuite struct {
+	suite.Suite
+	testsuite.WorkflowTestSuite
+	env *testsuite.TestWorkflowEnvironment
+	cat *activities.Catalog
+	ag  *activities.Agent
+}
+
+func TestWorkflows(t *testing.T) { suite.Run(t, new(wfSuite)) }
+
+func (s *wfSuite) SetupTest() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.cat, s.ag = &activities.Catalog{}, &activities.Agent{}
+	s.env.RegisterActivity(s.cat)
+	s.env.RegisterActivity(s.ag)
+	s.env.SetStartTime(time.Date(2026, 11, 24, 8, 45, 0, 0, time.UTC))
+}
+
+var route = &activities.InstanceRoute{Instance: "db1", Host: "h1", TaskQueue: "strata-agent.h1",
+	AgentStartTimeout: time.Minute, BackupTimeout: time.Hour}
+
+func (s *wfSuite) resolve() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
+}
+
+func (s *wfSuite) TestBackupHappyPathDefaultsIDAndType() {
+	s.resolve()
+	s.env.OnActivity(s.ag.Backup, mock.Anything, activities.BackupParams{Instance: "db1", BackupID: "20261124T084500Z", Type: "full"}).
+		Return(&activities.BackupSummary{Instance: "db1", BackupID: "20261124T084500Z", Type: "full", RawSize: 200e6, DurationSeconds: 2}, nil).Once()
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1"})
+	s.Require().True(s.env.IsWorkflowCompleted())
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res BackupResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("20261124T084500Z", res.BackupID)
+	s.Equal("h1", res.Host)
+	s.InDelta(100.0, res.ThroughputMBps, 0.001)
+}
+
+func (s *wfSuite) TestBackupTransientFailureIsRetried() {
+	s.resolve()
+	calls := 0
+	s.env.OnActivity(s.ag.Backup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.BackupParams) (*activities.BackupSummary, error) {
+			calls++
+			if calls < 3 {
+				return nil, errors.New("connection reset by peer")
+			}
+			return &activities.BackupSummary{Instance: p.Instance, BackupID: p.BackupID, Type: p.Type}, nil
+		})
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1", BackupID: "b1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal(3, calls)
+}
+
+func (s *wfSuite) TestBackupNonRetryableErrorSurfacesOnce() {
+	s.resolve()
+	calls := 0
+	s.env.OnActivity(s.ag.Backup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.BackupParams) (*activities.BackupSummary, error) {
+			calls++
+			return nil, temporal.NewNonRetryableApplicationError("access denied for root@tcp(127.0.0.1:3306): check connect.user", activities.ErrAuthFailed, nil)
+		})
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1", BackupID: "b1"})
+	err := s.env.GetWorkflowError()
+	s.Require().Error(err)
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(err, &ae))
+	s.Equal(activities.ErrAuthFailed, ae.Type())
+	s.Contains(ae.Error(), "check connect.user")
+	s.Equal(1, calls)
+}
+
+func (s *wfSuite) TestBackupUnknownInstance() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, mock.Anything).
+		Return(nil, temporal.NewNonRetryableApplicationError(`unknown instance "nope"`, activities.ErrUnknownInstance, nil))
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "nope"})
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae))
+	s.Equal(activities.ErrUnknownInstance, ae.Type())
+}
+
+func (s *wfSuite) TestBackupRejectsBadRequest() {
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{})
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae))
+	s.Equal(activities.ErrInvalidRequest, ae.Type())
+}
+
+func (s *wfSuite) TestBackupAgentUnavailable() {
+	s.resolve()
+	s.env.OnActivity(s.ag.Backup, mock.Anything, mock.Anything).
+		Return(nil, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1", BackupID: "b1"})
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae), "%v", s.env.GetWorkflowError())
+	s.Equal("AgentUnavailable", ae.Type())
+	s.Contains(ae.Error(), "strata agent --host h1")
+}
+
+func (s *wfSuite) TestRestoreHappyPathWithStart() {
+	s.resolve()
+	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, activities.BackupRef{Instance: "db1", BackupID: "b1"}).
+		Return(&activities.BackupSummary{Instance: "db1", BackupID: "b1", Type: "full", GTIDSet: "0-1-42"}, nil)
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", TargetDir: "/data/r1"}).
+		Return(&activities.RestoreStats{TargetDir: "/data/r1", FetchSeconds: 1}, nil).Once()
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/data/r1", Port: 3307}).
+		Return(&activities.StartServerResult{PID: 123, Port: 3307}, nil).Once()
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "b1", TargetDir: "/data/r1", Start: true, Port: 3307})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res RestoreResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("h1", res.TargetHost)
+	s.Equal("0-1-42", res.Backup.GTIDSet)
+	s.Require().NotNil(res.Server)
+	s.Equal(123, res.Server.PID)
+}
+
+func (s *wfSuite) TestRestoreToOtherHostAndRetry() {
+	s.resolve()
+	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, mock.Anything).Return(&activities.BackupSummary{BackupID: "b1"}, nil)
+	calls := 0
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.RestoreParams) (*activities.RestoreStats, error) {
+			calls++
+			if calls == 1 {
+				return nil, errors.New("storage: 503")
+			}
+			return &activities.RestoreStats{TargetDir: p.TargetDir}, nil
+		})
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "b1", TargetDir: "/r", TargetHost: "h2"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res RestoreResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("h2", res.TargetHost)
+	s.Nil(res.Server)
+	s.Equal(2, calls)
+}
+
+func (s *wfSuite) TestRestoreUnknownBackup() {
+	s.resolve()
+	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, mock.Anything).
+		Return(nil, temporal.NewNonRetryableApplicationError(`backup "x" of instance "db1" not found`, activities.ErrBackupNotFound, nil))
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "x", TargetDir: "/r"})
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae))
+	s.Equal(activities.ErrBackupNotFound, ae.Type())
+}
+
+func TestRestoreValidation(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	for _, req := range []RestoreRequest{
+		{BackupID: "b", TargetDir: "/r"},
+		{Instance: "db1", TargetDir: "/r"},
+		{Instance: "db1", BackupID: "b", TargetDir: "relative"},
+		{Instance: "db1", BackupID: "b", TargetDir: "/r", Start: true},
+	} {
+		env := ts.NewTestWorkflowEnvironment()
+		env.ExecuteWorkflow(RestoreWorkflow, req)
+		var ae *temporal.ApplicationError
+		require.True(t, errors.As(env.GetWorkflowError(), &ae), "%+v", req)
+		require.Equal(t, activities.ErrInvalidRequest, ae.Type())
+	}
+}
