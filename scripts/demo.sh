@@ -161,10 +161,30 @@ run() {
 	strata dev compare demo --schema demo --address "127.0.0.1:$RESTORE_PORT" || rc=$?
 	stop_pidfile "$target/strata-server.pid" "restored server"
 	printf '\nbackup id %s; restore wall time %d ms (see above for sizes and throughput)\n' "$id" "$(((end - start) / 1000000))"
-	printf 'Web UI: http://127.0.0.1:%s/namespaces/default/workflows?query=WorkflowId%%3D%%22backup%%2Fdemo%%2F%s%%22\n' "$TEMPORAL_UI_PORT" "$id"
-	printf '   and: http://127.0.0.1:%s/namespaces/default/workflows\n' "$TEMPORAL_UI_PORT"
-	printf 'Temporal CLI: temporal workflow list --address 127.0.0.1:%s\n' "$TEMPORAL_PORT"
+	say "Workflows in Temporal (what the Web UI shows)"
+	temporal workflow list --address "127.0.0.1:$TEMPORAL_PORT" --query "WorkflowId STARTS_WITH 'backup/demo/$id' OR WorkflowId STARTS_WITH 'restore/demo-host:$target'"
+	ui_check "backup/demo/$id" || rc=1
+	printf 'Web UI: http://127.0.0.1:%s/namespaces/default/workflows\n' "$TEMPORAL_UI_PORT"
 	return $rc
+}
+
+# ui_check asks the Web UI's own HTTP API whether it lists a workflow.
+ui_check() {
+	local id=$1 q resp
+	q="WorkflowId%3D%22${id//\//%2F}%22"
+	if ! exec 3<>"/dev/tcp/127.0.0.1/$TEMPORAL_UI_PORT"; then
+		echo "Web UI is not answering on port $TEMPORAL_UI_PORT" >&2
+		return 1
+	fi
+	printf 'GET /api/v1/namespaces/default/workflows?query=%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$q" >&3
+	resp=$(cat <&3)
+	exec 3<&-
+	if grep -q "\"workflowId\": *\"$id\"" <<<"$resp" && grep -q COMPLETED <<<"$resp"; then
+		echo "Web UI lists $id as completed"
+	else
+		echo "Web UI does not list $id" >&2
+		return 1
+	fi
 }
 
 stop_pidfile() { # stop_pidfile FILE NAME
