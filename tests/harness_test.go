@@ -70,7 +70,11 @@ func newStack(t *testing.T, extra ...extraInstance) *stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	t.Cleanup(cancel)
-	s := &stack{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+	lvl := zap.WarnLevel
+	if os.Getenv("STRATA_TEST_LOG") == "info" {
+		lvl = zap.InfoLevel
+	}
+	s := &stack{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(lvl))}
 
 	s.src = testdb.ForTest(t, testdb.Options{})
 	t.Setenv("STRATA_E2E_PASSWORD", s.src.Password)

@@ -66,6 +66,10 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 		// On SIGTERM, running activities are cancelled and get this long to
 		// kill their tools and remove temp files before the agent exits.
 		WorkerStopTimeout: 30 * time.Second,
+		// Cancellation reaches an activity in a heartbeat response: keep the
+		// SDK's heartbeat batching short so a cancel stops the tool quickly.
+		MaxHeartbeatThrottleInterval:     2 * time.Second,
+		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 	})
 	w.RegisterActivityWithOptions(&activities.Agent{Host: host, Config: cfg, Repo: r, Log: log}, activity.RegisterOptions{})
 	return w
