@@ -1,0 +1,121 @@
+package physical
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/mysqlx"
+)
+
+func write(t *testing.T, dir, name, body string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600))
+}
+
+func TestReadCheckpointsAndInfo(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "xtrabackup_checkpoints", "backup_type = full-backuped\nfrom_lsn = 0\nto_lsn = 44404\nlast_lsn = 48010\nrecover_binlog_info = 0\n")
+	write(t, dir, "xtrabackup_info", `uuid = c992d93b-e7e3-11f1-9182-02fc00000001
+tool_name = mariabackup
+tool_version = 10.11.19-MariaDB
+server_version = 10.11.19-MariaDB-0+deb12u1-log
+lock_time = 1795510094
+binlog_pos = filename 'binlog.000001', position '821', GTID of the last change '0-1-3,1-2-9'
+`)
+	cp, err := ReadCheckpoints(dir)
+	require.NoError(t, err)
+	assert.Equal(t, Checkpoints{BackupType: "full-backuped", FromLSN: 0, ToLSN: 44404, LastLSN: 48010}, *cp)
+	in, err := ReadInfo(dir)
+	require.NoError(t, err)
+	assert.Equal(t, "mariabackup", in.ToolName)
+	assert.Equal(t, "binlog.000001", in.BinlogFile)
+	assert.Equal(t, uint64(821), in.BinlogPos)
+	assert.Equal(t, "0-1-3,1-2-9", in.GTID)
+}
+
+func TestReadInfoMySQLGTID(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "xtrabackup_info", "tool_name = xtrabackup\nbinlog_pos = filename 'binlog.000003', position '157'\ngtid_executed = '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5'\n")
+	in, err := ReadInfo(dir)
+	require.NoError(t, err)
+	assert.Equal(t, "binlog.000003", in.BinlogFile)
+	assert.Equal(t, uint64(157), in.BinlogPos)
+	assert.Equal(t, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", in.GTID)
+}
+
+func TestReadCheckpointsRejectsIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "xtrabackup_checkpoints", "backup_type = full-backuped\n")
+	_, err := ReadCheckpoints(dir)
+	require.ErrorContains(t, err, "incomplete")
+	write(t, dir, "xtrabackup_checkpoints", "backup_type = full-backuped\nto_lsn = x\n")
+	_, err = ReadCheckpoints(dir)
+	require.ErrorContains(t, err, "not a number")
+	_, err = ReadCheckpoints(t.TempDir())
+	require.Error(t, err)
+}
+
+func TestStageClockMariaDB(t *testing.T) {
+	var c stageClock
+	c.line("[00] 2026-11-24 08:48:14 Started BACKUP STAGE BLOCK_DDL")
+	time.Sleep(20 * time.Millisecond)
+	c.line("[00] 2026-11-24 08:48:15 Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+	time.Sleep(30 * time.Millisecond)
+	c.line("[00] 2026-11-24 08:48:15 All tables unlocked")
+	c.line("[00] 2026-11-24 08:48:15 All tables unlocked") // later repeats do not move the end
+	commit, ddl := c.end.Sub(c.commitStart), c.end.Sub(c.ddlStart)
+	assert.GreaterOrEqual(t, commit, 30*time.Millisecond)
+	assert.GreaterOrEqual(t, ddl, 50*time.Millisecond)
+	assert.Greater(t, ddl, commit)
+}
+
+func TestStageClockMySQL(t *testing.T) {
+	var c stageClock
+	c.line("Executing LOCK INSTANCE FOR BACKUP...")
+	c.line("Executing FLUSH TABLES WITH READ LOCK...")
+	c.line("Executing UNLOCK TABLES")
+	assert.False(t, c.ddlStart.IsZero())
+	assert.False(t, c.commitStart.IsZero())
+	assert.False(t, c.end.IsZero())
+}
+
+func TestClientCnfQuotesAndForcesTCP(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.cnf")
+	require.NoError(t, writeClientCnf(p, mysqlx.Endpoint{Address: "localhost:3307", User: "bk", Password: `p"a\ss#1`}))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	s := string(b)
+	assert.Contains(t, s, `password="p\"a\\ss#1"`)
+	assert.Contains(t, s, `host="127.0.0.1"`)
+	assert.Contains(t, s, "port=3307\nprotocol=TCP")
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
+
+func TestForFlavorMissingToolSaysWhatToInstall(t *testing.T) {
+	_, err := ForFlavor(mysqlx.FlavorMySQL, Paths{Xtrabackup: "/nonexistent/xtrabackup"})
+	require.ErrorIs(t, err, ErrToolMissing)
+	assert.Contains(t, err.Error(), "tools.xtrabackup")
+	t.Setenv("PATH", t.TempDir())
+	_, err = ForFlavor(mysqlx.FlavorMySQL, Paths{})
+	if err != nil { // xtrabackup may exist in /usr/bin on some machines
+		assert.True(t, strings.Contains(err.Error(), "percona-xtrabackup-80"), err.Error())
+	}
+}
+
+func TestTailBufferKeepsLastLines(t *testing.T) {
+	var seen []string
+	tb := newTail(3, func(l string) { seen = append(seen, l) })
+	_, _ = tb.Write([]byte("a\nb\nc"))
+	_, _ = tb.Write([]byte("d\ne\n"))
+	assert.Equal(t, []string{"a", "b", "cd", "e"}, seen)
+	assert.Equal(t, "b\ncd\ne", tb.String())
+	assert.Equal(t, "cd\ne", tb.lastLines(2))
+}
