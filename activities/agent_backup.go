@@ -27,11 +27,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	if err != nil {
 		return nil, err
 	}
-	if p.Type != manifest.TypeFull {
-		return nil, fail(ErrInvalidRequest, "backup type %q is not supported by this agent; use full", p.Type)
-	}
 	if p.BackupID == "" {
 		return nil, fail(ErrInvalidRequest, "backup_id is required")
+	}
+	if err := a.checkBase(ctx, p); err != nil {
+		return nil, err
 	}
 	if m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID); err == nil {
 		log.Info("backup already complete, returning its manifest")
@@ -56,6 +56,9 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	if err != nil {
 		return nil, err
 	}
+	if si.Flavor == mysqlx.FlavorMySQL && si.Major < 8 {
+		return nil, fail(ErrInvalidRequest, "instance %s runs MySQL %s: Strata backs up MySQL 8.0 and later (xtrabackup 8) and MariaDB", in.ID, si.Version)
+	}
 	if !sameDir(si.Datadir, in.Datadir) {
 		return nil, fail(ErrConfig, "instance %s: datadir is %s in the config but the server reports %s; fix instances[].datadir", in.ID, in.Datadir, si.Datadir)
 	}
@@ -76,10 +79,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	var up *pipeline.UploadResult
 	started := time.Now()
 	outcome, err := tool.StreamBackup(ctx, physical.BackupParams{
-		Endpoint:   ep,
-		Datadir:    in.Datadir,
-		ScratchDir: a.Config.Agent.ScratchDir,
-		Log:        func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
+		Endpoint:       ep,
+		Datadir:        in.Datadir,
+		ScratchDir:     a.Config.Agent.ScratchDir,
+		IncrementalLSN: p.FromLSN,
+		Log:            func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
 	}, func(r io.Reader) error {
 		var err error
 		up, err = pipeline.Upload(ctx, a.Repo.Backend(), prefix, r, pipeline.UploadOptions{
@@ -109,12 +113,17 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		return nil, classify(err)
 	}
 
+	if p.Type != manifest.TypeFull && outcome.Checkpoints.FromLSN != p.FromLSN {
+		_ = a.Repo.DeleteBackupData(ctx, p.Instance, p.BackupID)
+		return nil, errorf("%s reported from_lsn %d for a %s backup from LSN %d", tool.Name, outcome.Checkpoints.FromLSN, p.Type, p.FromLSN)
+	}
 	hb.update(ctx, BackupProgress{Phase: "writing manifest", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
 	m := &manifest.Manifest{
 		FormatVersion:    manifest.FormatVersion,
 		BackupID:         p.BackupID,
 		Instance:         p.Instance,
 		Type:             p.Type,
+		ParentID:         p.ParentID,
 		Tool:             tool.Name,
 		ToolVersion:      outcome.Info.ToolVersion,
 		ServerFlavor:     si.Flavor,
@@ -145,4 +154,34 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	log.Info("backup complete", zap.Int64("raw_bytes", m.RawSize), zap.Int64("stored_bytes", m.StoredSize),
 		zap.Int("chunks", len(m.Chunks)), zap.String("gtid", m.GTIDSet), zap.Duration("commits_blocked", outcome.CommitsBlocked))
 	return Summarize(m), nil
+}
+
+// checkBase validates the base of an incremental or differential backup
+// against the repository, so that a hand-written request (temporal CLI)
+// cannot produce a backup that does not fit its chain.
+func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
+	switch p.Type {
+	case manifest.TypeFull:
+		if p.ParentID != "" || p.FromLSN != 0 {
+			return fail(ErrInvalidRequest, "a full backup has no parent_id or from_lsn")
+		}
+		return nil
+	case manifest.TypeIncremental, manifest.TypeDifferential:
+	default:
+		return fail(ErrInvalidRequest, "backup type %q is not one of full, incremental, differential", p.Type)
+	}
+	if p.ParentID == "" || p.FromLSN == 0 {
+		return fail(ErrInvalidRequest, "a %s backup needs parent_id and from_lsn (start it through BackupWorkflow, which plans them)", p.Type)
+	}
+	parent, err := a.Repo.ReadManifest(ctx, p.Instance, p.ParentID)
+	if err != nil {
+		return classify(err)
+	}
+	if p.Type == manifest.TypeDifferential && parent.Type != manifest.TypeFull {
+		return fail(ErrInvalidRequest, "differential backup %s names parent %s, which is %s, not full", p.BackupID, p.ParentID, parent.Type)
+	}
+	if parent.ToLSN != p.FromLSN {
+		return fail(ErrInvalidRequest, "backup %s would start at LSN %d but its parent %s ends at LSN %d", p.BackupID, p.FromLSN, p.ParentID, parent.ToLSN)
+	}
+	return nil
 }

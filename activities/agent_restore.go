@@ -20,17 +20,30 @@ import (
 )
 
 // Restore phases, recorded in the staging directory so that a retried
-// activity resumes after the last completed phase.
+// activity resumes after the last completed step.
 const (
-	phaseFetched  = "fetched"
-	phasePrepared = "prepared"
-	phaseMoving   = "moving"
-	phaseDone     = "done"
+	phaseApplying = "applying" // a chain member is being fetched/prepared into base/
+	phasePrepared = "prepared" // Applied members are fully prepared in base/
+	phaseMoving   = "moving"   // move-back into the target has begun
 )
 
 type restoreState struct {
-	BackupID string `json:"backup_id"`
-	Phase    string `json:"phase"`
+	BackupID string   `json:"backup_id"`
+	Chain    []string `json:"chain"`
+	Phase    string   `json:"phase"`
+	Applied  int      `json:"applied"` // chain members prepared into base/
+}
+
+func (s restoreState) matches(p RestoreParams) bool {
+	if s.BackupID != p.BackupID || len(s.Chain) != len(p.Chain) {
+		return false
+	}
+	for i := range s.Chain {
+		if s.Chain[i] != p.Chain[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // stagingDir is where a backup is downloaded and prepared: beside the target
@@ -41,7 +54,7 @@ func stagingDir(target string) string {
 
 func readState(staging string) restoreState {
 	var s restoreState
-	b, err := os.ReadFile(filepath.Join(staging, ".strata-state"))
+	b, err := os.ReadFile(filepath.Join(staging, "state.json"))
 	if err == nil {
 		_ = json.Unmarshal(b, &s)
 	}
@@ -50,54 +63,43 @@ func readState(staging string) restoreState {
 
 func writeState(staging string, s restoreState) error {
 	b, _ := json.Marshal(s)
-	tmp := filepath.Join(staging, ".strata-state.tmp")
+	tmp := filepath.Join(staging, "state.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(staging, ".strata-state"))
+	return os.Rename(tmp, filepath.Join(staging, "state.json"))
 }
 
-// RestoreBackup downloads a backup into a staging directory beside the target
-// (verifying every chunk's sha256 before it is decompressed), extracts it,
-// prepares it and moves it into the target datadir, which must not exist or
-// be empty. Nothing touches the target until the backup has been fully
-// verified and prepared.
+// RestoreBackup restores a chain (a full, then its incrementals or its
+// differential) into the target datadir, which must not exist or be empty.
+// Each member is downloaded with every chunk's sha256 verified before it is
+// decompressed, extracted, and prepared onto the base in a staging directory
+// beside the target; only then is the result moved into the target. A retry
+// resumes after the last member that was fully applied.
 func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreStats, error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID), zap.String("target_dir", p.TargetDir))
 	if !filepath.IsAbs(p.TargetDir) {
 		return nil, fail(ErrInvalidRequest, "target_dir %q must be an absolute path on host %s", p.TargetDir, a.Host)
 	}
+	if len(p.Chain) == 0 || p.Chain[len(p.Chain)-1] != p.BackupID {
+		return nil, fail(ErrInvalidRequest, "chain must list the backups from the full to %s (RestoreWorkflow resolves it)", p.BackupID)
+	}
 	target := filepath.Clean(p.TargetDir)
-	m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID)
+	chain, err := a.loadChain(ctx, p)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	if m.Type != manifest.TypeFull {
-		return nil, fail(ErrInvalidRequest, "backup %s is %s; this agent restores full backups only", m.BackupID, m.Type)
-	}
-	var paths physical.Paths
-	if in, err := a.Config.Instance(p.Instance); err == nil {
-		paths = toolPaths(in)
-	}
-	flavor := mysqlx.FlavorMariaDB
-	if m.Tool == "xtrabackup" {
-		flavor = mysqlx.FlavorMySQL
-	}
-	tool, err := physical.ForFlavor(flavor, paths)
+	tool, err := a.restoreTool(p.Instance, chain[0])
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
+
 	staging := stagingDir(target)
+	base, inc := filepath.Join(staging, "base"), filepath.Join(staging, "inc")
 	st := readState(staging)
-	if st.BackupID != p.BackupID {
-		st = restoreState{}
-	}
-	if st.Phase == phaseDone {
-		return &RestoreStats{TargetDir: target, RawBytes: m.RawSize}, nil
-	}
-	if st.Phase == phaseMoving {
-		// A move-back was interrupted: the target holds only what we moved
-		// into it (it was empty when we started). Start over from the download.
+	if st.Phase == phaseMoving && st.matches(p) {
+		// An interrupted move-back: the target holds only what we moved
+		// into it (it was empty when we began). Start over.
 		log.Warn("previous move-back was interrupted; clearing target and restaging")
 		if err := clearDir(target); err != nil {
 			return nil, errorf("clear partially restored target: %w", err)
@@ -107,64 +109,140 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 	if err := checkTarget(target); err != nil {
 		return nil, err
 	}
-
-	hb := startHeartbeat(ctx, a.heartbeatEvery(), RestoreProgress{Phase: "starting"})
-	defer hb.close()
-	stats := &RestoreStats{TargetDir: target, RawBytes: m.RawSize}
-
-	// Fetch: an interrupted prepare may leave a half-applied backup, so
-	// anything short of "fetched" or "prepared" is fetched again.
-	if st.Phase != phasePrepared {
-		if err := checkSpace(filepath.Dir(target), m.RawSize); err != nil {
+	if !st.matches(p) || st.Phase != phasePrepared {
+		// Nothing reusable, or a step was interrupted half-way and base/ may
+		// be half-applied: start from the full.
+		st = restoreState{BackupID: p.BackupID, Chain: p.Chain}
+		if err := checkSpace(filepath.Dir(target), chainSpace(chain)); err != nil {
 			return nil, err
 		}
-		t0 := time.Now()
 		if err := os.RemoveAll(staging); err != nil {
 			return nil, errorf("clear staging dir: %w", err)
 		}
 		if err := os.MkdirAll(staging, 0o750); err != nil {
 			return nil, classify(errorf("create staging dir %s: %w", staging, err))
 		}
-		n, err := a.fetch(ctx, m, tool, staging, hb)
+	} else {
+		log.Info("resuming restore", zap.Int("applied", st.Applied), zap.Int("chain", len(chain)))
+	}
+
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), RestoreProgress{Phase: "starting"})
+	defer hb.close()
+	stats := &RestoreStats{TargetDir: target}
+	for _, m := range chain {
+		stats.RawBytes += m.RawSize
+	}
+	mem := a.prepareMemory(p.Instance)
+	for i := st.Applied; i < len(chain); i++ {
+		m := chain[i]
+		st.Phase = phaseApplying
+		if err := writeState(staging, st); err != nil {
+			return nil, err
+		}
+		dir := base
+		if i > 0 {
+			dir = inc
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, classify(err)
+		}
+		t0 := time.Now()
+		n, err := a.fetch(ctx, m, tool, dir, hb)
 		if err != nil {
-			_ = os.RemoveAll(staging)
 			var ce *pipeline.ChunkError
 			if errors.As(err, &ce) {
+				_ = os.RemoveAll(staging)
 				return nil, fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched", m.BackupID, m.Instance, ce)
 			}
 			return nil, classify(err)
 		}
-		stats.DownloadedBytes = n
-		stats.FetchSeconds = time.Since(t0).Seconds()
-		log.Info("backup fetched", zap.Int64("stored_bytes", n), zap.Float64("seconds", stats.FetchSeconds))
+		stats.DownloadedBytes += n
+		stats.FetchSeconds += time.Since(t0).Seconds()
 
-		hb.update(ctx, RestoreProgress{Phase: "preparing"})
+		hb.update(ctx, RestoreProgress{Phase: "preparing", BackupID: m.BackupID})
 		t0 = time.Now()
-		if err := tool.Prepare(ctx, staging, "", int64(a.prepareMemory(p.Instance)), nil); err != nil {
-			_ = os.RemoveAll(staging)
+		incDir := ""
+		if i > 0 {
+			incDir = inc
+		}
+		if err := tool.Prepare(ctx, base, incDir, i < len(chain)-1, mem, nil); err != nil {
 			return nil, classify(err)
 		}
-		stats.PrepareSeconds = time.Since(t0).Seconds()
-		if err := writeState(staging, restoreState{BackupID: p.BackupID, Phase: phasePrepared}); err != nil {
+		stats.PrepareSeconds += time.Since(t0).Seconds()
+		if i > 0 {
+			_ = os.RemoveAll(inc)
+		}
+		st.Applied, st.Phase = i+1, phasePrepared
+		if err := writeState(staging, st); err != nil {
 			return nil, err
 		}
-		log.Info("backup prepared", zap.Float64("seconds", stats.PrepareSeconds))
+		log.Info("chain member applied", zap.String("member", m.BackupID), zap.String("type", m.Type),
+			zap.Int("step", i+1), zap.Int("of", len(chain)))
 	}
 
 	hb.update(ctx, RestoreProgress{Phase: "moving back"})
 	t0 := time.Now()
-	if err := writeState(staging, restoreState{BackupID: p.BackupID, Phase: phaseMoving}); err != nil {
+	st.Phase = phaseMoving
+	if err := writeState(staging, st); err != nil {
 		return nil, err
 	}
-	if err := tool.MoveBack(ctx, staging, target, nil); err != nil {
+	if err := tool.MoveBack(ctx, base, target, nil); err != nil {
 		return nil, classify(err)
 	}
 	stats.MoveBackSeconds = time.Since(t0).Seconds()
 	if err := os.RemoveAll(staging); err != nil {
 		log.Warn("could not remove staging dir", zap.Error(err))
 	}
-	log.Info("restore complete", zap.Float64("move_back_seconds", stats.MoveBackSeconds))
+	log.Info("restore complete", zap.Float64("fetch_seconds", stats.FetchSeconds), zap.Float64("prepare_seconds", stats.PrepareSeconds),
+		zap.Float64("move_back_seconds", stats.MoveBackSeconds))
 	return stats, nil
+}
+
+// loadChain reads the chain's manifests and checks that they link up.
+func (a *Agent) loadChain(ctx context.Context, p RestoreParams) ([]*manifest.Manifest, error) {
+	ms := make([]*manifest.Manifest, 0, len(p.Chain))
+	for _, id := range p.Chain {
+		m, err := a.Repo.ReadManifest(ctx, p.Instance, id)
+		if err != nil {
+			return nil, classify(err)
+		}
+		ms = append(ms, m)
+	}
+	chain, err := repo.Chain(ms, p.BackupID)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if len(chain) != len(ms) {
+		return nil, fail(ErrInvalidRequest, "chain %v is not the chain of %s", p.Chain, p.BackupID)
+	}
+	return chain, nil
+}
+
+func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical.Tool, error) {
+	var paths physical.Paths
+	if in, err := a.Config.Instance(instance); err == nil {
+		paths = toolPaths(in)
+	}
+	flavor := mysqlx.FlavorMariaDB
+	if full.Tool == "xtrabackup" {
+		flavor = mysqlx.FlavorMySQL
+	}
+	tool, err := physical.ForFlavor(flavor, paths)
+	return tool, classify(err)
+}
+
+// chainSpace estimates the disk a restore needs: the full plus the largest
+// incremental staged beside it.
+func chainSpace(chain []*manifest.Manifest) int64 {
+	need := chain[0].RawSize
+	var inc int64
+	for _, m := range chain[1:] {
+		inc = max(inc, m.RawSize)
+	}
+	return need + inc
 }
 
 func (a *Agent) prepareMemory(instance string) int64 {
@@ -174,7 +252,7 @@ func (a *Agent) prepareMemory(instance string) int64 {
 	return int64(a.Config.Defaults.UseMemory)
 }
 
-// fetch downloads, verifies and extracts the backup stream into dir.
+// fetch downloads, verifies and extracts one backup's stream into dir.
 func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, tool *physical.Tool, dir string, hb *heartbeater) (int64, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -189,7 +267,7 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, tool *physical.
 			ExpectRawSHA256: m.RawSHA256,
 			Progress: func(pr pipeline.Progress) {
 				stored = pr.StoredBytes
-				hb.update(ctx, RestoreProgress{Phase: "downloading", Chunks: pr.Chunks, RawBytes: pr.RawBytes})
+				hb.update(ctx, RestoreProgress{Phase: "downloading", BackupID: m.BackupID, Chunks: pr.Chunks, RawBytes: pr.RawBytes})
 			},
 		})
 	if derr != nil {

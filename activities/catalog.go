@@ -30,15 +30,6 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 	}, nil
 }
 
-// DescribeBackup reads a backup's manifest and returns its summary.
-func (c *Catalog) DescribeBackup(ctx context.Context, ref BackupRef) (*BackupSummary, error) {
-	m, err := c.Repo.ReadManifest(ctx, ref.Instance, ref.BackupID)
-	if err != nil {
-		return nil, classify(err)
-	}
-	return Summarize(m), nil
-}
-
 // Summarize drops the chunk list of a manifest.
 func Summarize(m *manifest.Manifest) *BackupSummary {
 	return &BackupSummary{

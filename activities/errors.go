@@ -31,6 +31,8 @@ const (
 	ErrCorruptBackup     = "CorruptBackup"
 	ErrPortInUse         = "PortInUse"
 	ErrToolFailed        = "ToolFailed"
+	ErrNoBase            = "NoBaseBackup"
+	ErrBrokenChain       = "BrokenChain"
 )
 
 // fail returns a non-retryable application error of the given type.
@@ -63,6 +65,8 @@ func classify(err error) error {
 		return fail(ErrToolMissing, "%v", err)
 	case errors.Is(err, repo.ErrBackupNotFound):
 		return fail(ErrBackupNotFound, "%v", err)
+	case errors.Is(err, repo.ErrBrokenChain):
+		return fail(ErrBrokenChain, "%v", err)
 	case errors.Is(err, syscall.ENOSPC):
 		return fail(ErrInsufficientSpace, "no space left on device: %v; free space or point storage/target elsewhere, then run again", err)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EROFS):

@@ -51,11 +51,33 @@ type BackupSummary struct {
 	DurationSeconds   float64 `json:"duration_seconds"`
 }
 
-// BackupParams asks an agent for one backup.
+// BackupParams asks an agent for one backup. For an incremental or a
+// differential, ParentID and FromLSN come from the plan.
 type BackupParams struct {
 	Instance string `json:"instance"`
 	BackupID string `json:"backup_id"`
 	Type     string `json:"type"`
+	ParentID string `json:"parent_id,omitempty"`
+	FromLSN  uint64 `json:"from_lsn,omitempty"`
+}
+
+// PlanRequest asks the catalog how to take the next backup of an instance.
+type PlanRequest struct {
+	Instance string `json:"instance"`
+	Type     string `json:"type"`
+	// AutoFull takes a full when there is no base for an incremental or a
+	// differential, instead of failing.
+	AutoFull bool `json:"auto_full,omitempty"`
+}
+
+// BackupPlan is what the catalog decided: the type to take and its base.
+type BackupPlan struct {
+	Type        string `json:"type"`
+	ParentID    string `json:"parent_id,omitempty"`
+	FromLSN     uint64 `json:"from_lsn,omitempty"`
+	ChainLength int    `json:"chain_length"`
+	// Note explains a change of type (no base, chain too long).
+	Note string `json:"note,omitempty"`
 }
 
 // BackupProgress is heartbeated while a backup streams.
@@ -67,10 +89,12 @@ type BackupProgress struct {
 }
 
 // RestoreParams asks an agent to restore a backup into a target datadir.
+// Chain lists the backups to apply, from the full to BackupID.
 type RestoreParams struct {
-	Instance  string `json:"instance"`
-	BackupID  string `json:"backup_id"`
-	TargetDir string `json:"target_dir"`
+	Instance  string   `json:"instance"`
+	BackupID  string   `json:"backup_id"`
+	Chain     []string `json:"chain"`
+	TargetDir string   `json:"target_dir"`
 }
 
 // RestoreStats reports what a restore did and how long each phase took.
@@ -86,6 +110,7 @@ type RestoreStats struct {
 // RestoreProgress is heartbeated while a restore runs.
 type RestoreProgress struct {
 	Phase    string `json:"phase"`
+	BackupID string `json:"backup_id,omitempty"` // the chain member being applied
 	Chunks   int    `json:"chunks"`
 	RawBytes int64  `json:"raw_bytes"`
 }

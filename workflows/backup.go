@@ -11,6 +11,8 @@ import (
 const BackupIDFormat = "20060102T150405Z"
 
 // BackupWorkflow takes one backup of one instance on the agent that owns it.
+// The catalog plans its base (the parent and from-LSN of an incremental or a
+// differential) from the repository, so agents keep no state.
 func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, error) {
 	log := workflow.GetLogger(ctx)
 	if req.Instance == "" {
@@ -19,8 +21,10 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if req.Type == "" {
 		req.Type = manifest.TypeFull
 	}
-	if req.Type != manifest.TypeFull {
-		return nil, invalid("backup type %q is not supported; use full", req.Type)
+	switch req.Type {
+	case manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential:
+	default:
+		return nil, invalid("backup type %q is not one of full, incremental, differential", req.Type)
 	}
 	if req.BackupID == "" {
 		req.BackupID = workflow.Now(ctx).UTC().Format(BackupIDFormat)
@@ -31,18 +35,25 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
 		return nil, err
 	}
-	log.Info("backup", "instance", req.Instance, "backup_id", req.BackupID, "host", route.Host)
+	var plan activities.BackupPlan
+	if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.PlanBackup, activities.PlanRequest{
+		Instance: req.Instance, Type: req.Type, AutoFull: req.AutoFull,
+	}).Get(ctx, &plan); err != nil {
+		return nil, err
+	}
+	log.Info("backup", "instance", req.Instance, "backup_id", req.BackupID, "host", route.Host,
+		"type", plan.Type, "parent", plan.ParentID, "note", plan.Note)
 
 	var agent *activities.Agent
 	var sum activities.BackupSummary
 	actx := agentCtx(ctx, &route, route.TaskQueue, route.BackupTimeout)
 	err := workflow.ExecuteActivity(actx, agent.Backup, activities.BackupParams{
-		Instance: req.Instance, BackupID: req.BackupID, Type: req.Type,
+		Instance: req.Instance, BackupID: req.BackupID, Type: plan.Type, ParentID: plan.ParentID, FromLSN: plan.FromLSN,
 	}).Get(ctx, &sum)
 	if err != nil {
 		return nil, agentError(err, route.Host, route.TaskQueue)
 	}
-	res := &BackupResult{BackupSummary: sum, Host: route.Host}
+	res := &BackupResult{BackupSummary: sum, Host: route.Host, ChainLength: plan.ChainLength, Note: plan.Note}
 	if sum.DurationSeconds > 0 {
 		res.ThroughputMBps = float64(sum.RawSize) / 1e6 / sum.DurationSeconds
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 )
 
-// RestoreWorkflow restores one backup into a new datadir on an agent host
-// and optionally starts a server on it.
+// RestoreWorkflow restores one backup — with the chain it depends on — into
+// a new datadir on an agent host and optionally starts a server on it.
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, error) {
 	started := workflow.Now(ctx)
 	switch {
@@ -31,9 +31,13 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	if err := workflow.ExecuteActivity(cctx, cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
 		return nil, err
 	}
-	var sum activities.BackupSummary
-	if err := workflow.ExecuteActivity(cctx, cat.DescribeBackup, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID}).Get(ctx, &sum); err != nil {
+	var chain []activities.BackupSummary
+	if err := workflow.ExecuteActivity(cctx, cat.ResolveChain, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID}).Get(ctx, &chain); err != nil {
 		return nil, err
+	}
+	ids := make([]string, len(chain))
+	for i, b := range chain {
+		ids[i] = b.BackupID
 	}
 	host := route.Host
 	if req.TargetHost != "" {
@@ -43,10 +47,10 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	workflow.GetLogger(ctx).Info("restore", "instance", req.Instance, "backup_id", req.BackupID, "host", host, "target_dir", req.TargetDir)
 
 	var agent *activities.Agent
-	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: sum, Started: started}
+	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: chain[len(chain)-1], Chain: ids, Started: started}
 	actx := agentCtx(ctx, &route, queue, route.BackupTimeout)
 	if err := workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
-		Instance: req.Instance, BackupID: req.BackupID, TargetDir: req.TargetDir,
+		Instance: req.Instance, BackupID: req.BackupID, Chain: ids, TargetDir: req.TargetDir,
 	}).Get(ctx, &res.Stats); err != nil {
 		return nil, agentError(err, host, queue)
 	}

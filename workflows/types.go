@@ -20,14 +20,21 @@ type BackupRequest struct {
 	Instance string `json:"instance"`
 	// BackupID defaults to the workflow's start time, e.g. 20261124T084500Z.
 	BackupID string `json:"backup_id,omitempty"`
-	// Type is full (default).
+	// Type is full (default), incremental (pages changed since the newest
+	// backup) or differential (pages changed since the newest full).
 	Type string `json:"type,omitempty"`
+	// AutoFull takes a full when an incremental or differential has no base.
+	AutoFull bool `json:"auto_full,omitempty"`
 }
 
 // BackupResult is the summary of the committed backup.
 type BackupResult struct {
 	activities.BackupSummary
 	Host string `json:"host"`
+	// ChainLength counts the backups a restore of this one applies.
+	ChainLength int `json:"chain_length"`
+	// Note explains why the type differs from the one requested.
+	Note string `json:"note,omitempty"`
 	// ThroughputMBps is raw MB (10^6 bytes) of backup stream per second.
 	ThroughputMBps float64 `json:"throughput_mbps"`
 }
@@ -51,6 +58,7 @@ type RestoreResult struct {
 	BackupID   string                        `json:"backup_id"`
 	TargetHost string                        `json:"target_host"`
 	Backup     activities.BackupSummary      `json:"backup"`
+	Chain      []string                      `json:"chain"`
 	Stats      activities.RestoreStats       `json:"stats"`
 	Server     *activities.StartServerResult `json:"server,omitempty"`
 	Started    time.Time                     `json:"started"`

@@ -39,6 +39,22 @@ var route = &activities.InstanceRoute{Instance: "db1", Host: "h1", TaskQueue: "s
 
 func (s *wfSuite) resolve() {
 	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanBackup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, r activities.PlanRequest) (*activities.BackupPlan, error) {
+			return &activities.BackupPlan{Type: r.Type, ChainLength: 1}, nil
+		}).Maybe()
+}
+
+func (s *wfSuite) chain(ids ...string) {
+	var sums []activities.BackupSummary
+	for i, id := range ids {
+		typ := "incremental"
+		if i == 0 {
+			typ = "full"
+		}
+		sums = append(sums, activities.BackupSummary{Instance: "db1", BackupID: id, Type: typ, GTIDSet: "0-1-" + id})
+	}
+	s.env.OnActivity(s.cat.ResolveChain, mock.Anything, activities.BackupRef{Instance: "db1", BackupID: ids[len(ids)-1]}).Return(sums, nil)
 }
 
 func (s *wfSuite) TestBackupHappyPathDefaultsIDAndType() {
@@ -118,9 +134,8 @@ func (s *wfSuite) TestBackupAgentUnavailable() {
 
 func (s *wfSuite) TestRestoreHappyPathWithStart() {
 	s.resolve()
-	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, activities.BackupRef{Instance: "db1", BackupID: "b1"}).
-		Return(&activities.BackupSummary{Instance: "db1", BackupID: "b1", Type: "full", GTIDSet: "0-1-42"}, nil)
-	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", TargetDir: "/data/r1"}).
+	s.chain("b1")
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", Chain: []string{"b1"}, TargetDir: "/data/r1"}).
 		Return(&activities.RestoreStats{TargetDir: "/data/r1", FetchSeconds: 1}, nil).Once()
 	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/data/r1", Port: 3307}).
 		Return(&activities.StartServerResult{PID: 123, Port: 3307}, nil).Once()
@@ -129,14 +144,14 @@ func (s *wfSuite) TestRestoreHappyPathWithStart() {
 	var res RestoreResult
 	s.Require().NoError(s.env.GetWorkflowResult(&res))
 	s.Equal("h1", res.TargetHost)
-	s.Equal("0-1-42", res.Backup.GTIDSet)
+	s.Equal("0-1-b1", res.Backup.GTIDSet)
 	s.Require().NotNil(res.Server)
 	s.Equal(123, res.Server.PID)
 }
 
 func (s *wfSuite) TestRestoreToOtherHostAndRetry() {
 	s.resolve()
-	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, mock.Anything).Return(&activities.BackupSummary{BackupID: "b1"}, nil)
+	s.chain("b1")
 	calls := 0
 	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, p activities.RestoreParams) (*activities.RestoreStats, error) {
@@ -157,12 +172,53 @@ func (s *wfSuite) TestRestoreToOtherHostAndRetry() {
 
 func (s *wfSuite) TestRestoreUnknownBackup() {
 	s.resolve()
-	s.env.OnActivity(s.cat.DescribeBackup, mock.Anything, mock.Anything).
+	s.env.OnActivity(s.cat.ResolveChain, mock.Anything, mock.Anything).
 		Return(nil, temporal.NewNonRetryableApplicationError(`backup "x" of instance "db1" not found`, activities.ErrBackupNotFound, nil))
 	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "x", TargetDir: "/r"})
 	var ae *temporal.ApplicationError
 	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae))
 	s.Equal(activities.ErrBackupNotFound, ae.Type())
+}
+
+func (s *wfSuite) TestIncrementalUsesThePlannedBase() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, mock.Anything).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanBackup, mock.Anything, activities.PlanRequest{Instance: "db1", Type: "incremental"}).
+		Return(&activities.BackupPlan{Type: "incremental", ParentID: "f1", FromLSN: 4711, ChainLength: 2}, nil)
+	s.env.OnActivity(s.ag.Backup, mock.Anything, activities.BackupParams{Instance: "db1", BackupID: "i1", Type: "incremental", ParentID: "f1", FromLSN: 4711}).
+		Return(&activities.BackupSummary{BackupID: "i1", Type: "incremental", ParentID: "f1"}, nil).Once()
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1", BackupID: "i1", Type: "incremental"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res BackupResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal(2, res.ChainLength)
+	s.Equal("f1", res.ParentID)
+}
+
+func (s *wfSuite) TestPlanCanTurnAnIncrementalIntoAFull() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, mock.Anything).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanBackup, mock.Anything, activities.PlanRequest{Instance: "db1", Type: "incremental", AutoFull: true}).
+		Return(&activities.BackupPlan{Type: "full", ChainLength: 1, Note: "no base: taking a full"}, nil)
+	s.env.OnActivity(s.ag.Backup, mock.Anything, activities.BackupParams{Instance: "db1", BackupID: "x", Type: "full"}).
+		Return(&activities.BackupSummary{BackupID: "x", Type: "full"}, nil).Once()
+	s.env.ExecuteWorkflow(BackupWorkflow, BackupRequest{Instance: "db1", BackupID: "x", Type: "incremental", AutoFull: true})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res BackupResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("full", res.Type)
+	s.Contains(res.Note, "taking a full")
+}
+
+func (s *wfSuite) TestRestoreAppliesTheWholeChain() {
+	s.resolve()
+	s.chain("f1", "i1", "i2")
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "i2", Chain: []string{"f1", "i1", "i2"}, TargetDir: "/r"}).
+		Return(&activities.RestoreStats{TargetDir: "/r"}, nil).Once()
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "i2", TargetDir: "/r"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res RestoreResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal([]string{"f1", "i1", "i2"}, res.Chain)
+	s.Equal("i2", res.Backup.BackupID)
 }
 
 func TestRestoreValidation(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -51,8 +53,8 @@ func printJSON(v any) error {
 
 func backupCmd(a *app) *cobra.Command {
 	var (
-		id, typ    string
-		wait, asJS bool
+		id, typ              string
+		wait, asJS, autoFull bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup INSTANCE",
@@ -70,7 +72,7 @@ func backupCmd(a *app) *cobra.Command {
 			}
 			var res workflows.BackupResult
 			_, err := a.start(cmd.Context(), "backup/"+args[0]+"/"+id, workflows.BackupWorkflowName,
-				workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ}, wait, &res)
+				workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res)
 			if err != nil || !wait {
 				return err
 			}
@@ -78,6 +80,12 @@ func backupCmd(a *app) *cobra.Command {
 				return printJSON(res)
 			}
 			fmt.Printf("backup %s of %s complete (%s)\n", res.BackupID, res.Instance, res.Type)
+			if res.Note != "" {
+				fmt.Printf("  note        %s\n", res.Note)
+			}
+			if res.ParentID != "" {
+				fmt.Printf("  parent      %s (chain of %d, LSN %d-%d)\n", res.ParentID, res.ChainLength, res.FromLSN, res.ToLSN)
+			}
 			fmt.Printf("  size        %s raw, %s stored (%.2fx) in %d chunks, %s\n", human(res.RawSize), human(res.StoredSize),
 				ratio(res.RawSize, res.StoredSize), res.Chunks, res.Compression)
 			fmt.Printf("  time        %.1fs, %.1f MB/s; commits blocked %.3fs, DDL blocked %.3fs\n", res.DurationSeconds,
@@ -87,7 +95,8 @@ func backupCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "backup id (default: the UTC start time, e.g. 20261124T084500Z)")
-	cmd.Flags().StringVar(&typ, "type", "full", "backup type")
+	cmd.Flags().StringVar(&typ, "type", "full", "full, incremental (since the newest backup) or differential (since the newest full)")
+	cmd.Flags().BoolVar(&autoFull, "auto-full", false, "take a full when an incremental or differential has no base")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the backup to finish and print its result")
 	cmd.Flags().BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
@@ -135,6 +144,7 @@ func restoreCmd(a *app) *cobra.Command {
 				return printJSON(res)
 			}
 			fmt.Printf("restored %s of %s into %s on %s in %.1fs\n", res.BackupID, res.Instance, res.Stats.TargetDir, res.TargetHost, res.Seconds)
+			fmt.Printf("  chain    %s\n", strings.Join(res.Chain, " -> "))
 			fmt.Printf("  download %.1fs (%s)  prepare %.1fs  move-back %.1fs\n", res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes),
 				res.Stats.PrepareSeconds, res.Stats.MoveBackSeconds)
 			fmt.Printf("  consistent point %s:%d  gtid %s\n", res.Backup.BinlogFile, res.Backup.BinlogPos, res.Backup.GTIDSet)
@@ -156,6 +166,36 @@ func restoreCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// catalogEntry is one row of `strata ls`.
+type catalogEntry struct {
+	activities.BackupSummary
+	Chain  []string `json:"chain,omitempty"`
+	Status string   `json:"status"`
+}
+
+// catalog reads every backup of an instance with its chain and status, and
+// the abandoned partial uploads.
+func catalog(ctx context.Context, r *repo.Repo, instance string) ([]catalogEntry, []string, error) {
+	ms, err := r.ListBackups(ctx, instance)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]catalogEntry, 0, len(ms))
+	for _, m := range ms {
+		e := catalogEntry{BackupSummary: *activities.Summarize(m), Status: "ok"}
+		chain, err := repo.Chain(ms, m.BackupID)
+		if err != nil {
+			e.Status = "broken: " + err.Error()
+		}
+		for _, c := range chain {
+			e.Chain = append(e.Chain, c.BackupID)
+		}
+		out = append(out, e)
+	}
+	partial, err := r.ListPartial(ctx, instance)
+	return out, partial, err
+}
+
 func lsCmd(a *app) *cobra.Command {
 	var asJS bool
 	cmd := &cobra.Command{
@@ -163,41 +203,116 @@ func lsCmd(a *app) *cobra.Command {
 		Short: "List an instance's backups from the repository (no Temporal needed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.load(); err != nil {
-				return err
-			}
-			if _, err := a.cfg.Instance(args[0]); err != nil {
-				return err
-			}
-			r, err := workers.OpenRepo(cmd.Context(), a.cfg)
+			r, err := a.openRepoFor(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			ms, err := r.ListBackups(cmd.Context(), args[0])
+			entries, partial, err := catalog(cmd.Context(), r, args[0])
 			if err != nil {
 				return err
-			}
-			sums := make([]*activities.BackupSummary, 0, len(ms))
-			for _, m := range ms {
-				sums = append(sums, activities.Summarize(m))
 			}
 			if asJS {
-				return printJSON(sums)
+				return printJSON(struct {
+					Backups []catalogEntry `json:"backups"`
+					Partial []string       `json:"partial_uploads"`
+				}{entries, partial})
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "BACKUP ID\tTYPE\tSTARTED (UTC)\tDURATION\tRAW\tSTORED\tBINLOG POSITION\tGTID\tLSN")
-			for _, s := range sums {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fs\t%s\t%s\t%s:%d\t%s\t%d-%d\n", s.BackupID, s.Type, s.StartTime.Format("2006-01-02 15:04:05"),
-					s.DurationSeconds, human(s.RawSize), human(s.StoredSize), s.BinlogFile, s.BinlogPos, s.GTIDSet, s.FromLSN, s.ToLSN)
+			fmt.Fprintln(tw, "BACKUP ID\tTYPE\tPARENT\tCHAIN\tSTARTED (UTC)\tDURATION\tRAW\tSTORED\tBINLOG POSITION\tGTID\tLSN\tSTATUS")
+			for _, e := range entries {
+				parent := e.ParentID
+				if parent == "" {
+					parent = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.1fs\t%s\t%s\t%s:%d\t%s\t%d-%d\t%s\n", e.BackupID, e.Type, parent, len(e.Chain),
+					e.StartTime.Format("2006-01-02 15:04:05"), e.DurationSeconds, human(e.RawSize), human(e.StoredSize),
+					e.BinlogFile, e.BinlogPos, e.GTIDSet, e.FromLSN, e.ToLSN, e.Status)
 			}
-			if len(sums) == 0 {
-				fmt.Fprintf(tw, "(no backups of %s in %s)\n", args[0], r.Backend().String())
+			for _, id := range partial {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tpartial upload (no manifest; removed by prune)\n", id)
+			}
+			if len(entries)+len(partial) == 0 {
+				fmt.Fprintf(tw, "(no backups of %s in %s)\n", args[0], r.String())
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJS, "json", false, "print as JSON")
 	return cmd
+}
+
+func infoCmd(a *app) *cobra.Command {
+	var asJS bool
+	cmd := &cobra.Command{
+		Use:   "info INSTANCE BACKUP_ID",
+		Short: "Show one backup's manifest (no Temporal needed)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.openRepoFor(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			m, err := r.ReadManifest(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if asJS {
+				return printJSON(m)
+			}
+			all, err := r.ListBackups(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			chain, cerr := repo.Chain(all, m.BackupID)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			row := func(k string, format string, v ...any) {
+				fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, v...)...)
+			}
+			row("backup", "%s", m.BackupID)
+			row("instance", "%s", m.Instance)
+			row("type", "%s", m.Type)
+			if m.ParentID != "" {
+				row("parent", "%s", m.ParentID)
+			}
+			if cerr != nil {
+				row("chain", "BROKEN: %v", cerr)
+			} else {
+				ids := make([]string, len(chain))
+				for i, c := range chain {
+					ids[i] = c.BackupID
+				}
+				row("chain", "%s", strings.Join(ids, " -> "))
+			}
+			row("tool", "%s %s", m.Tool, m.ToolVersion)
+			row("server", "%s %s", m.ServerFlavor, m.ServerVersion)
+			row("started", "%s", m.StartTime.Format(time.RFC3339))
+			row("ended", "%s (%.1fs)", m.EndTime.Format(time.RFC3339), m.Duration.Std().Seconds())
+			row("consistent at", "%s", m.ConsistentAt.Format(time.RFC3339Nano))
+			row("binlog", "%s:%d", m.BinlogFile, m.BinlogPos)
+			row("gtid", "%s", m.GTIDSet)
+			row("lsn", "%d-%d (last %d)", m.FromLSN, m.ToLSN, m.LastLSN)
+			row("commits blocked", "%.3fs", m.LockDuration.Std().Seconds())
+			row("ddl blocked", "%.3fs", m.DDLLockDuration.Std().Seconds())
+			row("size", "%s raw, %s stored (%.2fx)", human(m.RawSize), human(m.StoredSize), ratio(m.RawSize, m.StoredSize))
+			row("compression", "%s level %d, chunks of %s", m.Compression, m.CompressionLevel, human(m.ChunkSize))
+			row("chunks", "%d", len(m.Chunks))
+			row("stream sha256", "%s", m.RawSHA256)
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJS, "json", false, "print the manifest as JSON")
+	return cmd
+}
+
+// openRepoFor loads the config, checks the instance and opens the repository.
+func (a *app) openRepoFor(cmd *cobra.Command, instance string) (*repo.Repo, error) {
+	if err := a.load(); err != nil {
+		return nil, err
+	}
+	if _, err := a.cfg.Instance(instance); err != nil {
+		return nil, err
+	}
+	return workers.OpenRepo(cmd.Context(), a.cfg)
 }
 
 func human(n int64) string {

@@ -35,6 +35,7 @@ type Config struct {
 	Storage   Storage    `yaml:"storage"`
 	Agent     Agent      `yaml:"agent"`
 	Defaults  Backup     `yaml:"defaults"`
+	Retention Retention  `yaml:"retention"`
 	Instances []Instance `yaml:"instances"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
@@ -87,6 +88,19 @@ type Backup struct {
 	Parallelism      int      `yaml:"parallelism"`       // compress/upload workers, default 2
 	UseMemory        ByteSize `yaml:"prepare_memory"`    // --use-memory for --prepare, default 1GiB
 	BackupTimeout    Duration `yaml:"timeout"`           // whole backup activity, default 24h
+	// MaxChainLength forces a full backup when an incremental would make the
+	// chain (full + incrementals) longer than this; 0 = no limit.
+	MaxChainLength int `yaml:"max_chain_length"`
+}
+
+// Retention is the retention policy of an instance.
+type Retention struct {
+	KeepFull int `yaml:"keep_full"` // keep the newest N fulls and everything that depends on them
+	KeepDays int `yaml:"keep_days"` // keep every backup that ended within D days
+	KeepMin  int `yaml:"keep_min"`  // never keep fewer than M backups
+	// PartialGrace is how old an abandoned partial upload (chunks without a
+	// manifest) must be before it is removed; default 24h.
+	PartialGrace Duration `yaml:"partial_grace"`
 }
 
 // Instance is one database server Strata backs up.
@@ -97,6 +111,8 @@ type Instance struct {
 	Datadir string  `yaml:"datadir"`
 	Tools   Tools   `yaml:"tools"`
 	Backup  Backup  `yaml:"backup"`
+	// Retention overrides the top-level retention policy field by field.
+	Retention Retention `yaml:"retention"`
 }
 
 // Connect says how the agent reaches the local server.
@@ -191,7 +207,23 @@ func (c *Config) applyDefaults() {
 	if d.BackupTimeout == 0 {
 		d.BackupTimeout = Duration(24 * time.Hour)
 	}
+	if c.Retention.PartialGrace == 0 {
+		c.Retention.PartialGrace = Duration(24 * time.Hour)
+	}
 	for i := range c.Instances {
+		r := &c.Instances[i].Retention
+		if r.KeepFull == 0 {
+			r.KeepFull = c.Retention.KeepFull
+		}
+		if r.KeepDays == 0 {
+			r.KeepDays = c.Retention.KeepDays
+		}
+		if r.KeepMin == 0 {
+			r.KeepMin = c.Retention.KeepMin
+		}
+		if r.PartialGrace == 0 {
+			r.PartialGrace = c.Retention.PartialGrace
+		}
 		b := &c.Instances[i].Backup
 		if b.Compression == "" {
 			b.Compression = d.Compression
@@ -210,6 +242,9 @@ func (c *Config) applyDefaults() {
 		}
 		if b.BackupTimeout == 0 {
 			b.BackupTimeout = d.BackupTimeout
+		}
+		if b.MaxChainLength == 0 {
+			b.MaxChainLength = d.MaxChainLength
 		}
 	}
 }
@@ -238,6 +273,7 @@ func (c *Config) Validate() error {
 		bad("agent.max_concurrent", "must be at least 1")
 	}
 	validateBackup("defaults", &c.Defaults, bad)
+	validateRetention("retention", &c.Retention, bad)
 	if len(c.Instances) == 0 {
 		bad("instances", "at least one instance is required")
 	}
@@ -275,12 +311,24 @@ func (c *Config) Validate() error {
 			bad(key+".datadir", "required: the server's data directory on its host")
 		}
 		validateBackup(key+".backup", &in.Backup, bad)
+		validateRetention(key+".retention", &in.Retention, bad)
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+func validateRetention(key string, r *Retention, bad func(key, format string, a ...any)) {
+	for name, v := range map[string]int{"keep_full": r.KeepFull, "keep_days": r.KeepDays, "keep_min": r.KeepMin} {
+		if v < 0 {
+			bad(key+"."+name, "%d must not be negative (0 = no limit)", v)
+		}
+	}
+	if r.PartialGrace < 0 {
+		bad(key+".partial_grace", "must not be negative")
+	}
 }
 
 func validateBackup(key string, b *Backup, bad func(key, format string, a ...any)) {
@@ -294,6 +342,9 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	}
 	if b.ChunkSize < 64<<10 || b.ChunkSize > 1<<30 {
 		bad(key+".chunk_size", "%s is out of range (64KiB to 1GiB)", b.ChunkSize)
+	}
+	if b.MaxChainLength < 0 {
+		bad(key+".max_chain_length", "%d must not be negative (0 = no limit)", b.MaxChainLength)
 	}
 	if b.Parallelism < 1 || b.Parallelism > 256 {
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)

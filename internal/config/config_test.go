@@ -127,3 +127,26 @@ func TestParseByteSize(t *testing.T) {
 	_, err := ParseByteSize("lots")
 	require.Error(t, err)
 }
+
+func TestRetentionAndChainDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+storage: {local: {root: r}}
+retention: {keep_full: 2, keep_days: 7}
+defaults: {max_chain_length: 6}
+instances:
+  - {id: a, host: h, connect: {address: "x:1", user: u}, datadir: /d}
+  - {id: b, host: h, connect: {address: "x:1", user: u}, datadir: /d, retention: {keep_full: 5, keep_min: 3}, backup: {max_chain_length: 2}}
+`))
+	require.NoError(t, err)
+	a, _ := c.Instance("a")
+	b, _ := c.Instance("b")
+	assert.Equal(t, Retention{KeepFull: 2, KeepDays: 7, PartialGrace: Duration(24 * time.Hour)}, a.Retention)
+	assert.Equal(t, Retention{KeepFull: 5, KeepDays: 7, KeepMin: 3, PartialGrace: Duration(24 * time.Hour)}, b.Retention)
+	assert.Equal(t, 6, a.Backup.MaxChainLength)
+	assert.Equal(t, 2, b.Backup.MaxChainLength)
+
+	_, err = Parse([]byte(`
+storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: "x:1", user: u}, datadir: /d, retention: {keep_days: -1}}]`))
+	require.ErrorContains(t, err, "instances[0] (a).retention.keep_days")
+}

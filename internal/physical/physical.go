@@ -306,9 +306,14 @@ func (t *Tool) Extract(ctx context.Context, dir string) (w io.WriteCloser, wait 
 }
 
 // Prepare applies the redo log to a full backup in dir; with incDir set it
-// applies that incremental onto dir instead.
-func (t *Tool) Prepare(ctx context.Context, dir, incDir string, useMemory int64, log func(string)) error {
+// applies that incremental onto dir instead. more says that further
+// incrementals follow: xtrabackup must then skip the rollback phase
+// (--apply-log-only); mariabackup handles that by itself.
+func (t *Tool) Prepare(ctx context.Context, dir, incDir string, more bool, useMemory int64, log func(string)) error {
 	args := []string{"--no-defaults", "--prepare", "--target-dir=" + dir}
+	if more && t.Name == "xtrabackup" {
+		args = append(args, "--apply-log-only")
+	}
 	if useMemory > 0 {
 		args = append(args, "--use-memory="+strconv.FormatInt(useMemory, 10))
 	}
