@@ -33,6 +33,7 @@ const (
 	ErrToolFailed        = "ToolFailed"
 	ErrNoBase            = "NoBaseBackup"
 	ErrBrokenChain       = "BrokenChain"
+	ErrStalePlan         = "StalePlan"
 )
 
 // fail returns a non-retryable application error of the given type.

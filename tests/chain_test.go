@@ -28,22 +28,25 @@ func insertRows(t *testing.T, db *sql.DB, from, to int) {
 // backup runs BackupWorkflow and returns its result.
 func (s *stack) backup(id, typ string) workflows.BackupResult {
 	s.t.Helper()
-	var res workflows.BackupResult
-	_, err := s.run("backup/db1/"+id, workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "db1", BackupID: id, Type: typ}, &res)
-	require.NoError(s.t, err, "backup %s (%s)", id, typ)
-	return res
+	return s.backupOf("db1", id, typ)
 }
 
 // restoreAndOpen restores a backup into a new datadir, starts a server on it
 // and returns a connection; the server is stopped when the test ends.
 func (s *stack) restoreAndOpen(id string) (*sql.DB, workflows.RestoreResult) {
 	s.t.Helper()
+	return s.restoreAndOpenOf("db1", id)
+}
+
+// restoreAndOpenOf is restoreAndOpen for another instance.
+func (s *stack) restoreAndOpenOf(instance, id string) (*sql.DB, workflows.RestoreResult) {
+	s.t.Helper()
 	target := filepath.Join(s.t.TempDir(), "restore-"+id)
 	port, err := testdb.FreePort()
 	require.NoError(s.t, err)
 	var res workflows.RestoreResult
 	_, err = s.run("restore/h1:"+target, workflows.RestoreWorkflowName, workflows.RestoreRequest{
-		Instance: "db1", BackupID: id, TargetDir: target, Start: true, Port: port,
+		Instance: instance, BackupID: id, TargetDir: target, Start: true, Port: port,
 	}, &res)
 	require.NoError(s.t, err, "restore %s", id)
 	s.t.Cleanup(func() { stopPID(res.Server.PID) })

@@ -48,11 +48,16 @@ func OpenRepo(ctx context.Context, cfg *config.Config) (*repo.Repo, error) {
 func RegisterWorkflows(w worker.Registry) {
 	w.RegisterWorkflowWithOptions(workflows.BackupWorkflow, workflow.RegisterOptions{Name: workflows.BackupWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.VerifyWorkflow, workflow.RegisterOptions{Name: workflows.VerifyWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.RetentionWorkflow, workflow.RegisterOptions{Name: workflows.RetentionWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
 func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker {
-	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{})
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
+		MaxHeartbeatThrottleInterval:     2 * time.Second,
+		DefaultHeartbeatThrottleInterval: 2 * time.Second,
+	})
 	RegisterWorkflows(w)
 	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r})
 	return w

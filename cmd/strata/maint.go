@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-backup/strata/internal/verify"
+	"github.com/strata-backup/strata/workflows"
+)
+
+func verifyCmd(a *app) *cobra.Command {
+	var (
+		id          string
+		local, asJS bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify INSTANCE [--backup ID]",
+		Short: "Read back every chunk and check sizes, sha256s, parents and LSN continuity (VerifyWorkflow)",
+		Long: "Verify checks one backup and every backup on its chain, or all backups of the instance.\n" +
+			"It exits non-zero when any problem is found. --local runs it in this process without Temporal.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rep verify.Report
+			if local {
+				r, err := a.openRepoFor(cmd, args[0])
+				if err != nil {
+					return err
+				}
+				in, _ := a.cfg.Instance(args[0])
+				var ids []string
+				if id != "" {
+					ids = []string{id}
+				}
+				got, err := verify.Backups(cmd.Context(), r, args[0], ids, in.Backup.Parallelism, nil)
+				if err != nil {
+					return err
+				}
+				rep = *got
+			} else {
+				if err := a.load(); err != nil {
+					return err
+				}
+				if _, err := a.cfg.Instance(args[0]); err != nil {
+					return err
+				}
+				var res workflows.VerifyResult
+				wid := fmt.Sprintf("verify/%s/%s", args[0], time.Now().UTC().Format(workflows.BackupIDFormat))
+				if _, err := a.start(cmd.Context(), wid, workflows.VerifyWorkflowName,
+					workflows.VerifyRequest{Instance: args[0], BackupID: id}, true, &res); err != nil {
+					return err
+				}
+				rep = res.Report
+			}
+			if asJS {
+				if err := printJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				fmt.Printf("verified %d backups of %s: %d chunks, %s\n", len(rep.Checked), args[0], rep.Chunks, human(rep.Bytes))
+				for _, p := range rep.Problems {
+					fmt.Printf("  PROBLEM  %s\n", p)
+				}
+			}
+			if !rep.OK() {
+				return fmt.Errorf("%d problems found in the backups of %s", len(rep.Problems), args[0])
+			}
+			if !asJS {
+				fmt.Println("all backups intact")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "backup", "", "verify this backup and its chain (default: all)")
+	cmd.Flags().BoolVar(&local, "local", false, "verify in this process, without Temporal")
+	cmd.Flags().BoolVar(&asJS, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func pruneCmd(a *app) *cobra.Command {
+	var dryRun, asJS bool
+	cmd := &cobra.Command{
+		Use:   "prune INSTANCE [--dry-run]",
+		Short: "Apply the retention policy: delete expired backups and abandoned partial uploads (RetentionWorkflow)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.load(); err != nil {
+				return err
+			}
+			if _, err := a.cfg.Instance(args[0]); err != nil {
+				return err
+			}
+			var res workflows.RetentionResult
+			wid := "retention/" + args[0]
+			if _, err := a.start(cmd.Context(), wid, workflows.RetentionWorkflowName,
+				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun}, true, &res); err != nil {
+				return err
+			}
+			if asJS {
+				return printJSON(res)
+			}
+			verb := "deleted"
+			if dryRun {
+				verb = "would delete"
+			}
+			fmt.Printf("retention of %s (%s):\n", args[0], res.Plan.Policy)
+			for _, k := range res.Plan.Plan.Keep {
+				fmt.Printf("  keep    %-24s %-12s %s\n", k.BackupID, k.Type, k.Reason)
+			}
+			for _, d := range res.Result.Deleted {
+				fmt.Printf("  %-7s %-24s %-12s %s\n", "delete", d.BackupID, d.Type, d.Reason)
+			}
+			for _, p := range res.Result.PartialRemoved {
+				fmt.Printf("  %s partial upload %s\n", verb, p)
+			}
+			fmt.Printf("%s %d backups and %d partial uploads; kept %d\n", verb, len(res.Result.Deleted), len(res.Result.PartialRemoved), len(res.Plan.Plan.Keep))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be deleted; delete nothing")
+	cmd.Flags().BoolVar(&asJS, "json", false, "print the result as JSON")
+	return cmd
+}
