@@ -151,7 +151,7 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 	}
 	defer os.RemoveAll(work)
 	cnf := filepath.Join(work, "client.cnf")
-	if err := writeClientCnf(cnf, p.Endpoint); err != nil {
+	if err := WriteClientCnf(cnf, p.Endpoint); err != nil {
 		return nil, err
 	}
 	target, lsnDir := filepath.Join(work, "target"), filepath.Join(work, "lsn")
@@ -250,9 +250,9 @@ func (e *ToolError) Error() string {
 
 func (e *ToolError) Unwrap() error { return e.Err }
 
-// writeClientCnf writes the connection options to a 0600 option file so the
+// WriteClientCnf writes the connection options to a 0600 option file so the
 // password never appears on a command line.
-func writeClientCnf(path string, ep mysqlx.Endpoint) error {
+func WriteClientCnf(path string, ep mysqlx.Endpoint) error {
 	var b strings.Builder
 	b.WriteString("[client]\n")
 	fmt.Fprintf(&b, "user=%s\n", quoteOpt(ep.User))

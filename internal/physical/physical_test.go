@@ -87,7 +87,7 @@ func TestStageClockMySQL(t *testing.T) {
 
 func TestClientCnfQuotesAndForcesTCP(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.cnf")
-	require.NoError(t, writeClientCnf(p, mysqlx.Endpoint{Address: "localhost:3307", User: "bk", Password: `p"a\ss#1`}))
+	require.NoError(t, WriteClientCnf(p, mysqlx.Endpoint{Address: "localhost:3307", User: "bk", Password: `p"a\ss#1`}))
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	s := string(b)

@@ -1,0 +1,467 @@
+package binlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+)
+
+// Source is the server to archive from and how to log in as a replica.
+type Source struct {
+	Host     string
+	Port     uint16
+	User     string
+	Password string
+	Flavor   string // mariadb | mysql
+	// ReplicaID is the server_id the archiver registers with; it must differ
+	// from every real server and replica.
+	ReplicaID uint32
+}
+
+// Options tune the archiver.
+type Options struct {
+	// FlushInterval is the longest an event waits before its segment is
+	// written: the RPO. Default 1s.
+	FlushInterval time.Duration
+	// MaxSegmentBytes closes a segment early. Default 8 MiB.
+	MaxSegmentBytes int
+	// RunFor ends the run (after a flush) when this much time has passed;
+	// 0 runs until ctx ends.
+	RunFor time.Duration
+	// Progress is called after every segment written and every second.
+	Progress func(Status)
+	// Log receives the archiver's events (optional).
+	Log func(msg string, kv ...any)
+}
+
+// Status is the archiver's progress.
+type Status struct {
+	File          string    `json:"file"`
+	Pos           uint32    `json:"pos"`
+	LastEventTime time.Time `json:"last_event_time"`
+	LastGTID      string    `json:"last_gtid,omitempty"`
+	LastSeq       uint64    `json:"last_seq"`
+	Segments      int       `json:"segments"` // written in this run
+	Bytes         int64     `json:"bytes"`
+	// CaughtUp is true when the server had nothing more to send at the last check.
+	CaughtUp bool `json:"caught_up"`
+	// Lag percentiles (milliseconds) from receiving an event to its segment
+	// being durable, over the last events of this run.
+	LagP50Ms  float64 `json:"lag_p50_ms"`
+	LagP99Ms  float64 `json:"lag_p99_ms"`
+	LagMaxMs  float64 `json:"lag_max_ms"`
+	GapsFound int     `json:"gaps_found"`
+	// Pending is how many received events are not yet durable.
+	Pending   int       `json:"pending"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ServerInfo is what the archiver needs from the server before it streams.
+type ServerInfo struct {
+	Identity string
+	Checksum bool
+	Logs     []LogFile
+}
+
+// LogFile is one row of SHOW BINARY LOGS.
+type LogFile struct {
+	Name string
+	Size uint64
+}
+
+// Inspect reads the server's identity, checksum setting and binlog files.
+func Inspect(ctx context.Context, db *sql.DB, flavor string) (*ServerInfo, error) {
+	si := &ServerInfo{}
+	var serverID uint32
+	if err := db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&serverID); err != nil {
+		return nil, fmt.Errorf("read server_id: %w", err)
+	}
+	if flavor == "mysql" {
+		var uuid string
+		if err := db.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&uuid); err != nil {
+			return nil, fmt.Errorf("read server_uuid: %w", err)
+		}
+		si.Identity = "uuid:" + uuid
+	} else {
+		var domain uint32
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_domain_id").Scan(&domain); err != nil {
+			return nil, fmt.Errorf("read gtid_domain_id: %w", err)
+		}
+		si.Identity = fmt.Sprintf("server_id:%d domain:%d", serverID, domain)
+	}
+	var cs string
+	if err := db.QueryRowContext(ctx, "SELECT @@binlog_checksum").Scan(&cs); err != nil {
+		return nil, fmt.Errorf("read binlog_checksum: %w", err)
+	}
+	si.Checksum = cs == "CRC32"
+	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("SHOW BINARY LOGS (is log_bin on? the user needs BINLOG MONITOR or REPLICATION CLIENT): %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		var lf LogFile
+		dest := []any{&lf.Name, &lf.Size}
+		for len(dest) < len(cols) {
+			dest = append(dest, new(sql.RawBytes))
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		si.Logs = append(si.Logs, lf)
+	}
+	if len(si.Logs) == 0 {
+		return nil, errors.New("the server has no binary logs: start it with log_bin on")
+	}
+	return si, rows.Err()
+}
+
+func (si *ServerInfo) size(file string) (uint64, bool) {
+	for _, l := range si.Logs {
+		if l.Name == file {
+			return l.Size, true
+		}
+	}
+	return 0, false
+}
+
+// resumePoint decides where to stream from, recording a gap when the
+// archive cannot continue where it stopped.
+func resumePoint(ctx context.Context, st *Store, ix *Index, si *ServerInfo) (file string, pos uint32, gap *Gap) {
+	first := si.Logs[0].Name
+	last := ix.Last()
+	if last == nil {
+		return first, 4, nil
+	}
+	file, pos = last.File, last.End
+	if last.Next != "" {
+		file, pos = last.Next, 4
+	}
+	mk := func(reason string) *Gap {
+		return &Gap{BeforeSeq: last.Seq + 1, LastFile: last.File, LastPos: last.End, LastTime: last.LastTime,
+			ResumeFile: first, ResumePos: 4, Reason: reason, DetectedAt: time.Now().UTC()}
+	}
+	if last.Identity != "" && last.Identity != si.Identity {
+		return first, 4, mk(fmt.Sprintf("server identity changed from %q to %q", last.Identity, si.Identity))
+	}
+	size, ok := si.size(file)
+	if !ok {
+		return first, 4, mk(fmt.Sprintf("binlog file %s was purged from the server before it was archived", file))
+	}
+	if uint64(pos) > size {
+		return first, 4, mk(fmt.Sprintf("binlog file %s is shorter (%d bytes) than the archived position %d: the server's binlogs were reset", file, size, pos))
+	}
+	return file, pos, nil
+}
+
+// Run streams binlog events from src into the archive until ctx ends or
+// RunFor passes. It resumes exactly after the last segment in the archive:
+// nothing is lost and nothing is archived twice, whatever stopped the last
+// run. On return, every event received has been written or will be
+// streamed again by the next run.
+func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*Status, error) {
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = time.Second
+	}
+	if opt.MaxSegmentBytes <= 0 {
+		opt.MaxSegmentBytes = 8 << 20
+	}
+	logf := opt.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	ix, err := st.ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var lastSeq uint64
+	if l := ix.Last(); l != nil {
+		lastSeq = l.Seq
+	}
+	if err := st.RemoveOrphans(ctx, lastSeq); err != nil {
+		return nil, fmt.Errorf("remove unindexed segments: %w", err)
+	}
+	si, err := Inspect(ctx, db, src.Flavor)
+	if err != nil {
+		return nil, err
+	}
+	file, pos, gap := resumePoint(ctx, st, ix, si)
+	status := &Status{File: file, Pos: pos, LastSeq: lastSeq}
+	if l := ix.Last(); l != nil {
+		status.LastEventTime, status.LastGTID = l.LastTime, l.LastGTID
+	}
+	if gap != nil {
+		if err := st.WriteGap(ctx, gap); err != nil {
+			return nil, err
+		}
+		status.GapsFound++
+		logf("binlog gap", "reason", gap.Reason, "resume_file", gap.ResumeFile)
+	}
+
+	// MariaDB leaves ANNOTATE_ROWS events out of the dump unless asked:
+	// without them the archive would not be the server's binlog byte for byte.
+	flavor, dumpFlags := mysql.MariaDBFlavor, replication.BINLOG_SEND_ANNOTATE_ROWS_EVENT
+	if src.Flavor == "mysql" {
+		flavor, dumpFlags = mysql.MySQLFlavor, 0
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: src.ReplicaID, Flavor: flavor, Host: src.Host, Port: src.Port, User: src.User, Password: src.Password,
+		RawModeEnabled: true, VerifyChecksum: true, HeartbeatPeriod: 500 * time.Millisecond, ReadTimeout: 30 * time.Second,
+		DisableRetrySync: true, DumpCommandFlag: dumpFlags, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSync(mysql.Position{Name: file, Pos: pos})
+	if err != nil {
+		return nil, fmt.Errorf("start binlog stream at %s:%d: %w", file, pos, err)
+	}
+	logf("binlog stream started", "file", file, "pos", pos)
+
+	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum,
+		cur: file, curPos: pos, lags: newLagWindow(20000)}
+	began := time.Now()
+	lastProgress := time.Now()
+	for {
+		if opt.RunFor > 0 && time.Since(began) >= opt.RunFor {
+			return a.finish(ctx, nil)
+		}
+		wait := time.Second
+		if len(a.buf) > 0 {
+			wait = time.Until(a.segRecv[0].Add(opt.FlushInterval - a.uploadBudget()))
+		}
+		if wait <= 0 {
+			if err := a.flush(ctx, ""); err != nil {
+				return status, err
+			}
+			continue
+		}
+		ectx, cancel := context.WithTimeout(ctx, wait)
+		ev, err := streamer.GetEvent(ectx)
+		cancel()
+		if time.Since(lastProgress) >= time.Second && opt.Progress != nil {
+			lastProgress = time.Now()
+			opt.Progress(a.snapshot())
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return a.finish(context.WithoutCancel(ctx), ctx.Err())
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				continue // flush deadline or idle tick
+			}
+			return a.finish(context.WithoutCancel(ctx), fmt.Errorf("binlog stream at %s:%d: %w", a.cur, a.curPos, err))
+		}
+		raw := ev.RawData
+		h, err := parseHeader(raw)
+		if err != nil {
+			return a.finish(ctx, err)
+		}
+		if h.Type == evHeartbeat || h.Type == evHeartbeatV2 {
+			a.status.CaughtUp = len(a.buf) == 0
+			continue
+		}
+		artificial := h.Flags&flagArtificial != 0 || h.LogPos == 0
+		if h.Type == evRotate && artificial {
+			// The server names the file it streams from: at the start, and
+			// when it moves on from a file that ended without a rotate
+			// event (a crash or a stop).
+			next, npos := rotateOf(ev)
+			if next != a.cur {
+				if err := a.flush(ctx, next); err != nil {
+					return status, err
+				}
+				if next != nextFile(a.cur) || npos != 4 {
+					g := &Gap{BeforeSeq: a.status.LastSeq + 1, LastFile: a.cur, LastPos: a.curPos, LastTime: a.status.LastEventTime,
+						ResumeFile: next, ResumePos: uint32(npos), DetectedAt: time.Now().UTC(),
+						Reason: fmt.Sprintf("the server moved the stream from %s:%d to %s:%d", a.cur, a.curPos, next, npos)}
+					if err := st.WriteGap(ctx, g); err != nil {
+						return status, err
+					}
+					a.status.GapsFound++
+				}
+				a.cur, a.curPos = next, uint32(npos)
+			}
+			continue
+		}
+		if artificial || (h.Type == evFormatDesc && h.start() != a.curPos) {
+			continue // made up for the dump, or the format event resent on resume
+		}
+		if h.start() != a.curPos {
+			return a.finish(ctx, fmt.Errorf("binlog stream jumped in %s: expected an event at %d, got one at %d", a.cur, a.curPos, h.start()))
+		}
+		a.add(h, raw)
+		a.status.CaughtUp = false
+		switch {
+		case h.Type == evRotate:
+			next, _ := rotateOf(ev)
+			if err := a.flush(ctx, next); err != nil {
+				return status, err
+			}
+			a.cur, a.curPos = next, 4
+		case h.Type == evStop:
+			if err := a.flush(ctx, nextFile(a.cur)); err != nil {
+				return status, err
+			}
+		case len(a.buf) >= opt.MaxSegmentBytes:
+			if err := a.flush(ctx, ""); err != nil {
+				return status, err
+			}
+		}
+	}
+}
+
+// run is the state of one archiver run.
+type run struct {
+	st       *Store
+	opt      Options
+	status   *Status
+	identity string
+	checksum bool
+
+	cur    string // file being streamed
+	curPos uint32 // position of the next event in cur
+
+	buf     []byte
+	segRecv []time.Time // receive time of each buffered event
+	seg     Segment
+	lags    *lagWindow
+	uploads []time.Duration
+	// pendingNext names the file after the last written segment when the
+	// switch was learnt from the stream rather than a rotate event.
+	pendingNext string
+}
+
+func (a *run) add(h header, raw []byte) {
+	now := time.Now()
+	if len(a.buf) == 0 {
+		a.seg = Segment{File: a.cur, Start: a.curPos, FirstTime: eventTime(h.Timestamp), ServerID: h.ServerID, Identity: a.identity}
+	}
+	a.buf = append(a.buf, raw...)
+	a.segRecv = append(a.segRecv, now)
+	a.seg.Events++
+	a.seg.LastTime = eventTime(h.Timestamp)
+	if g := gtidOf(h, raw); g != "" {
+		if a.seg.FirstGTID == "" {
+			a.seg.FirstGTID = g
+		}
+		a.seg.LastGTID = g
+	}
+	a.curPos = h.LogPos
+}
+
+// uploadBudget is how long before the flush deadline a segment is closed,
+// so that writing it still fits in the flush interval.
+func (a *run) uploadBudget() time.Duration {
+	if len(a.uploads) == 0 {
+		return 0
+	}
+	var worst time.Duration
+	for _, d := range a.uploads {
+		worst = max(worst, d)
+	}
+	return min(worst, a.opt.FlushInterval/2)
+}
+
+// flush writes the buffered events as the next segment. next names the
+// following file when the segment ends its file.
+func (a *run) flush(ctx context.Context, next string) error {
+	if len(a.buf) == 0 {
+		return nil
+	}
+	a.seg.Seq = a.status.LastSeq + 1
+	a.seg.End = a.curPos
+	a.seg.Next = next
+	a.seg.ArchivedAt = time.Now().UTC()
+	t0 := time.Now()
+	if err := a.st.WriteSegment(ctx, &a.seg, a.buf); err != nil {
+		return err
+	}
+	done := time.Now()
+	a.uploads = append(a.uploads, done.Sub(t0))
+	if len(a.uploads) > 20 {
+		a.uploads = a.uploads[1:]
+	}
+	for _, r := range a.segRecv {
+		a.lags.add(done.Sub(r))
+	}
+	s := a.status
+	s.LastSeq, s.File, s.Pos = a.seg.Seq, a.seg.File, a.seg.End
+	s.LastEventTime = a.seg.LastTime
+	if a.seg.LastGTID != "" {
+		s.LastGTID = a.seg.LastGTID
+	}
+	s.Segments++
+	s.Bytes += a.seg.RawSize
+	a.buf, a.segRecv = a.buf[:0], a.segRecv[:0]
+	if a.opt.Progress != nil {
+		a.opt.Progress(a.snapshot())
+	}
+	return nil
+}
+
+func (a *run) snapshot() Status {
+	s := *a.status
+	s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = a.lags.percentiles()
+	s.Pending = len(a.segRecv)
+	s.UpdatedAt = time.Now().UTC()
+	return s
+}
+
+// finish writes what is buffered and returns the final status with err.
+func (a *run) finish(ctx context.Context, err error) (*Status, error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if ferr := a.flush(fctx, ""); ferr != nil && err == nil {
+		err = ferr
+	}
+	s := a.snapshot()
+	return &s, err
+}
+
+// lagWindow keeps the last n lags.
+type lagWindow struct {
+	v    []time.Duration
+	next int
+	full bool
+}
+
+func newLagWindow(n int) *lagWindow { return &lagWindow{v: make([]time.Duration, n)} }
+
+func (w *lagWindow) add(d time.Duration) {
+	w.v[w.next] = d
+	w.next++
+	if w.next == len(w.v) {
+		w.next, w.full = 0, true
+	}
+}
+
+func (w *lagWindow) percentiles() (p50, p99, maxMs float64) {
+	n := w.next
+	if w.full {
+		n = len(w.v)
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	s := append([]time.Duration(nil), w.v[:n]...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return ms(s[n*50/100]), ms(s[min(n-1, n*99/100)]), ms(s[n-1])
+}
+
+// rotateOf returns the file and position a rotate event names, as parsed by
+// the replication client (which knows whether the event carries a checksum).
+func rotateOf(ev *replication.BinlogEvent) (string, uint64) {
+	if r, ok := ev.Event.(*replication.RotateEvent); ok {
+		return string(r.NextLogName), r.Position
+	}
+	return "", 0
+}

@@ -1,0 +1,233 @@
+package binlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/strata-backup/strata/internal/storage"
+)
+
+// Segment is the index record of one archived piece of a binlog file: the
+// events from Start to End (byte positions in File).
+type Segment struct {
+	Seq       uint64    `json:"seq"`
+	File      string    `json:"file"`
+	Start     uint32    `json:"start"`
+	End       uint32    `json:"end"`
+	FirstTime time.Time `json:"first_time"` // timestamp of the first event (binlog resolution: 1 s)
+	LastTime  time.Time `json:"last_time"`
+	FirstGTID string    `json:"first_gtid,omitempty"` // first transaction that starts in the segment
+	LastGTID  string    `json:"last_gtid,omitempty"`
+	// Next names the following binlog file when this segment ends its file
+	// (with a rotate event or at a server stop).
+	Next       string    `json:"next,omitempty"`
+	ServerID   uint32    `json:"server_id"`
+	Identity   string    `json:"identity"` // server identity when archived (uuid or server_id/domain)
+	Events     int       `json:"events"`
+	RawSize    int64     `json:"raw_size"`
+	StoredSize int64     `json:"stored_size"`
+	SHA256     string    `json:"sha256"` // of the stored (compressed) bytes
+	ArchivedAt time.Time `json:"archived_at"`
+}
+
+// Gap records a stretch of binlog that is not in the archive: PITR across
+// it is impossible.
+type Gap struct {
+	// BeforeSeq is the first segment after the gap.
+	BeforeSeq  uint64    `json:"before_seq"`
+	LastFile   string    `json:"last_file,omitempty"` // last archived position before the gap
+	LastPos    uint32    `json:"last_pos,omitempty"`
+	LastTime   time.Time `json:"last_time,omitempty"`
+	ResumeFile string    `json:"resume_file"` // where archiving resumed
+	ResumePos  uint32    `json:"resume_pos"`
+	Reason     string    `json:"reason"`
+	DetectedAt time.Time `json:"detected_at"`
+}
+
+// Store reads and writes an instance's binlog archive in a repository.
+type Store struct {
+	B        storage.Backend
+	Instance string
+}
+
+func (s *Store) prefix() string            { return s.Instance + "/binlogs/" }
+func (s *Store) dataKey(seq uint64) string { return fmt.Sprintf("%sdata/%012d.zst", s.prefix(), seq) }
+func (s *Store) indexKey(seq uint64) string {
+	return fmt.Sprintf("%sindex/%012d.json", s.prefix(), seq)
+}
+func (s *Store) gapKey(seq uint64) string { return fmt.Sprintf("%sgaps/%012d.json", s.prefix(), seq) }
+
+var (
+	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+// WriteSegment stores the segment's events, then its index record: a
+// segment exists once its index record does. seg.Seq, File, Start, End and
+// the event fields must be set; sizes and checksum are filled in.
+func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) error {
+	stored := encoder.EncodeAll(events, nil)
+	sum := sha256.Sum256(stored)
+	seg.RawSize, seg.StoredSize, seg.SHA256 = int64(len(events)), int64(len(stored)), hex.EncodeToString(sum[:])
+	if err := s.put(ctx, s.dataKey(seg.Seq), stored); err != nil {
+		return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
+	}
+	b, err := json.Marshal(seg)
+	if err != nil {
+		return err
+	}
+	if err := s.put(ctx, s.indexKey(seg.Seq), b); err != nil {
+		return fmt.Errorf("write index of binlog segment %d: %w", seg.Seq, err)
+	}
+	return nil
+}
+
+// put writes an object; an identical object already there (a retried
+// write) counts as success.
+func (s *Store) put(ctx context.Context, key string, b []byte) error {
+	err := s.B.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	if errors.Is(err, storage.ErrExists) {
+		old, rerr := s.get(ctx, key)
+		if rerr == nil && bytes.Equal(old, b) {
+			return nil
+		}
+		// A leftover of a crashed run (data written, index not): replace it.
+		if strings.Contains(key, "/data/") {
+			if derr := s.B.Delete(ctx, key); derr != nil {
+				return derr
+			}
+			return s.B.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+		}
+	}
+	return err
+}
+
+func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	r, err := s.B.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// WriteGap records a gap. A gap is recorded once: when a retried run finds
+// the same gap again, the first record stands.
+func (s *Store) WriteGap(ctx context.Context, g *Gap) error {
+	b, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	err = s.B.Put(ctx, s.gapKey(g.BeforeSeq), bytes.NewReader(b), int64(len(b)))
+	if errors.Is(err, storage.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Index is the archive's catalog: every segment in order and every gap.
+type Index struct {
+	Segments []Segment
+	Gaps     []Gap
+}
+
+// Last returns the newest segment, or nil.
+func (ix *Index) Last() *Segment {
+	if len(ix.Segments) == 0 {
+		return nil
+	}
+	return &ix.Segments[len(ix.Segments)-1]
+}
+
+// ReadIndex reads the archive's index records and gaps.
+func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
+	ix := &Index{}
+	objs, err := s.B.List(ctx, s.prefix()+"index/")
+	if err != nil {
+		return nil, fmt.Errorf("list binlog index: %w", err)
+	}
+	for _, o := range objs {
+		b, err := s.get(ctx, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		var seg Segment
+		if err := json.Unmarshal(b, &seg); err != nil {
+			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
+		}
+		ix.Segments = append(ix.Segments, seg)
+	}
+	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
+	gaps, err := s.B.List(ctx, s.prefix()+"gaps/")
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range gaps {
+		b, err := s.get(ctx, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		var g Gap
+		if err := json.Unmarshal(b, &g); err != nil {
+			return nil, fmt.Errorf("binlog gap record %s: %w", o.Key, err)
+		}
+		ix.Gaps = append(ix.Gaps, g)
+	}
+	sort.Slice(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	return ix, nil
+}
+
+// RemoveOrphans deletes data objects newer than the last indexed segment
+// (0 when there is none): leftovers of a run that crashed between data and
+// index. Segment numbers start at 1.
+func (s *Store) RemoveOrphans(ctx context.Context, lastSeq uint64) error {
+	objs, err := s.B.List(ctx, s.prefix()+"data/")
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		n, err := strconv.ParseUint(strings.TrimSuffix(path.Base(o.Key), ".zst"), 10, 64)
+		if err != nil {
+			continue
+		}
+		if n > lastSeq {
+			if err := s.B.Delete(ctx, o.Key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ReadSegment returns a segment's events after checking size and sha256.
+func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
+	stored, err := s.get(ctx, s.dataKey(seg.Seq))
+	if err != nil {
+		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
+	}
+	sum := sha256.Sum256(stored)
+	if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
+		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d) is corrupt: size or sha256 mismatch", seg.Seq, seg.File, seg.Start, seg.End)
+	}
+	raw, err := decoder.DecodeAll(stored, make([]byte, 0, seg.RawSize))
+	if err != nil {
+		return nil, fmt.Errorf("binlog segment %d: decompress: %w", seg.Seq, err)
+	}
+	if int64(len(raw)) != seg.RawSize || int64(len(raw)) != int64(seg.End-seg.Start) {
+		return nil, fmt.Errorf("binlog segment %d holds %d bytes, index says %d-%d", seg.Seq, len(raw), seg.Start, seg.End)
+	}
+	return raw, nil
+}
