@@ -10,7 +10,9 @@ import (
 	"io"
 	"sync"
 
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/storage"
 )
 
@@ -25,6 +27,13 @@ type DownloadOptions struct {
 	// ExpectRawSHA256, if set, is the hex sha256 of the whole raw stream,
 	// checked at the end.
 	ExpectRawSHA256 string
+	// Cipher, if set, decrypts each chunk after its sha256 is verified and
+	// before it is decompressed; it must be the cipher of the backup (its
+	// data key and backup ID). nil: the backup is not encrypted.
+	Cipher *crypt.ChunkCipher
+	// Limiter, if set, limits the rate of stored bytes: each chunk waits
+	// for its stored size after its Get, before its data is read.
+	Limiter *ratelimit.Limiter
 }
 
 // DownloadResult describes the restored stream.
@@ -36,8 +45,15 @@ type DownloadResult struct {
 }
 
 // Download fetches chunks (stored under prefix) in parallel, verifies each
-// chunk's stored size and sha256 before decompressing it with codec, checks
-// its raw size, and writes the raw data to w strictly in index order.
+// chunk's stored size and sha256, decrypts it with opt.Cipher if set,
+// decompresses it with codec, checks its raw size, and writes the raw data to
+// w strictly in index order.
+//
+// A chunk that fails decryption is reported as a *ChunkError whose error
+// matches crypt.ErrDecrypt (wrong data key or backup ID, or a chunk moved or
+// swapped) or crypt.ErrNotEncrypted (a cipher was given for an unencrypted
+// chunk); an encrypted chunk downloaded without opt.Cipher is reported as a
+// *ChunkError matching ErrEncrypted.
 //
 // A chunk that is missing, unreadable or fails a check is reported as a
 // *ChunkError (corruption also matches ErrCorrupt; a missing chunk wraps
@@ -70,6 +86,8 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 		b:          b,
 		prefix:     prefix,
 		codec:      cd,
+		cipher:     opt.Cipher,
+		limiter:    opt.Limiter,
 		storedBufs: make(bufPool, par),
 		rawBufs:    make(bufPool, par+1),
 	}
@@ -162,6 +180,8 @@ type downloader struct {
 	b          storage.Backend
 	prefix     string
 	codec      Codec
+	cipher     *crypt.ChunkCipher // nil: not encrypted
+	limiter    *ratelimit.Limiter // nil: no limit
 	storedBufs bufPool
 	rawBufs    bufPool
 
@@ -179,32 +199,66 @@ func (d *downloader) fail(err error) {
 	}
 }
 
-// fetch reads, verifies and decompresses chunk i.
+// fetch reads, verifies, decrypts and decompresses chunk i.
 func (d *downloader) fetch(i int, c manifest.Chunk) ([]byte, error) {
-	stored, err := readStored(d.ctx, d.b, d.prefix, i, c, d.storedBufs.get(int(c.StoredSize)+1), nil)
+	stored, err := readStored(d.ctx, d.b, d.prefix, i, c, d.storedBufs.get(int(c.StoredSize)+1), nil, d.limiter)
 	if err != nil {
 		return nil, err
 	}
 	defer d.storedBufs.put(stored)
-	raw, err := d.codec.decompress(d.rawBufs.get(int(c.RawSize)+decompressSlack), stored, int(c.RawSize)+decompressSlack)
+	compressed := stored
+	if d.cipher != nil {
+		var dst []byte // decrypt in place
+		if len(stored) >= crypt.HeaderSize {
+			dst = stored[crypt.HeaderSize:crypt.HeaderSize]
+		}
+		compressed, err = d.cipher.Open(dst, stored, uint64(i))
+		if err != nil {
+			reason := "cannot decrypt although its sha256 matches: wrong key for this backup, or the chunk and its manifest entry were swapped or altered"
+			if errors.Is(err, crypt.ErrNotEncrypted) {
+				reason = "is not encrypted but a decryption key was given: the manifest does not match the stored data"
+			}
+			return nil, &ChunkError{Index: i, Key: c.Key, Reason: reason, Err: err}
+		}
+	}
+	raw, err := d.codec.decompress(d.rawBufs.get(int(c.RawSize)+decompressSlack), compressed, int(c.RawSize)+decompressSlack)
 	if err != nil {
+		if ce := d.encryptedError(i, c, stored); ce != nil {
+			return nil, ce
+		}
 		return nil, &ChunkError{Index: i, Key: c.Key, corrupt: true,
 			Reason: fmt.Sprintf("cannot decompress (%s) although its sha256 matches: data was corrupt when stored or the codec is wrong", d.codec.Name()),
 			Err:    err}
 	}
 	if int64(len(raw)) != c.RawSize {
+		d.rawBufs.put(raw)
+		if ce := d.encryptedError(i, c, stored); ce != nil {
+			return nil, ce
+		}
 		return nil, &ChunkError{Index: i, Key: c.Key, corrupt: true,
 			Reason: fmt.Sprintf("raw size mismatch: manifest records %d bytes, decompressed %d", c.RawSize, len(raw))}
 	}
 	return raw, nil
 }
 
+// encryptedError explains the failure of chunk i when it was not decrypted
+// but looks encrypted; it returns nil otherwise.
+func (d *downloader) encryptedError(i int, c manifest.Chunk, stored []byte) *ChunkError {
+	if d.cipher != nil || !crypt.IsEncrypted(stored) {
+		return nil
+	}
+	return &ChunkError{Index: i, Key: c.Key,
+		Reason: "is encrypted but no decryption key was given: restore it with the backup's encryption key (see encryption_key_id in its manifest)",
+		Err:    ErrEncrypted}
+}
+
 // readStored reads the stored bytes of chunk i and checks their size and
 // sha256. With a non-nil buf, the data is read into buf's storage and
 // returned; otherwise it is streamed into the hash only and nil is returned.
+// With a non-nil lim, it waits for the chunk's stored size after the Get.
 // Problems with the chunk are returned as a *ChunkError; cancellation as a
 // plain error.
-func readStored(ctx context.Context, b storage.Backend, prefix string, i int, c manifest.Chunk, buf []byte, h hash.Hash) ([]byte, error) {
+func readStored(ctx context.Context, b storage.Backend, prefix string, i int, c manifest.Chunk, buf []byte, h hash.Hash, lim *ratelimit.Limiter) ([]byte, error) {
 	rc, err := b.Get(ctx, prefix+c.Key)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -216,6 +270,9 @@ func readStored(ctx context.Context, b storage.Backend, prefix string, i int, c 
 		return nil, &ChunkError{Index: i, Key: c.Key, Reason: "read failed", Err: err}
 	}
 	defer rc.Close()
+	if err := lim.Wait(ctx, int(c.StoredSize)); err != nil {
+		return nil, fmt.Errorf("chunk %d: %w", i, err)
+	}
 
 	if h == nil {
 		h = sha256.New()

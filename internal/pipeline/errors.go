@@ -10,8 +10,14 @@ import (
 // Missing chunks and read errors do not match it.
 var ErrCorrupt = errors.New("backup data is corrupt")
 
+// ErrEncrypted matches (with errors.Is) the ChunkError of a Download without
+// DownloadOptions.Cipher that finds an encrypted chunk.
+var ErrEncrypted = errors.New("backup is encrypted: a decryption key is needed")
+
 // ChunkError reports a problem with one stored chunk: missing, unreadable,
-// or failing an integrity check.
+// failing an integrity check, or failing decryption (then Err matches
+// crypt.ErrDecrypt, crypt.ErrNotEncrypted or ErrEncrypted; such errors do not
+// match ErrCorrupt, since the stored bytes are those recorded).
 type ChunkError struct {
 	Index  int    // chunk index in the manifest
 	Key    string // chunk key relative to the backup prefix

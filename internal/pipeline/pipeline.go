@@ -8,6 +8,13 @@
 // (manifest.Chunk) records for each chunk its raw and stored sizes and the
 // sha256 of the stored bytes, so that corruption is detected without
 // decompressing; the sha256 of the whole raw stream is recorded as well.
+//
+// With a crypt.ChunkCipher (UploadOptions.Cipher), chunks are encrypted after
+// compression and stored with the EncryptedExt suffix
+// ("chunks/00000012.zst.enc"). The recorded sha256 is still that of the
+// stored (encrypted) bytes, so VerifyChunks needs no key; Download checks it,
+// then decrypts, then decompresses. A ratelimit.Limiter (UploadOptions.Limiter,
+// DownloadOptions.Limiter) limits the stored bytes transferred.
 package pipeline
 
 import (
@@ -17,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/storage"
 )
@@ -27,6 +35,9 @@ const (
 	MinChunkSize     = 64 << 10
 	MaxChunkSize     = 1 << 30
 )
+
+// EncryptedExt is appended to the codec extension of encrypted chunks.
+const EncryptedExt = ".enc"
 
 // decompressSlack is how many bytes beyond a chunk's recorded raw size the
 // decompressor may produce before giving up (the size is then checked
@@ -75,7 +86,7 @@ func checkChunk(prefix string, i int, c manifest.Chunk) *ChunkError {
 		return bad("index %d at position %d (indexes must be 0..n-1 in order)", c.Index, i)
 	case c.RawSize < 0 || c.RawSize > MaxChunkSize:
 		return bad("raw size %d is out of range 0..%d", c.RawSize, MaxChunkSize)
-	case c.StoredSize < 0 || c.StoredSize > int64(maxCompressedLen(MaxChunkSize)):
+	case c.StoredSize < 0 || c.StoredSize > int64(maxCompressedLen(MaxChunkSize)+crypt.Overhead):
 		return bad("stored size %d is out of range", c.StoredSize)
 	case !manifest.IsSHA256Hex(c.SHA256):
 		return bad("sha256 %q is not 64 lowercase hex characters", c.SHA256)

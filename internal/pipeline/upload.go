@@ -10,7 +10,9 @@ import (
 	"io"
 	"sync"
 
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/storage"
 )
 
@@ -30,6 +32,13 @@ type UploadOptions struct {
 	// Progress, if set, is called after each chunk is stored. Calls are
 	// serialized; it must return quickly.
 	Progress func(Progress)
+	// Cipher, if set, encrypts each chunk after compression (nil: no
+	// encryption). Chunk keys then end with EncryptedExt, and the chunk's
+	// StoredSize and SHA256 are those of the encrypted bytes.
+	Cipher *crypt.ChunkCipher
+	// Limiter, if set, limits the rate of stored bytes: each chunk waits
+	// for its stored size before its Put.
+	Limiter *ratelimit.Limiter
 }
 
 // UploadResult describes the stored stream, for the manifest.
@@ -45,8 +54,9 @@ type UploadResult struct {
 
 // Upload reads r to EOF, cutting it into chunks of opt.ChunkSize bytes (the
 // last one may be shorter; an empty stream gives no chunks), compresses them
-// in parallel and stores each at prefix+ChunkKey(index, ext). prefix must be
-// empty or end with '/'.
+// in parallel, encrypts them if opt.Cipher is set, and stores each at
+// prefix+ChunkKey(index, ext) (ext: the codec's extension, plus EncryptedExt
+// when encrypted). prefix must be empty or end with '/'.
 //
 // On a read, compression or storage error, or when ctx is cancelled, Upload
 // stops reading, waits for its goroutines and returns the first error,
@@ -82,9 +92,15 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 		prefix:   prefix,
 		codec:    codec,
 		progress: opt.Progress,
+		cipher:   opt.Cipher,
+		limiter:  opt.Limiter,
 		rawBufs:  make(bufPool, par+1),
 		outBufs:  make(bufPool, par),
-		outCap:   maxCompressedLen(int(chunkSize)),
+		outCap:   maxCompressedLen(int(chunkSize)) + crypt.Overhead,
+	}
+	ext := codec.Ext()
+	if opt.Cipher != nil {
+		ext += EncryptedExt
 	}
 
 	var (
@@ -108,7 +124,7 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 		data := buf[:n]
 		rawHash.Write(data)
 		rawSize += int64(n)
-		key := ChunkKey(index, codec.Ext())
+		key := ChunkKey(index, ext)
 		u.mu.Lock()
 		u.chunks = append(u.chunks, manifest.Chunk{Index: index, Key: key, RawSize: int64(n)})
 		u.mu.Unlock()
@@ -162,6 +178,8 @@ type uploader struct {
 	prefix   string
 	codec    Codec
 	progress func(Progress)
+	cipher   *crypt.ChunkCipher // nil: no encryption
+	limiter  *ratelimit.Limiter // nil: no limit
 	rawBufs  bufPool
 	outBufs  bufPool
 	outCap   int
@@ -184,8 +202,8 @@ func (u *uploader) fail(err error) {
 	}
 }
 
-// store compresses and stores one chunk. buf is data's backing buffer,
-// returned to the pool when done.
+// store compresses, encrypts (with a cipher) and stores one chunk. buf is
+// data's backing buffer, returned to the pool when done.
 func (u *uploader) store(index int, key string, buf, data []byte) {
 	defer u.rawBufs.put(buf)
 	if err := u.ctx.Err(); err != nil {
@@ -197,8 +215,15 @@ func (u *uploader) store(index int, key string, buf, data []byte) {
 		u.fail(fmt.Errorf("upload chunk %d: compress: %w", index, err))
 		return
 	}
+	if u.cipher != nil {
+		out = u.seal(index, out)
+	}
 	defer u.outBufs.put(out)
 	sum := sha256.Sum256(out)
+	if err := u.limiter.Wait(u.ctx, len(out)); err != nil {
+		u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(u.ctx)))
+		return
+	}
 	if err := u.b.Put(u.ctx, u.prefix+key, bytes.NewReader(out), int64(len(out))); err != nil {
 		u.fail(fmt.Errorf("upload chunk %d: %w", index, err))
 		return
@@ -217,4 +242,19 @@ func (u *uploader) store(index int, key string, buf, data []byte) {
 	if u.progress != nil {
 		u.progress(u.prog)
 	}
+}
+
+// seal encrypts the compressed chunk out in place (reallocating only if its
+// capacity is too small) and returns the encrypted chunk.
+func (u *uploader) seal(index int, out []byte) []byte {
+	n := len(out)
+	var buf []byte
+	if cap(out) >= n+crypt.Overhead {
+		buf = out[:crypt.HeaderSize+n]
+		copy(buf[crypt.HeaderSize:], buf[:n]) // memmove: the regions overlap
+	} else {
+		buf = make([]byte, crypt.HeaderSize+n, n+crypt.Overhead)
+		copy(buf[crypt.HeaderSize:], out)
+	}
+	return u.cipher.Seal(buf[:0], buf[crypt.HeaderSize:], uint64(index))
 }

@@ -44,7 +44,7 @@ func VerifyChunks(ctx context.Context, b storage.Backend, prefix string, chunks 
 					problems[i] = &ChunkError{Index: i, Key: c.Key, Reason: "not verified", Err: err}
 					continue
 				}
-				_, err := readStored(ctx, b, prefix, i, c, nil, h)
+				_, err := readStored(ctx, b, prefix, i, c, nil, h, nil)
 				var ce *ChunkError
 				if errors.As(err, &ce) {
 					problems[i] = ce
