@@ -25,6 +25,7 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		Instance:          in.ID,
 		Host:              in.Host,
 		TaskQueue:         config.AgentTaskQueue(in.Host),
+		ArchiveTaskQueue:  config.ArchiveTaskQueue(in.Host),
 		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
 	}, nil

@@ -34,6 +34,8 @@ const (
 	ErrNoBase            = "NoBaseBackup"
 	ErrBrokenChain       = "BrokenChain"
 	ErrStalePlan         = "StalePlan"
+	ErrOutsideWindow     = "OutsideRecoveryWindow"
+	ErrAgentUnavailable  = "AgentUnavailable"
 )
 
 // fail returns a non-retryable application error of the given type.

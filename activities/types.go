@@ -13,6 +13,7 @@ type InstanceRoute struct {
 	Instance          string        `json:"instance"`
 	Host              string        `json:"host"`
 	TaskQueue         string        `json:"task_queue"`
+	ArchiveTaskQueue  string        `json:"archive_task_queue"`
 	AgentStartTimeout time.Duration `json:"agent_start_timeout"`
 	BackupTimeout     time.Duration `json:"backup_timeout"`
 }

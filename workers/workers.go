@@ -50,6 +50,7 @@ func RegisterWorkflows(w worker.Registry) {
 	w.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.VerifyWorkflow, workflow.RegisterOptions{Name: workflows.VerifyWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.RetentionWorkflow, workflow.RegisterOptions{Name: workflows.RetentionWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.BinlogArchiveWorkflow, workflow.RegisterOptions{Name: workflows.ArchiveWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
@@ -63,10 +64,45 @@ func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker 
 	return w
 }
 
-// NewAgent returns the worker of one database host. It runs at most
-// agent.max_concurrent activities at once: backups and restores are heavy.
-func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, log *zap.Logger) worker.Worker {
-	w := worker.New(c, config.AgentTaskQueue(host), worker.Options{
+// Agent is the pair of workers of one database host: one for heavy
+// activities (backups, restores), limited to agent.max_concurrent, and one
+// for the binlog archivers, which run all the time.
+type Agent struct {
+	Heavy, Binlog worker.Worker
+}
+
+// Start starts both workers.
+func (a *Agent) Start() error {
+	if err := a.Heavy.Start(); err != nil {
+		return err
+	}
+	if err := a.Binlog.Start(); err != nil {
+		a.Heavy.Stop()
+		return err
+	}
+	return nil
+}
+
+// Stop stops both workers, cancelling running activities.
+func (a *Agent) Stop() {
+	a.Binlog.Stop()
+	a.Heavy.Stop()
+}
+
+// Run starts both workers and stops them when stop is closed.
+func (a *Agent) Run(stop <-chan interface{}) error {
+	if err := a.Start(); err != nil {
+		return err
+	}
+	<-stop
+	a.Stop()
+	return nil
+}
+
+// NewAgent returns the workers of one database host.
+func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, log *zap.Logger) *Agent {
+	acts := &activities.Agent{Host: host, Config: cfg, Repo: r, Log: log}
+	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Agent.MaxConcurrentHeavy,
 		// On SIGTERM, running activities are cancelled and get this long to
 		// kill their tools and remove temp files before the agent exits.
@@ -75,7 +111,11 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 		// SDK's heartbeat batching short so a cancel stops the tool quickly.
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
-	})
-	w.RegisterActivityWithOptions(&activities.Agent{Host: host, Config: cfg, Repo: r, Log: log}, activity.RegisterOptions{})
-	return w
+	}
+	heavy := worker.New(c, config.AgentTaskQueue(host), opts)
+	heavy.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
+	opts.MaxConcurrentActivityExecutionSize = 0 // one archiver per instance; SDK default bound
+	bl := worker.New(c, config.ArchiveTaskQueue(host), opts)
+	bl.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
+	return &Agent{Heavy: heavy, Binlog: bl}
 }

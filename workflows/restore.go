@@ -11,14 +11,17 @@ import (
 )
 
 // RestoreWorkflow restores one backup — with the chain it depends on — into
-// a new datadir on an agent host and optionally starts a server on it.
+// a new datadir on an agent host and optionally starts a server on it. With
+// a target it is a point-in-time restore: it picks the newest backup before
+// the target, restores it and replays archived binlogs up to the target.
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, error) {
 	started := workflow.Now(ctx)
+	pitr := !req.Target.IsZero()
 	switch {
 	case req.Instance == "":
 		return nil, invalid("instance is required")
-	case req.BackupID == "":
-		return nil, invalid("backup_id is required (see `strata ls %s`)", req.Instance)
+	case req.BackupID == "" && !pitr:
+		return nil, invalid("backup_id or a target is required (see `strata ls %s`)", req.Instance)
 	case req.TargetDir == "" || !filepath.IsAbs(req.TargetDir):
 		return nil, invalid("target_dir must be an absolute path, got %q", req.TargetDir)
 	case req.Start && (req.Port <= 0 || req.Port > 65535):
@@ -26,10 +29,24 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	}
 
 	var cat *activities.Catalog
+	var pitrPlan *activities.PITRPlan
 	cctx := catalogCtx(ctx)
 	var route activities.InstanceRoute
 	if err := workflow.ExecuteActivity(cctx, cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
 		return nil, err
+	}
+	if pitr {
+		if err := req.Target.Validate(); err != nil {
+			return nil, invalid("%v", err)
+		}
+		var plan activities.PITRPlan
+		if err := workflow.ExecuteActivity(cctx, cat.PlanPITR, activities.PITRRequest{
+			Instance: req.Instance, Target: req.Target, BackupID: req.BackupID,
+		}).Get(ctx, &plan); err != nil {
+			return nil, err
+		}
+		req.BackupID = plan.BackupID
+		pitrPlan = &plan
 	}
 	var chain []activities.BackupSummary
 	if err := workflow.ExecuteActivity(cctx, cat.ResolveChain, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID}).Get(ctx, &chain); err != nil {
@@ -54,13 +71,35 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	}).Get(ctx, &res.Stats); err != nil {
 		return nil, agentError(err, host, queue)
 	}
-	if req.Start {
+	if req.Start || pitr {
+		// A replay needs the server; without --start it listens on its
+		// socket only and is stopped afterwards.
+		port := 0
+		if req.Start {
+			port = req.Port
+		}
 		sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
 		res.Server = &activities.StartServerResult{}
 		if err := workflow.ExecuteActivity(sctx, agent.StartServer, activities.StartServerParams{
-			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port,
+			Instance: req.Instance, TargetDir: req.TargetDir, Port: port,
 		}).Get(ctx, res.Server); err != nil {
 			return nil, agentError(err, host, queue)
+		}
+	}
+	if pitr {
+		res.Replay = &activities.ReplayResult{}
+		if err := workflow.ExecuteActivity(actx, agent.ReplayBinlogs, activities.ReplayParams{
+			Instance: req.Instance, StartFile: pitrPlan.StartFile, StartPos: pitrPlan.StartPos, Target: req.Target,
+			TargetDir: req.TargetDir, Socket: res.Server.Socket,
+		}).Get(ctx, res.Replay); err != nil {
+			return nil, agentError(err, host, queue)
+		}
+		if !req.Start {
+			sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
+			if err := workflow.ExecuteActivity(sctx, agent.StopServer, activities.StopServerParams{TargetDir: req.TargetDir}).Get(ctx, nil); err != nil {
+				return nil, agentError(err, host, queue)
+			}
+			res.Server = nil
 		}
 	}
 	res.Finished = workflow.Now(ctx)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/binlog"
 )
 
 // Workflow type names, as registered and as used by `temporal workflow start --type`.
@@ -50,6 +51,10 @@ type RestoreRequest struct {
 	// Start starts a server on the restored datadir on Port and checks it answers.
 	Start bool `json:"start,omitempty"`
 	Port  int  `json:"port,omitempty"`
+	// Target, when set, makes this a point-in-time restore: the newest
+	// backup before the target (or BackupID) is restored and archived
+	// binlogs are replayed up to the target.
+	Target binlog.Target `json:"target,omitempty"`
 }
 
 // RestoreResult reports the restore.
@@ -61,6 +66,7 @@ type RestoreResult struct {
 	Chain      []string                      `json:"chain"`
 	Stats      activities.RestoreStats       `json:"stats"`
 	Server     *activities.StartServerResult `json:"server,omitempty"`
+	Replay     *activities.ReplayResult      `json:"replay,omitempty"`
 	Started    time.Time                     `json:"started"`
 	Finished   time.Time                     `json:"finished"`
 	// Seconds is the whole restore's wall time, including the start of the server.

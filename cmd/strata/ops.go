@@ -104,11 +104,12 @@ func backupCmd(a *app) *cobra.Command {
 
 func restoreCmd(a *app) *cobra.Command {
 	var (
-		req        workflows.RestoreRequest
-		wait, asJS bool
+		req                   workflows.RestoreRequest
+		wait, asJS            bool
+		toTime, toGTID, toPos string
 	)
 	cmd := &cobra.Command{
-		Use:   "restore INSTANCE --backup ID --target-dir DIR [--start --port N]",
+		Use:   "restore INSTANCE (--backup ID | --to-time T | --to-gtid G | --to-position F:P) --target-dir DIR [--start --port N]",
 		Short: "Restore a backup into a new datadir (RestoreWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -120,8 +121,11 @@ func restoreCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if req.BackupID == "" {
-				return fmt.Errorf("--backup is required (list them with `strata ls %s`)", req.Instance)
+			if req.Target, err = parseTarget(toTime, toGTID, toPos); err != nil {
+				return err
+			}
+			if req.BackupID == "" && req.Target.IsZero() {
+				return fmt.Errorf("--backup or a --to-time/--to-gtid/--to-position target is required (list backups with `strata ls %s`)", req.Instance)
 			}
 			if req.TargetDir == "" {
 				return fmt.Errorf("--target-dir is required: a new or empty directory on the target host")
@@ -148,6 +152,10 @@ func restoreCmd(a *app) *cobra.Command {
 			fmt.Printf("  download %.1fs (%s)  prepare %.1fs  move-back %.1fs\n", res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes),
 				res.Stats.PrepareSeconds, res.Stats.MoveBackSeconds)
 			fmt.Printf("  consistent point %s:%d  gtid %s\n", res.Backup.BinlogFile, res.Backup.BinlogPos, res.Backup.GTIDSet)
+			if res.Replay != nil {
+				fmt.Printf("  replayed %d transactions (%s) to %s in %.1fs, last GTID %s at %s\n", res.Replay.Transactions,
+					human(res.Replay.Bytes), req.Target, res.Replay.Seconds, res.Replay.LastGTID, res.Replay.LastTime.Format(time.RFC3339))
+			}
 			if res.Server != nil {
 				fmt.Printf("  server %s running: pid %d, port %d, socket %s (started in %.1fs)\n", res.Server.ServerVersion,
 					res.Server.PID, res.Server.Port, res.Server.Socket, res.Server.StartSeconds)
@@ -156,7 +164,10 @@ func restoreCmd(a *app) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.BackupID, "backup", "", "backup id to restore")
+	f.StringVar(&req.BackupID, "backup", "", "backup id to restore (with a target: the base backup; default the newest before it)")
+	f.StringVar(&toTime, "to-time", "", "point-in-time restore to this time (RFC 3339; one-second binlog resolution)")
+	f.StringVar(&toGTID, "to-gtid", "", "point-in-time restore up to and including this GTID")
+	f.StringVar(&toPos, "to-position", "", "point-in-time restore up to FILE:POSITION of the source's binlog")
 	f.StringVar(&req.TargetDir, "target-dir", "", "new or empty datadir to restore into")
 	f.StringVar(&req.TargetHost, "target-host", "", "agent host to restore on (default: the instance's host)")
 	f.BoolVar(&req.Start, "start", false, "start a server on the restored datadir and check it answers")

@@ -66,7 +66,8 @@ func agentCmd(a *app) *cobra.Command {
 			defer c.Close()
 			log := a.log.With(zap.String("host", host))
 			w := workers.NewAgent(c, a.cfg, host, r, log)
-			log.Info("agent running", zap.String("task_queue", config.AgentTaskQueue(host)), zap.Int("instances", owned),
+			log.Info("agent running", zap.String("task_queue", config.AgentTaskQueue(host)),
+				zap.String("archive_task_queue", config.ArchiveTaskQueue(host)), zap.Int("instances", owned),
 				zap.Int("max_concurrent", a.cfg.Agent.MaxConcurrentHeavy))
 			if owned == 0 {
 				log.Warn("no instance in the config names this host; it can still receive restores")

@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// ErrNotInArchive is wrapped when the archive does not hold what a replay
+// needs: the start point, the target, or the stretch between them.
+var ErrNotInArchive = errors.New("not in the binlog archive")
+
 // Target is where a point-in-time restore stops; exactly one kind is set.
 type Target struct {
 	// Time replays transactions whose binlog timestamp is at or before it
@@ -104,11 +108,11 @@ func (ix *Index) Covering(file string, pos uint32) ([]Segment, error) {
 				}
 			}
 			if last.File == file && pos > last.End {
-				return nil, fmt.Errorf("the archive ends at %s:%d, before %s:%d", last.File, last.End, file, pos)
+				return nil, fmt.Errorf("%w: the archive ends at %s:%d, before %s:%d", ErrNotInArchive, last.File, last.End, file, pos)
 			}
 		}
 	}
-	return nil, fmt.Errorf("the binlog archive does not hold %s from its start (needed to replay from %s:%d)", file, file, pos)
+	return nil, fmt.Errorf("%w: the archive does not hold %s from its start (needed to replay from %s:%d)", ErrNotInArchive, file, file, pos)
 }
 
 // Built describes binlog files rebuilt for a replay.
@@ -127,7 +131,7 @@ type Built struct {
 // Build rebuilds, into dir, the binlog files that replay from file:pos to
 // the target, cut at a transaction boundary: the last file ends right
 // before the first transaction that is not to be applied.
-func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint32, t Target, checksum bool, dir string) (*Built, error) {
+func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint32, t Target, dir string) (*Built, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -225,7 +229,7 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 					}
 					lastTime = eventTime(h.Timestamp)
 				}
-				if inTxn && endsTxn(h, ev, checksum) {
+				if inTxn && endsTxn(h, ev) {
 					inTxn = false
 					txns++
 					boundFile, boundPos = seg.File, off+h.Size
@@ -244,21 +248,19 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 		}
 	}
 	if !started {
-		return nil, fmt.Errorf("the archive does not reach the start point %s:%d", file, pos)
+		return nil, fmt.Errorf("%w: the archive does not reach the start point %s:%d", ErrNotInArchive, file, pos)
 	}
 	if !cut {
 		// The target lies at or beyond the end of the archive: replay every
 		// complete transaction, if that reaches the target.
 		switch {
-		case !t.Time.IsZero() && lastTime.Before(t.Time.Truncate(time.Second)) && !b.WithinEnd:
-			// The caller checked the window; the archive simply has no later transaction.
 		case t.GTID != "" && !foundGTID:
-			return nil, fmt.Errorf("GTID %s is not in the archive after %s:%d", t.GTID, file, pos)
+			return nil, fmt.Errorf("%w: GTID %s is not in the archive after %s:%d", ErrNotInArchive, t.GTID, file, pos)
 		case t.File != "" && (fileAfter(t.File, boundFile) || (t.File == boundFile && t.Pos > written)):
-			return nil, fmt.Errorf("position %s:%d is beyond the end of the archive (%s:%d)", t.File, t.Pos, outFile, written)
+			return nil, fmt.Errorf("%w: position %s:%d is beyond the end of the archive (%s:%d)", ErrNotInArchive, t.File, t.Pos, outFile, written)
 		}
 		if inTxn && t.GTID != "" && lastGTID == t.GTID {
-			return nil, fmt.Errorf("transaction %s is not completely archived yet; try again in a moment", t.GTID)
+			return nil, fmt.Errorf("%w: transaction %s is not completely archived yet; try again in a moment", ErrNotInArchive, t.GTID)
 		}
 		b.CutFile, b.CutPos = boundFile, boundPos
 	}
@@ -284,23 +286,21 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 
 // endsTxn says whether the event completes a transaction: an XID (commit),
 // or a query that is not BEGIN (COMMIT, or a DDL statement).
-func endsTxn(h header, ev []byte, checksum bool) bool {
+func endsTxn(h header, ev []byte) bool {
 	switch h.Type {
 	case evXID:
 		return true
 	case evQuery:
-		q := queryText(ev, checksum)
-		return !bytes.EqualFold(bytes.TrimSpace(q), []byte("BEGIN"))
+		q := bytes.TrimSpace(queryText(ev))
+		return !(len(q) >= 5 && bytes.EqualFold(q[:5], []byte("BEGIN")))
 	}
 	return false
 }
 
-// queryText extracts the statement of a query event.
-func queryText(ev []byte, checksum bool) []byte {
+// queryText extracts the statement of a query event (with the event's
+// checksum, if any, still attached: callers look at its start only).
+func queryText(ev []byte) []byte {
 	body := ev[headerSize:]
-	if checksum && len(body) >= 4 {
-		body = body[:len(body)-4]
-	}
 	if len(body) < 13 {
 		return nil
 	}

@@ -54,7 +54,7 @@ func TestBuildCutsAtTransactionBoundariesAndReplays(t *testing.T) {
 		{"time", Target{Time: cutTime}, 80},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			built, err := Build(context.Background(), st, segs, "binlog.000001", 4, c.target, true, t.TempDir())
+			built, err := Build(context.Background(), st, segs, "binlog.000001", 4, c.target, t.TempDir())
 			require.NoError(t, err)
 			dst := testdb.ForTest(t, testdb.Options{})
 			require.NoError(t, physical.ReplayWithClient(context.Background(), physical.ReplayParams{
@@ -71,6 +71,6 @@ func TestBuildCutsAtTransactionBoundariesAndReplays(t *testing.T) {
 			t.Logf("%s: %d transactions, last %s, cut at %s:%d", c.name, built.Txns, built.LastGTID, built.CutFile, built.CutPos)
 		})
 	}
-	_, err = Build(context.Background(), st, segs, "binlog.000001", 4, Target{GTID: "0-1-99999"}, true, t.TempDir())
+	_, err = Build(context.Background(), st, segs, "binlog.000001", 4, Target{GTID: "0-1-99999"}, t.TempDir())
 	require.ErrorContains(t, err, "not in the archive")
 }

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"regexp"
@@ -28,6 +29,9 @@ const DefaultTaskQueue = "strata"
 
 // AgentTaskQueue returns the task queue of the agent that owns host.
 func AgentTaskQueue(host string) string { return "strata-agent." + host }
+
+// ArchiveTaskQueue returns the task queue of the binlog archivers of host.
+func ArchiveTaskQueue(host string) string { return "strata-agent." + host + ".binlog" }
 
 // Config is the whole strata.yaml.
 type Config struct {
@@ -113,6 +117,19 @@ type Instance struct {
 	Backup  Backup  `yaml:"backup"`
 	// Retention overrides the top-level retention policy field by field.
 	Retention Retention `yaml:"retention"`
+	Archive   Archive   `yaml:"archive"`
+}
+
+// Archive configures continuous binlog archiving of an instance.
+type Archive struct {
+	// FlushInterval is the longest an event waits before it is durable in
+	// the repository (the RPO); default 1s.
+	FlushInterval Duration `yaml:"flush_interval"`
+	// MaxSegmentSize closes a segment early; default 8MiB.
+	MaxSegmentSize ByteSize `yaml:"max_segment_size"`
+	// ReplicaServerID is the server_id the archiver registers with; it must
+	// differ from every server and replica. Default: derived from the id.
+	ReplicaServerID uint32 `yaml:"replica_server_id"`
 }
 
 // Connect says how the agent reaches the local server.
@@ -224,6 +241,18 @@ func (c *Config) applyDefaults() {
 		if r.PartialGrace == 0 {
 			r.PartialGrace = c.Retention.PartialGrace
 		}
+		ar := &c.Instances[i].Archive
+		if ar.FlushInterval == 0 {
+			ar.FlushInterval = Duration(time.Second)
+		}
+		if ar.MaxSegmentSize == 0 {
+			ar.MaxSegmentSize = 8 << 20
+		}
+		if ar.ReplicaServerID == 0 {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(c.Instances[i].ID))
+			ar.ReplicaServerID = 4000000000 + h.Sum32()%100000000
+		}
 		b := &c.Instances[i].Backup
 		if b.Compression == "" {
 			b.Compression = d.Compression
@@ -312,6 +341,12 @@ func (c *Config) Validate() error {
 		}
 		validateBackup(key+".backup", &in.Backup, bad)
 		validateRetention(key+".retention", &in.Retention, bad)
+		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
+			bad(key+".archive.flush_interval", "must be at least 10ms")
+		}
+		if in.Archive.MaxSegmentSize < 64<<10 {
+			bad(key+".archive.max_segment_size", "must be at least 64KiB")
+		}
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)

@@ -25,7 +25,7 @@ import (
 type Options struct {
 	Binary      string // mariadbd/mysqld; "" = look up mariadbd, then mysqld
 	Datadir     string
-	Port        int
+	Port        int    // 0 = no TCP listener (socket only)
 	BindAddress string // default 127.0.0.1
 	// Endpoint credentials used to check that the server answers; an
 	// "access denied" answer also counts as answering.
@@ -88,18 +88,24 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 5 * time.Minute
 	}
-	if o.Port <= 0 || o.Port > 65535 {
+	if o.Port < 0 || o.Port > 65535 {
 		return nil, fmt.Errorf("port %d is out of range", o.Port)
 	}
-	if l, err := net.Listen("tcp", net.JoinHostPort(o.BindAddress, strconv.Itoa(o.Port))); err != nil {
-		return nil, fmt.Errorf("%w: %s:%d is already taken (%v); choose another --port", ErrPortInUse, o.BindAddress, o.Port, err)
-	} else {
+	if o.Port > 0 {
+		l, err := net.Listen("tcp", net.JoinHostPort(o.BindAddress, strconv.Itoa(o.Port)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s:%d is already taken (%v); choose another --port", ErrPortInUse, o.BindAddress, o.Port, err)
+		}
 		_ = l.Close()
 	}
 	st := &Started{Port: o.Port, Socket: socketPath(o.Datadir, o.Port), ErrorLog: filepath.Join(o.Datadir, "strata-server.err")}
-	args := []string{"--no-defaults", "--datadir=" + o.Datadir, "--port=" + strconv.Itoa(o.Port),
-		"--bind-address=" + o.BindAddress, "--socket=" + st.Socket,
+	args := []string{"--no-defaults", "--datadir=" + o.Datadir, "--socket=" + st.Socket,
 		"--pid-file=" + filepath.Join(o.Datadir, "strata-server.pid"), "--log-error=" + st.ErrorLog}
+	if o.Port > 0 {
+		args = append(args, "--port="+strconv.Itoa(o.Port), "--bind-address="+o.BindAddress)
+	} else {
+		args = append(args, "--skip-networking")
+	}
 	if u, err := user.Current(); err == nil {
 		args = append(args, "--user="+u.Username)
 	}
@@ -118,7 +124,12 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap; the server outlives us if we exit first
 
+	// Check over TCP when there is a port: accounts are often defined for
+	// 127.0.0.1 only; socket-only servers are checked on their socket.
 	ep := mysqlx.Endpoint{Socket: st.Socket, User: o.User, Password: o.Password}
+	if o.Port > 0 {
+		ep = mysqlx.Endpoint{Address: net.JoinHostPort(o.BindAddress, strconv.Itoa(o.Port)), User: o.User, Password: o.Password}
+	}
 	if ep.User == "" {
 		ep.User = "root"
 	}

@@ -1,0 +1,207 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/mysqlx"
+	"github.com/strata-backup/strata/internal/physical"
+)
+
+// ArchiveParams asks an agent to stream an instance's binlogs into the
+// repository for a while.
+type ArchiveParams struct {
+	Instance string        `json:"instance"`
+	RunFor   time.Duration `json:"run_for"`
+}
+
+// ArchiveBinlogs streams binlog events from the instance, as a replica
+// would, into immutable segments in the repository, for RunFor or until
+// cancelled. Each attempt resumes exactly after the last segment in the
+// repository, so a crash of the agent, the network or the server loses
+// nothing and duplicates nothing. Progress (position, lag) is heartbeated.
+func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.Status, error) {
+	log := a.logger(ctx, zap.String("instance", p.Instance))
+	in, err := a.instance(p.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if in.Connect.Address == "" {
+		return nil, fail(ErrConfig, "instance %s: binlog archiving connects as a replica over TCP: set connect.address", in.ID)
+	}
+	host, portStr, err := net.SplitHostPort(in.Connect.Address)
+	if err != nil {
+		return nil, fail(ErrConfig, "instance %s: connect.address %q: %v", in.ID, in.Connect.Address, err)
+	}
+	port, _ := strconv.ParseUint(portStr, 10, 16)
+	ep, err := endpoint(in)
+	if err != nil {
+		return nil, err
+	}
+	db, err := mysqlx.Open(ctx, ep)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer db.Close()
+	si, err := mysqlx.Inspect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if !si.LogBin {
+		return nil, fail(ErrConfig, "instance %s has log_bin off: enable binary logging to archive binlogs", in.ID)
+	}
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), binlog.Status{})
+	defer hb.close()
+	st := &binlog.Store{B: a.Repo.Backend(), Instance: in.ID}
+	status, err := binlog.Run(ctx, st, db, binlog.Source{
+		Host: host, Port: uint16(port), User: ep.User, Password: ep.Password, Flavor: si.Flavor,
+		ReplicaID: in.Archive.ReplicaServerID,
+	}, binlog.Options{
+		FlushInterval:   in.Archive.FlushInterval.Std(),
+		MaxSegmentBytes: int(in.Archive.MaxSegmentSize),
+		RunFor:          p.RunFor,
+		Progress:        func(s binlog.Status) { hb.update(ctx, s) },
+		Log:             func(msg string, kv ...any) { log.Sugar().Infow(msg, kv...) },
+	})
+	if err != nil {
+		if ctx.Err() != nil && status != nil {
+			// Stopped on request: what was received is written; report where.
+			return status, nil
+		}
+		log.Warn("binlog archiving stopped", zap.Error(err))
+		return nil, classify(err)
+	}
+	return status, nil
+}
+
+// ReplayParams asks an agent to replay archived binlogs onto a restored
+// server, from a backup's consistent point to a target.
+type ReplayParams struct {
+	Instance  string        `json:"instance"`
+	StartFile string        `json:"start_file"`
+	StartPos  uint32        `json:"start_pos"`
+	Target    binlog.Target `json:"target"`
+	// TargetDir is the restored datadir (rebuilt binlogs go beside it).
+	TargetDir string `json:"target_dir"`
+	// Socket of the restored server.
+	Socket string `json:"socket"`
+}
+
+// ReplayResult reports a replay.
+type ReplayResult struct {
+	Method       string    `json:"method"`
+	Transactions int       `json:"transactions"`
+	Bytes        int64     `json:"bytes"`
+	LastGTID     string    `json:"last_gtid,omitempty"`
+	LastTime     time.Time `json:"last_time"`
+	CutFile      string    `json:"cut_file"`
+	CutPos       uint32    `json:"cut_pos"`
+	Seconds      float64   `json:"seconds"`
+}
+
+// ReplayBinlogs rebuilds the binlog files from the archive, cut at the
+// target, and applies them to the restored server.
+func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResult, error) {
+	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("target", p.Target.String()))
+	in, err := a.Config.Instance(p.Instance)
+	if err != nil {
+		return nil, fail(ErrUnknownInstance, "%v", err)
+	}
+	st := &binlog.Store{B: a.Repo.Backend(), Instance: p.Instance}
+	ix, err := st.ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	segs, err := ix.Covering(p.StartFile, p.StartPos)
+	if err != nil {
+		return nil, outsideWindow(p.Instance, err)
+	}
+	dir := filepath.Join(filepath.Dir(filepath.Clean(p.TargetDir)), ".strata-binlogs-"+filepath.Base(p.TargetDir))
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, classify(err)
+	}
+	defer os.RemoveAll(dir)
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), "rebuilding binlogs")
+	defer hb.close()
+	t0 := time.Now()
+	built, err := binlog.Build(ctx, st, segs, p.StartFile, p.StartPos, p.Target, dir)
+	if err != nil {
+		return nil, outsideWindow(p.Instance, err)
+	}
+	hb.update(ctx, "applying binlogs")
+	pw, err := in.Password()
+	if err != nil {
+		return nil, fail(ErrConfig, "%v", err)
+	}
+	err = physical.ReplayWithClient(ctx, physical.ReplayParams{
+		Files: built.Files, StartPos: built.StartPos, ScratchDir: a.Config.Agent.ScratchDir,
+		Endpoint: mysqlx.Endpoint{Socket: p.Socket, User: in.Connect.User, Password: pw},
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	res := &ReplayResult{Method: "mariadb-binlog | mariadb", Transactions: built.Txns, Bytes: built.Bytes,
+		LastGTID: built.LastGTID, LastTime: built.LastTime, CutFile: built.CutFile, CutPos: built.CutPos,
+		Seconds: time.Since(t0).Seconds()}
+	log.Info("binlogs replayed", zap.Int("transactions", res.Transactions), zap.String("last_gtid", res.LastGTID),
+		zap.Float64("seconds", res.Seconds))
+	return res, nil
+}
+
+// StopServerParams names a restored server to stop.
+type StopServerParams struct {
+	TargetDir string `json:"target_dir"`
+}
+
+// StopServer shuts down a server started by StartServer (SIGTERM, then
+// waits for it to exit).
+func (a *Agent) StopServer(ctx context.Context, p StopServerParams) error {
+	b, err := os.ReadFile(filepath.Join(p.TargetDir, "strata-server.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(string(trimNL(b)))
+	if err != nil {
+		return fail(ErrInvalidRequest, "bad pid file in %s", p.TargetDir)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for syscall.Kill(pid, 0) == nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// outsideWindow makes a missing stretch of archive a non-retryable error
+// and leaves other failures (storage reads) retryable.
+func outsideWindow(instance string, err error) error {
+	if errors.Is(err, binlog.ErrNotInArchive) {
+		return fail(ErrOutsideWindow, "instance %s: %v", instance, err)
+	}
+	return err
+}

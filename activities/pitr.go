@@ -1,0 +1,71 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/repo"
+)
+
+// PITRRequest asks which backup a point-in-time restore starts from.
+type PITRRequest struct {
+	Instance string        `json:"instance"`
+	Target   binlog.Target `json:"target"`
+	// BackupID forces the base backup; empty picks the newest that works.
+	BackupID string `json:"backup_id,omitempty"`
+}
+
+// PITRPlan is the base backup and where replay starts.
+type PITRPlan struct {
+	BackupID  string `json:"backup_id"`
+	StartFile string `json:"start_file"`
+	StartPos  uint32 `json:"start_pos"`
+	Window    string `json:"window"`
+}
+
+// PlanPITR picks the newest backup whose consistent point precedes the
+// target and from which the archive reaches the target without a gap. A
+// target outside every recovery window is refused with the windows in the
+// message.
+func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, error) {
+	if _, err := c.Config.Instance(req.Instance); err != nil {
+		return nil, fail(ErrUnknownInstance, "%v", err)
+	}
+	if err := req.Target.Validate(); err != nil {
+		return nil, fail(ErrInvalidRequest, "%v", err)
+	}
+	backups, err := c.Repo.ListBackups(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}).ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	windows := binlog.Windows(backups, ix)
+	for i := len(backups) - 1; i >= 0; i-- {
+		b := backups[i]
+		if req.BackupID != "" && b.BackupID != req.BackupID {
+			continue
+		}
+		if b.BinlogFile == "" || !binlog.Before(b, req.Target) {
+			continue
+		}
+		if _, err := repo.Chain(backups, b.BackupID); err != nil {
+			continue
+		}
+		w := binlog.Windows([]*manifest.Manifest{b}, ix)
+		for _, win := range w {
+			if win.Reaches(req.Target) {
+				return &PITRPlan{BackupID: b.BackupID, StartFile: b.BinlogFile, StartPos: uint32(b.BinlogPos), Window: win.String()}, nil
+			}
+		}
+	}
+	what := "no backup can"
+	if req.BackupID != "" {
+		what = "backup " + req.BackupID + " cannot"
+	}
+	return nil, fail(ErrOutsideWindow, "instance %s: %s reach %s: it is outside the recovery window or a gap in the binlog archive lies before it; %s",
+		req.Instance, what, req.Target, binlog.DescribeWindows(windows, ix.Gaps))
+}
