@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +59,9 @@ type stack struct {
 	repo   *repo.Repo
 	src    *testdb.Server
 	log    *zap.Logger
+	// agent is the in-process agent of h1; cfgPath the config file.
+	agent   *workers.Agent
+	cfgPath string
 }
 
 // extraInstance is one more entry of `instances:` in the test config, a
@@ -125,10 +130,55 @@ instances:
 	w := workers.NewWorker(s.client, s.cfg, s.repo)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
-	ag := workers.NewAgent(s.client, s.cfg, "h1", s.repo, s.log)
-	require.NoError(t, ag.Start())
-	t.Cleanup(ag.Stop)
+	s.agent = workers.NewAgent(s.client, s.cfg, "h1", s.repo, s.log)
+	require.NoError(t, s.agent.Start())
+	t.Cleanup(func() {
+		if s.agent != nil {
+			s.agent.Stop()
+		}
+	})
+	s.cfgPath = cfgPath
 	return s
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// strataBinary builds cmd/strata once per test run.
+func strataBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "strata-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "strata")
+		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/strata")
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+// startAgentProcess runs `strata agent --host h1` as a separate process (so
+// a test can kill -9 it) with the stack's config.
+func (s *stack) startAgentProcess() *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(strataBinary(s.t), "agent", "--host", "h1", "--config", s.cfgPath, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	require.NoError(s.t, cmd.Start())
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
 }
 
 // run starts a workflow on the strata queue and waits for its result.

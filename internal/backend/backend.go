@@ -7,11 +7,12 @@ import (
 
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/storage"
+	"github.com/strata-backup/strata/internal/storage/gcs"
 	"github.com/strata-backup/strata/internal/storage/local"
 )
 
 // Open returns the storage backend for cfg.
-func Open(_ context.Context, cfg config.Storage) (storage.Backend, error) {
+func Open(ctx context.Context, cfg config.Storage) (storage.Backend, error) {
 	switch cfg.Type {
 	case "local":
 		b, err := local.New(cfg.Local.Root)
@@ -20,7 +21,16 @@ func Open(_ context.Context, cfg config.Storage) (storage.Backend, error) {
 		}
 		return b, nil
 	case "gcs":
-		return nil, fmt.Errorf("storage.type gcs is not available in this build yet; use local")
+		b, err := gcs.New(ctx, gcs.Options{
+			Bucket:          cfg.GCS.Bucket,
+			Prefix:          cfg.GCS.Prefix,
+			CredentialsFile: cfg.GCS.CredentialsFile,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open gcs repository (storage.gcs.bucket, storage.gcs.prefix, "+
+				"storage.gcs.credentials_file): %w", err)
+		}
+		return b, nil
 	}
 	return nil, fmt.Errorf("storage.type %q is not supported; use local or gcs", cfg.Type)
 }
