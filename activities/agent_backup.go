@@ -67,7 +67,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		return nil, classify(err)
 	}
 	codec := in.Backup.Compression
-	if _, err := pipeline.ParseCodec(codec); err != nil {
+	if _, err := pipeline.NewCodec(codec, in.Backup.CompressionLevel); err != nil {
 		return nil, fail(ErrConfig, "instance %s: %v", in.ID, err)
 	}
 

@@ -12,19 +12,23 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/storage"
 )
 
 // Restore phases, recorded in the staging directory so that a retried
 // activity resumes after the last completed step.
 const (
-	phaseApplying = "applying" // a chain member is being fetched/prepared into base/
-	phasePrepared = "prepared" // Applied members are fully prepared in base/
-	phaseMoving   = "moving"   // move-back into the target has begun
+	phaseFetching  = "fetching"  // member Applied is being downloaded (base/ intact unless Applied is 0)
+	phasePreparing = "preparing" // member Applied is being applied to base/: base/ may be half-changed
+	phasePrepared  = "prepared"  // Applied members are fully prepared in base/
+	phaseMoving    = "moving"    // move-back into the target has begun
+	phaseDone      = "done"      // the target holds the restored datadir
 )
 
 type restoreState struct {
@@ -97,6 +101,11 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 	staging := stagingDir(target)
 	base, inc := filepath.Join(staging, "base"), filepath.Join(staging, "inc")
 	st := readState(staging)
+	if st.Phase == phaseDone && st.matches(p) {
+		// A retry after the move-back finished: the work is done.
+		_ = os.RemoveAll(staging)
+		return &RestoreStats{TargetDir: target}, nil
+	}
 	if st.Phase == phaseMoving && st.matches(p) {
 		// An interrupted move-back: the target holds only what we moved
 		// into it (it was empty when we began). Start over.
@@ -109,9 +118,10 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 	if err := checkTarget(target); err != nil {
 		return nil, err
 	}
-	if !st.matches(p) || st.Phase != phasePrepared {
-		// Nothing reusable, or a step was interrupted half-way and base/ may
-		// be half-applied: start from the full.
+	resumable := st.Phase == phasePrepared || (st.Phase == phaseFetching && st.Applied > 0)
+	if !st.matches(p) || !resumable {
+		// Nothing reusable, or a prepare was interrupted half-way and base/
+		// may be half-applied: start from the full.
 		st = restoreState{BackupID: p.BackupID, Chain: p.Chain}
 		if err := checkSpace(filepath.Dir(target), chainSpace(chain)); err != nil {
 			return nil, err
@@ -135,7 +145,7 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 	mem := a.prepareMemory(p.Instance)
 	for i := st.Applied; i < len(chain); i++ {
 		m := chain[i]
-		st.Phase = phaseApplying
+		st.Phase = phaseFetching
 		if err := writeState(staging, st); err != nil {
 			return nil, err
 		}
@@ -152,17 +162,16 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		t0 := time.Now()
 		n, err := a.fetch(ctx, m, tool, dir, hb)
 		if err != nil {
-			var ce *pipeline.ChunkError
-			if errors.As(err, &ce) {
-				_ = os.RemoveAll(staging)
-				return nil, fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched", m.BackupID, m.Instance, ce)
-			}
-			return nil, classify(err)
+			return nil, fetchError(m, staging, err)
 		}
 		stats.DownloadedBytes += n
 		stats.FetchSeconds += time.Since(t0).Seconds()
 
 		hb.update(ctx, RestoreProgress{Phase: "preparing", BackupID: m.BackupID})
+		st.Phase = phasePreparing
+		if err := writeState(staging, st); err != nil {
+			return nil, err
+		}
 		t0 = time.Now()
 		incDir := ""
 		if i > 0 {
@@ -193,12 +202,32 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		return nil, classify(err)
 	}
 	stats.MoveBackSeconds = time.Since(t0).Seconds()
+	st.Phase = phaseDone
+	if err := writeState(staging, st); err != nil {
+		return nil, err
+	}
 	if err := os.RemoveAll(staging); err != nil {
 		log.Warn("could not remove staging dir", zap.Error(err))
 	}
 	log.Info("restore complete", zap.Float64("fetch_seconds", stats.FetchSeconds), zap.Float64("prepare_seconds", stats.PrepareSeconds),
 		zap.Float64("move_back_seconds", stats.MoveBackSeconds))
 	return stats, nil
+}
+
+// fetchError sorts a failed download: data that does not match its
+// checksums (or a missing chunk) is a corrupt backup, and a key that does not
+// open it is a key problem — neither gets better by retrying, and the target
+// was not touched; anything else (a storage hiccup) is retried.
+func fetchError(m *manifest.Manifest, staging string, err error) error {
+	switch {
+	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound):
+		_ = os.RemoveAll(staging)
+		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
+	case errors.Is(err, crypt.ErrDecrypt), errors.Is(err, pipeline.ErrEncrypted), errors.Is(err, crypt.ErrNotEncrypted):
+		_ = os.RemoveAll(staging)
+		return fail(ErrDecryptFailed, "backup %s of %s cannot be decrypted: %v", m.BackupID, m.Instance, err)
+	}
+	return classify(err)
 }
 
 // loadChain reads the chain's manifests and checks that they link up.

@@ -36,6 +36,7 @@ const (
 	ErrStalePlan         = "StalePlan"
 	ErrOutsideWindow     = "OutsideRecoveryWindow"
 	ErrAgentUnavailable  = "AgentUnavailable"
+	ErrDecryptFailed     = "DecryptFailed"
 )
 
 // fail returns a non-retryable application error of the given type.

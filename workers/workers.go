@@ -5,7 +5,10 @@ package workers
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -22,13 +25,44 @@ import (
 	"github.com/strata-backup/strata/workflows"
 )
 
-// Dial connects to the Temporal frontend named in the config.
+// Dial connects to the Temporal frontend named in the config, with TLS,
+// mTLS or an API key when configured.
 func Dial(cfg *config.Config, log *zap.Logger) (client.Client, error) {
-	c, err := client.Dial(client.Options{
+	opts := client.Options{
 		HostPort:  cfg.Temporal.Address,
 		Namespace: cfg.Temporal.Namespace,
 		Logger:    logging.NewTemporal(log),
-	})
+	}
+	t := cfg.Temporal.TLS
+	if t.Enabled || t.CAFile != "" || t.CertFile != "" || cfg.Temporal.APIKeyEnv != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("temporal.tls.ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("temporal.tls.ca_file %s holds no PEM certificate", t.CAFile)
+			}
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("temporal.tls.cert_file/key_file: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	if name := cfg.Temporal.APIKeyEnv; name != "" {
+		key, ok := os.LookupEnv(name)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("temporal.api_key_env: environment variable %s is not set", name)
+		}
+		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
+	}
+	c, err := client.Dial(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address), namespace %s: %w", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
 	}

@@ -29,7 +29,7 @@ func (s *wfSuite) TestArchiveRunsUntilStopped() {
 		s.Equal("h1", st.Host)
 		s.Greater(st.Runs, 0)
 		s.env.SignalWorkflow(ArchiveStopSignal, nil)
-	}, 3*time.Minute)
+	}, 3*time.Minute+30*time.Second)
 	s.env.ExecuteWorkflow(BinlogArchiveWorkflow, ArchiveRequest{Instance: "db1", RunFor: time.Minute})
 	s.Require().NoError(s.env.GetWorkflowError())
 	var st ArchiveState

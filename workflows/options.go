@@ -47,8 +47,9 @@ func agentError(err error, host, taskQueue string) error {
 	var te *temporal.TimeoutError
 	if errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"no agent picked up the work on task queue %s: is `strata agent --host %s` running and connected to this Temporal namespace?", taskQueue, host),
-			"AgentUnavailable", err)
+			"no agent picked up the work on task queue %s in time: is `strata agent --host %s` running and connected to this Temporal namespace, "+
+				"or busy with other backups/restores (agent.max_concurrent)? Raise temporal.agent_start_timeout to wait longer", taskQueue, host),
+			activities.ErrAgentUnavailable, err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/activities"
@@ -21,20 +23,31 @@ import (
 )
 
 // start starts a workflow on the strata task queue and, with wait, follows
-// it to the end and decodes its result.
+// it to the end and decodes its result. A workflow with the same id that is
+// still running is an error, never silently joined; a backup id, once used
+// by any run, is never used again.
 func (a *app) start(ctx context.Context, id, wfType string, input any, wait bool, result any) (client.WorkflowRun, error) {
 	c, err := workers.Dial(a.cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
+	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	if wfType == workflows.BackupWorkflowName {
+		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                a.cfg.Temporal.TaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		ID:                                       id,
+		TaskQueue:                                a.cfg.Temporal.TaskQueue,
+		WorkflowIDReusePolicy:                    reuse,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 	}, wfType, input)
 	if err != nil {
+		var already *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &already) {
+			return nil, fmt.Errorf("workflow %s already exists (running, or a backup id that was used before): choose another id, or follow it with `temporal workflow show --workflow-id %s`: %w", id, id, err)
+		}
 		return nil, fmt.Errorf("start %s %s: %w", wfType, id, err)
 	}
 	fmt.Fprintf(os.Stderr, "started %s  workflow id %s  run id %s\n", wfType, run.GetID(), run.GetRunID())

@@ -54,6 +54,19 @@ type Temporal struct {
 	// AgentStartTimeout bounds how long a host activity waits for its agent
 	// to pick it up before the workflow reports the agent as unavailable.
 	AgentStartTimeout Duration `yaml:"agent_start_timeout"` // default 5m
+	TLS               TLS      `yaml:"tls"`
+	// APIKeyEnv names an environment variable holding a Temporal Cloud API key.
+	APIKeyEnv string `yaml:"api_key_env"`
+}
+
+// TLS configures the connection to Temporal: server verification with a CA
+// file (or the system roots), and a client certificate for mTLS.
+type TLS struct {
+	Enabled    bool   `yaml:"enabled"` // implied by any file below
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
 }
 
 // Storage selects the repository backend.
@@ -254,10 +267,11 @@ func (c *Config) applyDefaults() {
 			ar.ReplicaServerID = 4000000000 + h.Sum32()%100000000
 		}
 		b := &c.Instances[i].Backup
+		// The level is the codec's: inherit it only with the codec.
 		if b.Compression == "" {
 			b.Compression = d.Compression
 		}
-		if b.CompressionLevel == 0 {
+		if b.CompressionLevel == 0 && b.Compression == d.Compression {
 			b.CompressionLevel = d.CompressionLevel
 		}
 		if b.ChunkSize == 0 {
@@ -285,6 +299,9 @@ func (c *Config) Validate() error {
 	var errs []string
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, a...))
+	}
+	if (c.Temporal.TLS.CertFile == "") != (c.Temporal.TLS.KeyFile == "") {
+		bad("temporal.tls", "set both cert_file and key_file for mTLS, or neither")
 	}
 	switch c.Storage.Type {
 	case "local":
@@ -372,8 +389,9 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	default:
 		bad(key+".compression", "%q is not supported; use zstd, s2, gzip or none", b.Compression)
 	}
-	if b.CompressionLevel < 0 || b.CompressionLevel > 19 {
-		bad(key+".compression_level", "%d is out of range (0 = codec default, zstd 1-19, gzip 1-9)", b.CompressionLevel)
+	maxLevel := map[string]int{"zstd": 19, "gzip": 9, "s2": 3, "none": 0}[b.Compression]
+	if b.CompressionLevel < 0 || b.CompressionLevel > maxLevel {
+		bad(key+".compression_level", "%d is out of range for %s (0 = codec default; zstd 1-19, gzip 1-9, s2 1-3, none 0)", b.CompressionLevel, b.Compression)
 	}
 	if b.ChunkSize < 64<<10 || b.ChunkSize > 1<<30 {
 		bad(key+".chunk_size", "%s is out of range (64KiB to 1GiB)", b.ChunkSize)

@@ -80,6 +80,8 @@ instances: [{id: a, connect: {address: x:1, user: u}, datadir: /d}]`, "instances
 instances: [{id: a, host: h, connect: {user: u}, datadir: /d}]`, "instances[0] (a).connect: set socket or address"},
 		"compression": {`storage: {local: {root: r}}
 instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: brotli}}]`, "instances[0] (a).backup.compression"},
+		"gzip level": {`storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: gzip, compression_level: 12}}]`, "out of range for gzip"},
 		"chunk size": {`storage: {local: {root: r}}
 instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {chunk_size: 1KiB}}]`, "chunk_size"},
 		"unknown key": {`storage: {local: {root: r}}
