@@ -181,6 +181,14 @@ func (s *stack) startAgentProcess() *exec.Cmd {
 	return cmd
 }
 
+// cli runs the strata binary with the stack's config and returns its output.
+func (s *stack) cli(args ...string) (string, error) {
+	s.t.Helper()
+	cmd := exec.Command(strataBinary(s.t), append(args, "--config", s.cfgPath)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // run starts a workflow on the strata queue and waits for its result.
 func (s *stack) run(id, wfType string, in, out any) (client.WorkflowRun, error) {
 	run, err := s.client.ExecuteWorkflow(s.ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue}, wfType, in)

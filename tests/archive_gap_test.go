@@ -1,0 +1,97 @@
+package tests
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/binlog"
+)
+
+func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
+	s := newStack(t)
+	db, err := s.src.DB("")
+	require.NoError(t, err)
+	defer db.Close()
+	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
+		_, err := db.Exec(q)
+		require.NoError(t, err)
+	}
+	arch := s.startArchive("db1", 20*time.Second)
+	insertRows(t, db, 1, 50)
+	s.backup("b1", "full")
+	insertRows(t, db, 51, 100)
+	gtid100 := gtidPos(t, db)
+	s.waitArchived("db1", gtid100)
+	s.stopArchive(arch)
+
+	// While nobody archives, rows are written and their binlog is purged.
+	insertRows(t, db, 101, 150)
+	_, err = db.Exec("FLUSH BINARY LOGS")
+	require.NoError(t, err)
+	file, _ := masterPos(t, db)
+	// The server keeps a binlog that a replica's dump thread still has open
+	// (the stopped archiver's connection may take a moment to go): purge
+	// until the file is really gone.
+	require.Eventually(t, func() bool {
+		if _, err := db.Exec(fmt.Sprintf("PURGE BINARY LOGS TO '%s'", file)); err != nil {
+			return false
+		}
+		var first string
+		rows, err := db.Query("SHOW BINARY LOGS")
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		if rows.Next() {
+			cols, _ := rows.Columns()
+			dest := []any{&first}
+			for len(dest) < len(cols) {
+				dest = append(dest, new(any))
+			}
+			_ = rows.Scan(dest...)
+		}
+		return first == file
+	}, 30*time.Second, 200*time.Millisecond, "binlog purged")
+	insertRows(t, db, 151, 220)
+	gtid220 := gtidPos(t, db)
+
+	arch = s.startArchive("db1", 20*time.Second)
+	s.waitArchived("db1", gtid220)
+
+	st := &binlog.Store{B: s.repo.Backend(), Instance: "db1"}
+	ix, err := st.ReadIndex(s.ctx)
+	require.NoError(t, err)
+	require.Len(t, ix.Gaps, 1, "the purged binlog is a gap")
+	assert.Contains(t, ix.Gaps[0].Reason, "purged")
+	assert.Len(t, ix.Runs(), 2)
+
+	// The status the operator sees shows the gap.
+	out, err := s.cli("archive", "status", "db1")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "GAP")
+	assert.Contains(t, out, "purged")
+
+	// PITR before the gap works; across it, it is refused with the gap named.
+	rdb, _, err := s.pitr(binlog.Target{GTID: gtid100}, "")
+	require.NoError(t, err)
+	n, _ := countRows(t, rdb)
+	assert.Equal(t, 100, n)
+	_, _, err = s.pitr(binlog.Target{GTID: gtid220}, "")
+	requireAppError(t, err, "OutsideRecoveryWindow", "purged")
+
+	// A new backup after the gap opens a new window.
+	s.backup("b2", "full")
+	insertRows(t, db, 221, 230)
+	gtid230 := gtidPos(t, db)
+	s.waitArchived("db1", gtid230)
+	rdb, res, err := s.pitr(binlog.Target{GTID: gtid230}, "")
+	require.NoError(t, err)
+	assert.Equal(t, "b2", res.BackupID)
+	n, _ = countRows(t, rdb)
+	assert.Equal(t, 230, n)
+	s.stopArchive(arch)
+}
