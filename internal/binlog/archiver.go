@@ -358,16 +358,15 @@ func (a *run) add(h header, raw []byte) {
 }
 
 // uploadBudget is how long before the flush deadline a segment is closed,
-// so that writing it still fits in the flush interval.
+// so that writing it still fits in the flush interval: the slowest recent
+// write, plus 5% of the interval for the time an event spends between its
+// commit and its arrival here.
 func (a *run) uploadBudget() time.Duration {
-	if len(a.uploads) == 0 {
-		return 0
-	}
 	var worst time.Duration
 	for _, d := range a.uploads {
 		worst = max(worst, d)
 	}
-	return min(worst, a.opt.FlushInterval/2)
+	return min(worst+a.opt.FlushInterval/20, a.opt.FlushInterval/2)
 }
 
 // flush writes the buffered events as the next segment. next names the

@@ -31,6 +31,8 @@ type Options struct {
 	// "access denied" answer also counts as answering.
 	User, Password string
 	ReadyTimeout   time.Duration // default 5m
+	// Extra server options, appended last.
+	Extra []string
 	// Tick is called while waiting, e.g. to heartbeat.
 	Tick func()
 }
@@ -109,6 +111,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	if u, err := user.Current(); err == nil {
 		args = append(args, "--user="+u.Username)
 	}
+	args = append(args, o.Extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -190,4 +193,28 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Stop shuts a started server down cleanly (SIGTERM) and waits for it.
+func Stop(ctx context.Context, st *Started) error {
+	if st == nil || st.PID <= 0 {
+		return nil
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	for {
+		if err := syscall.Kill(st.PID, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
