@@ -10,9 +10,12 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
+	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
 )
 
@@ -23,13 +26,39 @@ type Agent struct {
 	Config *config.Config
 	Repo   *repo.Repo
 	Log    *zap.Logger
-	// HeartbeatEvery is how often progress is heartbeated (default 10s).
+	// HeartbeatEvery is how often progress is heartbeated (default a third
+	// of temporal.heartbeat_timeout, at most 10s).
 	HeartbeatEvery time.Duration
+	// Keys holds the agent's key encryption keys (from the config's
+	// encryption block); nil when encryption is not configured. Backups of
+	// instances with encryption enabled need it, and so do restores of
+	// encrypted backups.
+	Keys *crypt.Keyring
+	// Limiter caps the bytes per second all of the agent's backups and
+	// restores transfer to and from the repository (agent.bandwidth_limit);
+	// nil: no limit.
+	Limiter *ratelimit.Limiter
 }
 
+// binlogStore returns the binlog archive store of an instance, with the
+// agent's keys: its segments are encrypted when the instance has
+// encryption enabled, and encrypted segments can be read back.
+func (a *Agent) binlogStore(instance string) *binlog.Store {
+	st := &binlog.Store{B: a.Repo.Backend(), Instance: instance, Keys: a.Keys}
+	if in, err := a.Config.Instance(instance); err == nil {
+		st.Encrypt = in.EncryptionEnabled() // without Keys, writing fails saying so
+	}
+	return st
+}
+
+// heartbeatEvery is a third of the heartbeat timeout (at most 10s), so that
+// a quiet phase never looks like a dead agent.
 func (a *Agent) heartbeatEvery() time.Duration {
 	if a.HeartbeatEvery > 0 {
 		return a.HeartbeatEvery
+	}
+	if t := a.Config.Temporal.HeartbeatTimeout.Std(); t > 0 {
+		return min(10*time.Second, t/3)
 	}
 	return 10 * time.Second
 }

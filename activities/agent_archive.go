@@ -7,14 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/mysqlx"
-	"github.com/strata-backup/strata/internal/physical"
+	"github.com/strata-backup/strata/internal/replay"
 )
 
 // ArchiveParams asks an agent to stream an instance's binlogs into the
@@ -61,7 +62,7 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 	}
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), binlog.Status{})
 	defer hb.close()
-	st := &binlog.Store{B: a.Repo.Backend(), Instance: in.ID}
+	st := a.binlogStore(in.ID) // encrypts segments when the instance has encryption enabled
 	status, err := binlog.Run(ctx, st, db, binlog.Source{
 		Host: host, Port: uint16(port), User: ep.User, Password: ep.Password, Flavor: si.Flavor,
 		ReplicaID: in.Archive.ReplicaServerID,
@@ -84,16 +85,14 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 }
 
 // ReplayParams asks an agent to replay archived binlogs onto a restored
-// server, from a backup's consistent point to a target.
+// datadir, from a backup's consistent point to a target.
 type ReplayParams struct {
 	Instance  string        `json:"instance"`
 	StartFile string        `json:"start_file"`
 	StartPos  uint32        `json:"start_pos"`
 	Target    binlog.Target `json:"target"`
-	// TargetDir is the restored datadir (rebuilt binlogs go beside it).
+	// TargetDir is the restored datadir; no server may run on it.
 	TargetDir string `json:"target_dir"`
-	// Socket of the restored server.
-	Socket string `json:"socket"`
 }
 
 // ReplayResult reports a replay.
@@ -105,18 +104,22 @@ type ReplayResult struct {
 	LastTime     time.Time `json:"last_time"`
 	CutFile      string    `json:"cut_file"`
 	CutPos       uint32    `json:"cut_pos"`
-	Seconds      float64   `json:"seconds"`
+	// Seconds is the time spent applying; TotalSeconds adds rebuilding the
+	// files and starting and stopping the replay server.
+	Seconds      float64 `json:"seconds"`
+	TotalSeconds float64 `json:"total_seconds"`
 }
 
 // ReplayBinlogs rebuilds the binlog files from the archive, cut at the
-// target, and applies them to the restored server.
+// target, and applies them to the restored datadir with a server of its
+// own (see internal/replay), which it stops again.
 func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResult, error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("target", p.Target.String()))
 	in, err := a.Config.Instance(p.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
-	st := &binlog.Store{B: a.Repo.Backend(), Instance: p.Instance}
+	st := a.binlogStore(p.Instance) // with the agent's keys, to read encrypted segments
 	ix, err := st.ReadIndex(ctx)
 	if err != nil {
 		return nil, err
@@ -141,67 +144,39 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 		return nil, outsideWindow(p.Instance, err)
 	}
 	hb.update(ctx, "applying binlogs")
-	pw, err := in.Password()
-	if err != nil {
-		return nil, fail(ErrConfig, "%v", err)
+	flavor := mysqlx.FlavorMariaDB
+	if strings.Contains(built.LastGTID, ":") {
+		flavor = mysqlx.FlavorMySQL
 	}
-	err = physical.ReplayWithClient(ctx, physical.ReplayParams{
-		Files: built.Files, StartPos: built.StartPos, ScratchDir: a.Config.Agent.ScratchDir,
-		Endpoint: mysqlx.Endpoint{Socket: p.Socket, User: in.Connect.User, Password: pw},
+	rr, err := replay.Run(ctx, replay.Params{
+		Method: in.Archive.ReplayMethod, Flavor: flavor, Datadir: filepath.Clean(p.TargetDir),
+		Files: built.Files, StartPos: built.StartPos, LastGTID: built.LastGTID, Threads: in.Archive.ReplayThreads,
+		Mariadbd: in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
+		Tick: func() { hb.update(ctx, "applying binlogs") },
 	})
+	if errors.Is(err, replay.ErrInterrupted) {
+		return nil, fail(ErrReplayInterrupted, "%v: part of the binlogs may be applied already; the backup must be restored again", err)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
-	res := &ReplayResult{Method: "mariadb-binlog | mariadb", Transactions: built.Txns, Bytes: built.Bytes,
+	res := &ReplayResult{Method: rr.Method, Transactions: built.Txns, Bytes: built.Bytes,
 		LastGTID: built.LastGTID, LastTime: built.LastTime, CutFile: built.CutFile, CutPos: built.CutPos,
-		Seconds: time.Since(t0).Seconds()}
-	log.Info("binlogs replayed", zap.Int("transactions", res.Transactions), zap.String("last_gtid", res.LastGTID),
-		zap.Float64("seconds", res.Seconds))
+		Seconds: rr.Seconds, TotalSeconds: time.Since(t0).Seconds()}
+	log.Info("binlogs replayed", zap.String("method", res.Method), zap.Int("transactions", res.Transactions),
+		zap.String("last_gtid", res.LastGTID), zap.Float64("seconds", res.Seconds))
 	return res, nil
 }
 
-// StopServerParams names a restored server to stop.
-type StopServerParams struct {
-	TargetDir string `json:"target_dir"`
-}
-
-// StopServer shuts down a server started by StartServer (SIGTERM, then
-// waits for it to exit).
-func (a *Agent) StopServer(ctx context.Context, p StopServerParams) error {
-	b, err := os.ReadFile(filepath.Join(p.TargetDir, "strata-server.pid"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	pid, err := strconv.Atoi(string(trimNL(b)))
-	if err != nil {
-		return fail(ErrInvalidRequest, "bad pid file in %s", p.TargetDir)
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for syscall.Kill(pid, 0) == nil {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// outsideWindow makes a missing stretch of archive a non-retryable error
-// and leaves other failures (storage reads) retryable.
+// outsideWindow makes a missing stretch of archive, or a segment no key of
+// this agent opens, a non-retryable error and leaves other failures
+// (storage reads) retryable.
 func outsideWindow(instance string, err error) error {
-	if errors.Is(err, binlog.ErrNotInArchive) {
+	switch {
+	case errors.Is(err, binlog.ErrNotInArchive):
 		return fail(ErrOutsideWindow, "instance %s: %v", instance, err)
+	case crypt.IsKeyError(err), errors.Is(err, crypt.ErrDecrypt):
+		return fail(ErrDecryptFailed, "instance %s: archived binlogs cannot be decrypted: %v", instance, err)
 	}
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
+	"github.com/strata-backup/strata/internal/replay"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage"
 )
@@ -77,9 +78,12 @@ func writeState(staging string, s restoreState) error {
 // RestoreBackup restores a chain (a full, then its incrementals or its
 // differential) into the target datadir, which must not exist or be empty.
 // Each member is downloaded with every chunk's sha256 verified before it is
-// decompressed, extracted, and prepared onto the base in a staging directory
-// beside the target; only then is the result moved into the target. A retry
-// resumes after the last member that was fully applied.
+// decrypted (an encrypted member's data key is unwrapped with the agent's
+// keyring first) and decompressed, extracted, and prepared onto the base in
+// a staging directory beside the target; only then is the result moved into
+// the target. A retry resumes after the last member that was fully applied,
+// and downloads only the chunks of the member being fetched that the
+// interrupted attempt did not already keep in the staging dir's chunk cache.
 func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreStats, error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID), zap.String("target_dir", p.TargetDir))
 	if !filepath.IsAbs(p.TargetDir) {
@@ -94,6 +98,12 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		return nil, err
 	}
 	tool, err := a.restoreTool(p.Instance, chain[0])
+	if err != nil {
+		return nil, err
+	}
+	// Every member's data key, before anything is touched: a missing key
+	// fails now, naming the keys the backup has and the agent has.
+	ciphers, err := a.chainCiphers(ctx, chain)
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +131,14 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 	resumable := st.Phase == phasePrepared || (st.Phase == phaseFetching && st.Applied > 0)
 	if !st.matches(p) || !resumable {
 		// Nothing reusable, or a prepare was interrupted half-way and base/
-		// may be half-applied: start from the full.
+		// may be half-applied: start from the full. The chunk cache of a
+		// retry of this same restore is kept: its chunks need no download.
+		keepCache := st.matches(p)
 		st = restoreState{BackupID: p.BackupID, Chain: p.Chain}
 		if err := checkSpace(filepath.Dir(target), chainSpace(chain)); err != nil {
 			return nil, err
 		}
-		if err := os.RemoveAll(staging); err != nil {
+		if err := clearStaging(staging, keepCache); err != nil {
 			return nil, errorf("clear staging dir: %w", err)
 		}
 		if err := os.MkdirAll(staging, 0o750); err != nil {
@@ -134,6 +146,12 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		}
 	} else {
 		log.Info("resuming restore", zap.Int("applied", st.Applied), zap.Int("chain", len(chain)))
+	}
+	// Chunks are cached in the staging dir as they are downloaded, so that a
+	// retry of an interrupted download fetches only what it did not have.
+	cache, err := pipeline.NewChunkCache(a.Repo.Backend(), filepath.Join(staging, "cache"), a.Limiter)
+	if err != nil {
+		return nil, classify(err)
 	}
 
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), RestoreProgress{Phase: "starting"})
@@ -160,12 +178,19 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 			return nil, classify(err)
 		}
 		t0 := time.Now()
-		n, err := a.fetch(ctx, m, tool, dir, hb)
+		prefix := repo.BackupPrefix(m.Instance, m.BackupID)
+		cache.Add(prefix, m.Chunks)
+		d0, c0 := cache.Stats()
+		err := a.fetch(ctx, m, cache, ciphers[i], tool, dir, hb)
+		d1, c1 := cache.Stats()
+		stats.DownloadedBytes += d1 - d0
+		stats.CachedBytes += c1 - c0
 		if err != nil {
 			return nil, fetchError(m, staging, err)
 		}
-		stats.DownloadedBytes += n
 		stats.FetchSeconds += time.Since(t0).Seconds()
+		log.Info("chain member downloaded", zap.String("member", m.BackupID), zap.Int64("downloaded_bytes", d1-d0),
+			zap.Int64("cached_bytes", c1-c0))
 
 		hb.update(ctx, RestoreProgress{Phase: "preparing", BackupID: m.BackupID})
 		st.Phase = phasePreparing
@@ -187,6 +212,10 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		st.Applied, st.Phase = i+1, phasePrepared
 		if err := writeState(staging, st); err != nil {
 			return nil, err
+		}
+		// A retry resumes after this member: its chunks are not needed again.
+		if err := cache.Remove(prefix); err != nil {
+			log.Warn("could not remove cached chunks", zap.String("member", m.BackupID), zap.Error(err))
 		}
 		log.Info("chain member applied", zap.String("member", m.BackupID), zap.String("type", m.Type),
 			zap.Int("step", i+1), zap.Int("of", len(chain)))
@@ -210,7 +239,8 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		log.Warn("could not remove staging dir", zap.Error(err))
 	}
 	log.Info("restore complete", zap.Float64("fetch_seconds", stats.FetchSeconds), zap.Float64("prepare_seconds", stats.PrepareSeconds),
-		zap.Float64("move_back_seconds", stats.MoveBackSeconds))
+		zap.Float64("move_back_seconds", stats.MoveBackSeconds), zap.Int64("downloaded_bytes", stats.DownloadedBytes),
+		zap.Int64("cached_bytes", stats.CachedBytes))
 	return stats, nil
 }
 
@@ -228,6 +258,52 @@ func fetchError(m *manifest.Manifest, staging string, err error) error {
 		return fail(ErrDecryptFailed, "backup %s of %s cannot be decrypted: %v", m.BackupID, m.Instance, err)
 	}
 	return classify(err)
+}
+
+// chainCiphers returns the cipher of each chain member (nil for an
+// unencrypted one), unwrapping each encrypted member's data key with the
+// agent's keyring. No usable key is a DecryptFailed error.
+func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest) ([]*crypt.ChunkCipher, error) {
+	out := make([]*crypt.ChunkCipher, len(chain))
+	for i, m := range chain {
+		if !m.Encrypted {
+			continue
+		}
+		dk, _, err := a.Repo.BackupKeys(m.Instance, m.BackupID).Unwrap(ctx, a.Keys)
+		if err != nil {
+			if errors.Is(err, repo.ErrNoUsableKey) {
+				return nil, fail(ErrDecryptFailed, "cannot restore %s of %s on agent %s: %v", m.BackupID, m.Instance, a.Host, err)
+			}
+			return nil, classify(err)
+		}
+		if out[i], err = crypt.NewChunkCipher(dk, m.BackupID); err != nil {
+			return nil, fail(ErrDecryptFailed, "backup %s of %s: %v", m.BackupID, m.Instance, err)
+		}
+	}
+	return out, nil
+}
+
+// clearStaging empties the staging dir, keeping its chunk cache if asked.
+func clearStaging(staging string, keepCache bool) error {
+	if !keepCache {
+		return os.RemoveAll(staging)
+	}
+	entries, err := os.ReadDir(staging)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "cache" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(staging, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadChain reads the chain's manifests and checks that they link up.
@@ -264,14 +340,18 @@ func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical
 }
 
 // chainSpace estimates the disk a restore needs: the full plus the largest
-// incremental staged beside it.
+// incremental staged beside it, plus the largest member's chunks in the
+// download cache.
 func chainSpace(chain []*manifest.Manifest) int64 {
 	need := chain[0].RawSize
-	var inc int64
-	for _, m := range chain[1:] {
-		inc = max(inc, m.RawSize)
+	var inc, cached int64
+	for i, m := range chain {
+		if i > 0 {
+			inc = max(inc, m.RawSize)
+		}
+		cached = max(cached, m.StoredSize)
 	}
-	return need + inc
+	return need + inc + cached
 }
 
 func (a *Agent) prepareMemory(instance string) int64 {
@@ -281,21 +361,23 @@ func (a *Agent) prepareMemory(instance string) int64 {
 	return int64(a.Config.Defaults.UseMemory)
 }
 
-// fetch downloads, verifies and extracts one backup's stream into dir.
-func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, tool *physical.Tool, dir string, hb *heartbeater) (int64, error) {
+// fetch downloads (through b, the chunk cache), verifies, decrypts (with
+// cipher, nil for an unencrypted backup) and extracts one backup's stream
+// into dir. The bandwidth limit is applied by the cache, to the bytes it
+// reads from the repository.
+func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backend, cipher *crypt.ChunkCipher, tool *physical.Tool, dir string, hb *heartbeater) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, wait, err := tool.Extract(cctx, dir)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var stored int64
-	_, derr := pipeline.Download(cctx, a.Repo.Backend(), repo.BackupPrefix(m.Instance, m.BackupID), m.Chunks, m.Compression, w,
+	_, derr := pipeline.Download(cctx, b, repo.BackupPrefix(m.Instance, m.BackupID), m.Chunks, m.Compression, w,
 		pipeline.DownloadOptions{
 			Parallelism:     a.parallelism(m.Instance),
 			ExpectRawSHA256: m.RawSHA256,
+			Cipher:          cipher,
 			Progress: func(pr pipeline.Progress) {
-				stored = pr.StoredBytes
 				hb.update(ctx, RestoreProgress{Phase: "downloading", BackupID: m.BackupID, Chunks: pr.Chunks, RawBytes: pr.RawBytes})
 			},
 		})
@@ -306,13 +388,13 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, tool *physical.
 	werr := wait()
 	switch {
 	case derr != nil:
-		return 0, derr
+		return derr
 	case cerr != nil && !errors.Is(cerr, os.ErrClosed):
-		return 0, errorf("close extractor input: %w", cerr)
+		return errorf("close extractor input: %w", cerr)
 	case werr != nil:
-		return 0, werr
+		return werr
 	}
-	return stored, nil
+	return nil
 }
 
 func (a *Agent) parallelism(instance string) int {
@@ -322,8 +404,15 @@ func (a *Agent) parallelism(instance string) int {
 	return a.Config.Defaults.Parallelism
 }
 
-// checkTarget requires the target datadir to be absent or empty.
+// checkTarget requires the target datadir to be absent or empty. A datadir
+// that a point-in-time replay left unfinished is Strata's own and is
+// cleared, so that the restore can start over.
 func checkTarget(target string) error {
+	if _, err := os.Stat(filepath.Join(target, replay.Marker)); err == nil {
+		if err := clearDir(target); err != nil {
+			return errorf("clear the datadir of an interrupted replay: %w", err)
+		}
+	}
 	f, err := os.Open(target)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

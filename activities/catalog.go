@@ -27,12 +27,21 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		TaskQueue:         config.AgentTaskQueue(in.Host),
 		ArchiveTaskQueue:  config.ArchiveTaskQueue(in.Host),
 		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
+		HeartbeatTimeout:  c.Config.Temporal.HeartbeatTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
 	}, nil
 }
 
 // Summarize drops the chunk list of a manifest.
 func Summarize(m *manifest.Manifest) *BackupSummary {
+	s := summarize(m)
+	if s.UploadedBytes+s.ReusedBytes == 0 {
+		s.UploadedBytes = s.StoredSize // a manifest written before resume was counted
+	}
+	return s
+}
+
+func summarize(m *manifest.Manifest) *BackupSummary {
 	return &BackupSummary{
 		Instance: m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
 		Tool: m.Tool, ServerVersion: m.ServerVersion,
@@ -40,6 +49,8 @@ func Summarize(m *manifest.Manifest) *BackupSummary {
 		FromLSN: m.FromLSN, ToLSN: m.ToLSN,
 		BinlogFile: m.BinlogFile, BinlogPos: m.BinlogPos, GTIDSet: m.GTIDSet,
 		RawSize: m.RawSize, StoredSize: m.StoredSize, Chunks: len(m.Chunks), Compression: m.Compression,
+		Encrypted: m.Encrypted, EncryptionKeyID: m.EncryptionKeyID,
+		UploadedBytes: m.UploadedBytes, ReusedBytes: m.ReusedBytes,
 		CommitsBlockedSeconds: m.LockDuration.Std().Seconds(),
 		DDLBlockedSeconds:     m.DDLLockDuration.Std().Seconds(),
 		DurationSeconds:       m.Duration.Std().Seconds(),

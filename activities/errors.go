@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
@@ -37,6 +38,7 @@ const (
 	ErrOutsideWindow     = "OutsideRecoveryWindow"
 	ErrAgentUnavailable  = "AgentUnavailable"
 	ErrDecryptFailed     = "DecryptFailed"
+	ErrReplayInterrupted = "ReplayInterrupted"
 )
 
 // fail returns a non-retryable application error of the given type.
@@ -71,6 +73,8 @@ func classify(err error) error {
 		return fail(ErrBackupNotFound, "%v", err)
 	case errors.Is(err, repo.ErrBrokenChain):
 		return fail(ErrBrokenChain, "%v", err)
+	case errors.Is(err, repo.ErrNoUsableKey), crypt.IsKeyError(err):
+		return fail(ErrDecryptFailed, "%v", err)
 	case errors.Is(err, syscall.ENOSPC):
 		return fail(ErrInsufficientSpace, "no space left on device: %v; free space or point storage/target elsewhere, then run again", err)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EROFS):

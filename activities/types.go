@@ -15,6 +15,7 @@ type InstanceRoute struct {
 	TaskQueue         string        `json:"task_queue"`
 	ArchiveTaskQueue  string        `json:"archive_task_queue"`
 	AgentStartTimeout time.Duration `json:"agent_start_timeout"`
+	HeartbeatTimeout  time.Duration `json:"heartbeat_timeout"`
 	BackupTimeout     time.Duration `json:"backup_timeout"`
 }
 
@@ -45,6 +46,16 @@ type BackupSummary struct {
 	StoredSize    int64     `json:"stored_size"`
 	Chunks        int       `json:"chunks"`
 	Compression   string    `json:"compression"`
+	// Encrypted is true when the chunks are encrypted at rest;
+	// EncryptionKeyID names the key encryption key that wrapped the data
+	// key at backup time.
+	Encrypted       bool   `json:"encrypted,omitempty"`
+	EncryptionKeyID string `json:"encryption_key_id,omitempty"`
+	// UploadedBytes is what the completing attempt uploaded; ReusedBytes
+	// what it found already stored by an interrupted earlier attempt of the
+	// same backup. They add up to StoredSize.
+	UploadedBytes int64 `json:"uploaded_bytes"`
+	ReusedBytes   int64 `json:"reused_bytes"`
 	// CommitsBlockedSeconds is how long commits were blocked for the consistent point.
 	CommitsBlockedSeconds float64 `json:"commits_blocked_seconds"`
 	// DDLBlockedSeconds is how long DDL was blocked.
@@ -87,6 +98,9 @@ type BackupProgress struct {
 	Chunks      int    `json:"chunks"`
 	RawBytes    int64  `json:"raw_bytes"`
 	StoredBytes int64  `json:"stored_bytes"`
+	// ReusedBytes are stored bytes found already stored by an earlier
+	// attempt (included in StoredBytes).
+	ReusedBytes int64 `json:"reused_bytes,omitempty"`
 }
 
 // RestoreParams asks an agent to restore a backup into a target datadir.
@@ -100,8 +114,12 @@ type RestoreParams struct {
 
 // RestoreStats reports what a restore did and how long each phase took.
 type RestoreStats struct {
-	TargetDir       string  `json:"target_dir"`
+	TargetDir string `json:"target_dir"`
+	// DownloadedBytes are the stored bytes read from the repository;
+	// CachedBytes those read instead from the staging dir's chunk cache,
+	// filled by an interrupted earlier attempt of the same restore.
 	DownloadedBytes int64   `json:"downloaded_bytes"`
+	CachedBytes     int64   `json:"cached_bytes"`
 	RawBytes        int64   `json:"raw_bytes"`
 	FetchSeconds    float64 `json:"fetch_seconds"`
 	PrepareSeconds  float64 `json:"prepare_seconds"`

@@ -8,6 +8,11 @@
 #   scripts/demo.sh run     back up, restore, compare (stack must be up)
 #   scripts/demo.sh down    stop everything the demo started
 #   scripts/demo.sh clean   down, then remove .demo/
+#
+# STORAGE=gcs keeps the repository in a GCS bucket instead of .demo/repo: the
+# GCS emulator bin/fake-gcs-server (`make deps STORAGE=gcs` builds it) serves
+# bucket strata-demo on 127.0.0.1:$FAKE_GCS_PORT from .demo/gcs, and every
+# Strata process reaches it through $STORAGE_EMULATOR_HOST.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +25,9 @@ TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
 DEMO_MYSQL_PORT=${DEMO_MYSQL_PORT:-13306}
 RESTORE_PORT=${RESTORE_PORT:-13307}
 DEMO_SIZE=${DEMO_SIZE:-300MiB}
+STORAGE=${STORAGE:-local}
+FAKE_GCS_PORT=${FAKE_GCS_PORT:-4443}
+GCS_BUCKET=strata-demo
 export STRATA_CONFIG="$state/strata.yaml"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -49,6 +57,41 @@ start_temporal() {
 		--db-filename "$state/temporal.db" --log-level error >"$state/temporal.log" 2>&1 &
 	echo $! >"$state/temporal.pid"
 	wait_for 60 "Temporal" temporal operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
+}
+
+# storage_in_use prints the storage of the running stack ("" when not up).
+storage_in_use() {
+	if running "$state/worker.pid" && [[ -f "$state/storage.env" ]]; then (. "$state/storage.env" && echo "$STORAGE"); fi
+}
+
+# gcs_env points Strata's GCS client at the emulator when the demo uses it.
+gcs_env() {
+	if [[ "$STORAGE" == gcs ]]; then export STORAGE_EMULATOR_HOST="127.0.0.1:$FAKE_GCS_PORT"; fi
+}
+
+# bucket_ready asks the emulator's JSON API for the demo bucket.
+bucket_ready() {
+	local resp
+	exec 3<>"/dev/tcp/127.0.0.1/$FAKE_GCS_PORT" || return 1
+	printf 'GET /storage/v1/b/%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$GCS_BUCKET" >&3
+	resp=$(cat <&3)
+	exec 3<&-
+	[[ "$resp" == "HTTP/1."?" 200"* ]]
+}
+
+start_fake_gcs() {
+	if running "$state/fake-gcs.pid"; then return; fi
+	command -v fake-gcs-server >/dev/null || die "bin/fake-gcs-server is missing: run 'make deps STORAGE=gcs'"
+	if (exec 3<>"/dev/tcp/127.0.0.1/$FAKE_GCS_PORT") 2>/dev/null; then
+		die "port $FAKE_GCS_PORT is in use: set FAKE_GCS_PORT to a free port"
+	fi
+	say "GCS emulator (fake-gcs-server) on 127.0.0.1:$FAKE_GCS_PORT, bucket $GCS_BUCKET (data in $state/gcs)"
+	# With the filesystem backend, a directory under the root is a bucket.
+	mkdir -p "$state/gcs/$GCS_BUCKET"
+	setsid fake-gcs-server -scheme http -host 127.0.0.1 -port "$FAKE_GCS_PORT" \
+		-backend filesystem -filesystem-root "$state/gcs" -log-level warn >"$state/fake-gcs.log" 2>&1 &
+	echo $! >"$state/fake-gcs.pid"
+	wait_for 30 "fake-gcs-server" bucket_ready
 }
 
 mysql_root() { mariadb --no-defaults --protocol=socket -S "$(socket_path)" -uroot "$@"; }
@@ -84,15 +127,23 @@ start_mariadb() {
 }
 
 write_config() {
+	local storage
+	case "$STORAGE" in
+	local) storage="storage:
+  type: local
+  local:
+    root: $state/repo" ;;
+	gcs) storage="storage:
+  type: gcs
+  gcs:
+    bucket: $GCS_BUCKET   # on fake-gcs-server at \$STORAGE_EMULATOR_HOST=127.0.0.1:$FAKE_GCS_PORT" ;;
+	esac
 	cat >"$state/strata.yaml" <<YAML
 # Written by scripts/demo.sh
 temporal:
   address: 127.0.0.1:$TEMPORAL_PORT
   namespace: default
-storage:
-  type: local
-  local:
-    root: $state/repo
+$storage
 agent:
   max_concurrent: 1
 defaults:
@@ -122,6 +173,7 @@ start_strata() {
 		setsid strata agent --host demo-host >"$state/agent.log" 2>&1 &
 		echo $! >"$state/agent.pid"
 	fi
+	printf 'STORAGE=%s\nFAKE_GCS_PORT=%s\n' "$STORAGE" "$FAKE_GCS_PORT" >"$state/storage.env"
 	sleep 1
 	running "$state/worker.pid" || die "worker exited: $(tail -5 "$state/worker.log")"
 	running "$state/agent.pid" || die "agent exited: $(tail -5 "$state/agent.log")"
@@ -134,8 +186,14 @@ seed() {
 }
 
 up() {
+	local current
+	current=$(storage_in_use)
+	[[ -z "$current" || "$current" == "$STORAGE" ]] ||
+		die "the stack is up with STORAGE=$current: run 'make down' first, or use STORAGE=$current"
 	mkdir -p "$state"
+	gcs_env
 	start_temporal
+	if [[ "$STORAGE" == gcs ]]; then start_fake_gcs; fi
 	start_mariadb
 	write_config
 	start_strata
@@ -145,6 +203,9 @@ up() {
 
 run() {
 	[[ -f "$state/strata.yaml" ]] || die "the stack is not up: run 'make up' first"
+	# run uses the storage the stack was started with.
+	if [[ -n "$(storage_in_use)" ]]; then . "$state/storage.env"; fi
+	gcs_env
 	local id target start end
 	id=$(date -u +%Y%m%dT%H%M%SZ)
 	target="$state/restore-$id"
@@ -152,6 +213,10 @@ run() {
 	strata backup demo --id "$id" --wait
 	say "Catalog: strata ls demo"
 	strata ls demo
+	if [[ "$STORAGE" == gcs ]]; then
+		printf 'repository: gs://%s on fake-gcs-server 127.0.0.1:%s: %s objects, %s\n' "$GCS_BUCKET" "$FAKE_GCS_PORT" \
+			"$(find "$state/gcs/$GCS_BUCKET" -type f | wc -l)" "$(du -sh "$state/gcs/$GCS_BUCKET" | cut -f1)"
+	fi
 	say "Restore into a second instance: strata restore demo --backup $id --target-dir $target --start --port $RESTORE_PORT --wait"
 	start=$(date +%s%N)
 	strata restore demo --backup "$id" --target-dir "$target" --start --port "$RESTORE_PORT" --wait
@@ -206,8 +271,12 @@ down() {
 	stop_pidfile "$state/agent.pid" "agent"
 	stop_pidfile "$state/worker.pid" "worker"
 	stop_pidfile "$state/mariadb.pid" "demo MariaDB"
+	stop_pidfile "$state/fake-gcs.pid" "GCS emulator"
 	stop_pidfile "$state/temporal.pid" "Temporal dev server"
+	rm -f "$state/storage.env"
 }
+
+[[ "$STORAGE" == local || "$STORAGE" == gcs ]] || die "STORAGE=$STORAGE: use local or gcs"
 
 case "${1:-demo}" in
 up) up ;;
@@ -220,5 +289,5 @@ demo)
 	run
 	say "Demo finished; stopping what it started ('make up' keeps it running)"
 	;;
-*) die "usage: $0 demo|up|run|down|clean" ;;
+*) die "usage: [STORAGE=local|gcs] $0 demo|up|run|down|clean" ;;
 esac

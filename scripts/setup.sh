@@ -6,6 +6,9 @@
 #     mariadbd processes; this script never starts a MariaDB service.
 #   * The Temporal CLI (dev server) at bin/temporal, built from source with
 #     `go install` (no binaries are downloaded).
+#   * With STORAGE=gcs (`make demo STORAGE=gcs`): the GCS emulator
+#     fake-gcs-server at bin/fake-gcs-server, built from source with
+#     `go install` at the version go.mod requires.
 #
 # Idempotent: anything already present is left alone.
 set -euo pipefail
@@ -107,6 +110,37 @@ else
 	)
 	temporal_ok || die "bin/temporal was built but does not report version $TEMPORAL_VERSION"
 	log "built bin/temporal: $("$temporal" --version 2>/dev/null | head -n1)"
+fi
+
+# ---- fake-gcs-server (GCS emulator, only for STORAGE=gcs) ------------------
+
+FAKE_GCS_PKG=github.com/fsouza/fake-gcs-server
+# The version the tests use in-process (go.mod), so the demo runs the same server.
+FAKE_GCS_VERSION=$(awk -v m="$FAKE_GCS_PKG" '$1 == m { print $2; exit }' "$repo/go.mod")
+FAKE_GCS_VERSION=${FAKE_GCS_VERSION:-v1.56.1}
+fake_gcs="$repo/bin/fake-gcs-server"
+
+# fake_gcs_ok: bin/fake-gcs-server exists and was built from $FAKE_GCS_VERSION.
+fake_gcs_ok() {
+	[ -x "$fake_gcs" ] && command -v go >/dev/null 2>&1 &&
+		go version -m "$fake_gcs" 2>/dev/null |
+		grep -qE "^[[:space:]]*mod[[:space:]]+${FAKE_GCS_PKG//./\\.}[[:space:]]+${FAKE_GCS_VERSION//./\\.}([[:space:]]|$)"
+}
+
+if [ "${STORAGE:-local}" = gcs ]; then
+	if fake_gcs_ok; then
+		log "fake-gcs-server $FAKE_GCS_VERSION present at bin/fake-gcs-server"
+	else
+		command -v go >/dev/null 2>&1 || die "go not found on PATH; needed to build fake-gcs-server"
+		log "building fake-gcs-server $FAKE_GCS_VERSION into bin/ with go install (about a minute the first time)..."
+		mkdir -p "$repo/bin"
+		(
+			cd /
+			GOFLAGS="" GOBIN="$repo/bin" go install "$FAKE_GCS_PKG@$FAKE_GCS_VERSION"
+		)
+		fake_gcs_ok || die "bin/fake-gcs-server was built but is not $FAKE_GCS_PKG $FAKE_GCS_VERSION"
+		log "built bin/fake-gcs-server ($FAKE_GCS_VERSION)"
+	fi
 fi
 
 log "done"

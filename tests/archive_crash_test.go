@@ -37,13 +37,7 @@ func (s *stack) rebuildArchive(instance string) (map[string][]byte, *binlog.Inde
 
 func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
 	s := newStack(t)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	db := s.numbered()
 	s.backup("base", "full")
 
 	// The agent becomes a separate process that can be killed.

@@ -13,13 +13,7 @@ import (
 
 func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
 	s := newStack(t)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	db := s.numbered()
 	arch := s.startArchive("db1", 20*time.Second)
 	insertRows(t, db, 1, 50)
 	s.backup("b1", "full")
@@ -30,7 +24,7 @@ func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
 
 	// While nobody archives, rows are written and their binlog is purged.
 	insertRows(t, db, 101, 150)
-	_, err = db.Exec("FLUSH BINARY LOGS")
+	_, err := db.Exec("FLUSH BINARY LOGS")
 	require.NoError(t, err)
 	file, _ := masterPos(t, db)
 	// The server keeps a binlog that a replica's dump thread still has open
@@ -74,6 +68,10 @@ func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "GAP")
 	assert.Contains(t, out, "purged")
+	out, err = s.cli("ls", "db1")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "PITR window")
+	assert.Contains(t, out, "GAP")
 
 	// PITR before the gap works; across it, it is refused with the gap named.
 	rdb, _, err := s.pitr(binlog.Target{GTID: gtid100}, "")

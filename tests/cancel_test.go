@@ -37,6 +37,7 @@ func TestCancelledBackupKillsToolAndLeavesNothing(t *testing.T) {
 	defer db.Close()
 	require.NoError(t, demo.Seed(s.ctx, db, "demo", 64<<20, nil))
 
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "strata-backup-*"))
 	run, err := s.client.ExecuteWorkflow(s.ctx, client.StartWorkflowOptions{ID: "backup/slow/c1", TaskQueue: s.cfg.Temporal.TaskQueue},
 		workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "slow", BackupID: "c1"})
 	require.NoError(t, err)
@@ -64,7 +65,7 @@ func TestCancelledBackupKillsToolAndLeavesNothing(t *testing.T) {
 	// closed: no tool process, no temp dir, no partial chunk.
 	assert.Empty(t, toolProcesses(t, "mariabackup"), "mariabackup killed")
 	tmp, _ := filepath.Glob(filepath.Join(os.TempDir(), "strata-backup-*"))
-	assert.Empty(t, tmp, "tool temp dir removed")
+	assert.Empty(t, newDirs(before, tmp), "tool temp dir removed")
 	objs, err := s.repo.Backend().List(s.ctx, "slow/")
 	require.NoError(t, err)
 	assert.Empty(t, objs, "partial upload removed")
@@ -92,4 +93,19 @@ func toolProcesses(t *testing.T, name string) []string {
 		}
 	}
 	return pids
+}
+
+// newDirs returns the entries of after that are not in before.
+func newDirs(before, after []string) []string {
+	seen := map[string]bool{}
+	for _, d := range before {
+		seen[d] = true
+	}
+	var out []string
+	for _, d := range after {
+		if !seen[d] {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -82,14 +82,8 @@ func countRows(t *testing.T, db *sql.DB) (n, hi int) {
 
 func TestIncrementalAndDifferentialChains(t *testing.T) {
 	s := newStack(t)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
+	db := s.numbered()
 	require.NoError(t, demo.Seed(s.ctx, db, "demo", 128<<20, nil))
-	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
 	static, err := demo.Checksums(s.ctx, db, "demo")
 	require.NoError(t, err)
 	flushCheckpoint(t, db)

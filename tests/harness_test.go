@@ -5,6 +5,7 @@ package tests
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -68,11 +69,37 @@ type stack struct {
 // format with the source's port (%[1]d) and datadir (%[2]s).
 type extraInstance string
 
+// stackOption configures newStack: an extraInstance adds an instance; a
+// stackOptionFunc can change the rest of stackSetup.
+type stackOption interface{ apply(*stackSetup) }
+
+// stackSetup is what newStack's options set.
+type stackSetup struct {
+	instances []extraInstance
+	// storage is the config's storage: block; empty means a local
+	// repository in the test's temp dir.
+	storage string
+	// openRepo opens the repository of the in-process worker and agent;
+	// nil means workers.OpenRepo with the config.
+	openRepo func(context.Context, *config.Config) (*repo.Repo, error)
+}
+
+func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
+
+// stackOptionFunc is a stackOption written as a function.
+type stackOptionFunc func(*stackSetup)
+
+func (f stackOptionFunc) apply(c *stackSetup) { f(c) }
+
 // newStack starts Temporal, a source mariadbd, and the worker and agent of
 // host "h1". The source instance is "db1", reached over TCP with the root
 // password from $STRATA_E2E_PASSWORD.
-func newStack(t *testing.T, extra ...extraInstance) *stack {
+func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
+	var setup stackSetup
+	for _, o := range opts {
+		o.apply(&setup)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	t.Cleanup(cancel)
 	lvl := zap.WarnLevel
@@ -96,14 +123,15 @@ func newStack(t *testing.T, extra ...extraInstance) *stack {
 	s.dev, s.client = dev, dev.Client()
 
 	dir := t.TempDir()
+	if setup.storage == "" {
+		setup.storage = "storage:\n  type: local\n  local:\n    root: " + filepath.Join(dir, "repo")
+	}
 	yaml := fmt.Sprintf(`
 temporal:
   address: %s
   agent_start_timeout: 15s
-storage:
-  type: local
-  local:
-    root: %s
+  heartbeat_timeout: 10s
+%s
 defaults:
   chunk_size: 1MiB
   parallelism: 2
@@ -116,15 +144,18 @@ instances:
       user: root
       password_env: STRATA_E2E_PASSWORD
     datadir: %s
-`, dev.FrontendHostPort(), filepath.Join(dir, "repo"), s.src.Port, s.src.Datadir)
-	for _, e := range extra {
+`, dev.FrontendHostPort(), setup.storage, s.src.Port, s.src.Datadir)
+	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}
 	cfgPath := filepath.Join(dir, "strata.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yaml), 0o600))
 	s.cfg, err = config.Load(cfgPath)
 	require.NoError(t, err)
-	s.repo, err = workers.OpenRepo(ctx, s.cfg)
+	if setup.openRepo == nil {
+		setup.openRepo = workers.OpenRepo
+	}
+	s.repo, err = setup.openRepo(ctx, s.cfg)
 	require.NoError(t, err)
 
 	w := workers.NewWorker(s.client, s.cfg, s.repo)
@@ -179,6 +210,20 @@ func (s *stack) startAgentProcess() *exec.Cmd {
 		_ = cmd.Wait()
 	})
 	return cmd
+}
+
+// numbered opens the source and creates e2e.numbered, the table the tests'
+// writers fill with numbered rows; the connection closes with the test.
+func (s *stack) numbered() *sql.DB {
+	s.t.Helper()
+	db, err := s.src.DB("")
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { db.Close() })
+	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
+		_, err := db.Exec(q)
+		require.NoError(s.t, err)
+	}
+	return db
 }
 
 // cli runs the strata binary with the stack's config and returns its output.

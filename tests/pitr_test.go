@@ -93,13 +93,7 @@ func (s *stack) pitr(target binlog.Target, backupID string) (*sql.DB, workflows.
 
 func TestPointInTimeRestoreToTimeGTIDAndPosition(t *testing.T) {
 	s := newStack(t)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	db := s.numbered()
 	arch := s.startArchive("db1", 20*time.Second)
 
 	insertRows(t, db, 1, 50)
@@ -137,7 +131,7 @@ func TestPointInTimeRestoreToTimeGTIDAndPosition(t *testing.T) {
 	}
 
 	// Targets outside the window are refused with the window in the message.
-	_, _, err = s.pitr(binlog.Target{Time: before}, "")
+	_, _, err := s.pitr(binlog.Target{Time: before}, "")
 	requireAppError(t, err, "OutsideRecoveryWindow", "recovery windows")
 	_, _, err = s.pitr(binlog.Target{Time: time.Now().Add(time.Hour)}, "")
 	requireAppError(t, err, "OutsideRecoveryWindow", "base")

@@ -64,14 +64,8 @@ func (s *stack) backupIDs(instance string) []string {
 
 func TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable(t *testing.T) {
 	s := newStack(t, retained)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
+	db := s.numbered()
 	require.NoError(t, demo.Seed(s.ctx, db, "demo", 4<<20, nil))
-	for _, q := range []string{"CREATE DATABASE e2e", "CREATE TABLE e2e.numbered (id INT PRIMARY KEY, payload VARCHAR(255)) ENGINE=InnoDB"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
 
 	insertRows(t, db, 1, 10)
 	s.backupOf("ret", "f1", "full")

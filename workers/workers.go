@@ -20,7 +20,9 @@ import (
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/backend"
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -103,10 +105,20 @@ func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker 
 // for the binlog archivers, which run all the time.
 type Agent struct {
 	Heavy, Binlog worker.Worker
+	// Activities are the registered activities, with the agent's keyring
+	// and its bandwidth limiter (one per agent process).
+	Activities *activities.Agent
+
+	err     error // from loading the keys: Start fails with it
+	started bool
 }
 
-// Start starts both workers.
+// Start starts both workers. It fails if the agent's encryption keys could
+// not be loaded.
 func (a *Agent) Start() error {
+	if a.err != nil {
+		return a.err
+	}
 	if err := a.Heavy.Start(); err != nil {
 		return err
 	}
@@ -114,13 +126,29 @@ func (a *Agent) Start() error {
 		a.Heavy.Stop()
 		return err
 	}
+	a.started = true
 	return nil
 }
 
 // Stop stops both workers, cancelling running activities.
 func (a *Agent) Stop() {
+	if !a.started {
+		return
+	}
+	a.started = false
 	a.Binlog.Stop()
 	a.Heavy.Stop()
+}
+
+// LoadKeyring loads the key encryption keys named by the config's
+// encryption block; nil when it names none. Errors name the key to fix.
+func LoadKeyring(cfg *config.Config) (*crypt.Keyring, error) {
+	e := cfg.Encryption
+	ring, err := crypt.LoadKeyring(crypt.KeySources{KeyFile: e.KeyFile, KeyEnv: e.KeyEnv, OldKeyFiles: e.OldKeyFiles, OldKeyEnvs: e.OldKeyEnvs})
+	if err != nil {
+		return nil, fmt.Errorf("load encryption keys (config %s): %w", cfg.Path, err)
+	}
+	return ring, nil
 }
 
 // Run starts both workers and stops them when stop is closed.
@@ -133,9 +161,14 @@ func (a *Agent) Run(stop <-chan interface{}) error {
 	return nil
 }
 
-// NewAgent returns the workers of one database host.
+// NewAgent returns the workers of one database host. It loads the agent's
+// encryption keys (a key that cannot be loaded makes Start fail, saying
+// which) and creates its bandwidth limiter (agent.bandwidth_limit), shared
+// by all its backups and restores.
 func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, log *zap.Logger) *Agent {
-	acts := &activities.Agent{Host: host, Config: cfg, Repo: r, Log: log}
+	ring, kerr := LoadKeyring(cfg)
+	acts := &activities.Agent{Host: host, Config: cfg, Repo: r, Log: log, Keys: ring,
+		Limiter: ratelimit.New(int64(cfg.Agent.BandwidthLimit))}
 	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Agent.MaxConcurrentHeavy,
 		// On SIGTERM, running activities are cancelled and get this long to
@@ -151,5 +184,5 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 	opts.MaxConcurrentActivityExecutionSize = 0 // one archiver per instance; SDK default bound
 	bl := worker.New(c, config.ArchiveTaskQueue(host), opts)
 	bl.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
-	return &Agent{Heavy: heavy, Binlog: bl}
+	return &Agent{Heavy: heavy, Binlog: bl, Activities: acts, err: kerr}
 }

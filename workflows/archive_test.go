@@ -75,25 +75,31 @@ func (s *wfSuite) TestArchiveContinuesAsNew() {
 	s.Require().True(errors.As(err, &can), "%v", err)
 }
 
-func (s *wfSuite) TestPointInTimeRestoreReplaysOnASocketOnlyServer() {
+func (s *wfSuite) TestPointInTimeRestoreReplaysThenStarts() {
 	s.resolve()
 	target := binlog.Target{GTID: "0-1-200"}
 	s.env.OnActivity(s.cat.PlanPITR, mock.Anything, activities.PITRRequest{Instance: "db1", Target: target}).
 		Return(&activities.PITRPlan{BackupID: "f1", StartFile: "binlog.000001", StartPos: 4711}, nil)
 	s.chain("f1")
 	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(&activities.RestoreStats{}, nil)
-	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/r", Port: 0}).
-		Return(&activities.StartServerResult{Socket: "/r.sock"}, nil).Once()
+	replayed := false
 	s.env.OnActivity(s.ag.ReplayBinlogs, mock.Anything, activities.ReplayParams{Instance: "db1", StartFile: "binlog.000001", StartPos: 4711,
-		Target: target, TargetDir: "/r", Socket: "/r.sock"}).Return(&activities.ReplayResult{Transactions: 42}, nil).Once()
-	s.env.OnActivity(s.ag.StopServer, mock.Anything, activities.StopServerParams{TargetDir: "/r"}).Return(nil).Once()
-	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", TargetDir: "/r", Target: target})
+		Target: target, TargetDir: "/r"}).Return(func(context.Context, activities.ReplayParams) (*activities.ReplayResult, error) {
+		replayed = true
+		return &activities.ReplayResult{Transactions: 42, Method: "replica"}, nil
+	}).Once()
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/r", Port: 3307}).Return(
+		func(context.Context, activities.StartServerParams) (*activities.StartServerResult, error) {
+			s.True(replayed, "the server starts after the replay")
+			return &activities.StartServerResult{PID: 9}, nil
+		}).Once()
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", TargetDir: "/r", Target: target, Start: true, Port: 3307})
 	s.Require().NoError(s.env.GetWorkflowError())
 	var res RestoreResult
 	s.Require().NoError(s.env.GetWorkflowResult(&res))
 	s.Equal("f1", res.BackupID)
 	s.Equal(42, res.Replay.Transactions)
-	s.Nil(res.Server, "the socket-only server was stopped")
+	s.Equal(9, res.Server.PID)
 }
 
 func (s *wfSuite) TestPointInTimeRestoreOutsideWindow() {
@@ -104,4 +110,29 @@ func (s *wfSuite) TestPointInTimeRestoreOutsideWindow() {
 	var ae *temporal.ApplicationError
 	s.Require().True(errors.As(s.env.GetWorkflowError(), &ae))
 	s.Equal(activities.ErrOutsideWindow, ae.Type())
+}
+
+func (s *wfSuite) TestInterruptedReplayRestoresAgain() {
+	s.resolve()
+	target := binlog.Target{GTID: "0-1-9"}
+	s.env.OnActivity(s.cat.PlanPITR, mock.Anything, mock.Anything).Return(&activities.PITRPlan{BackupID: "f1", StartFile: "binlog.000001", StartPos: 4}, nil)
+	s.chain("f1")
+	restores, replays := 0, 0
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RestoreParams) (*activities.RestoreStats, error) {
+			restores++
+			return &activities.RestoreStats{}, nil
+		})
+	s.env.OnActivity(s.ag.ReplayBinlogs, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ReplayParams) (*activities.ReplayResult, error) {
+			replays++
+			if replays == 1 {
+				return nil, temporal.NewNonRetryableApplicationError("interrupted", activities.ErrReplayInterrupted, nil)
+			}
+			return &activities.ReplayResult{Transactions: 9}, nil
+		})
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", TargetDir: "/r", Target: target})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal(2, restores)
+	s.Equal(2, replays)
 }

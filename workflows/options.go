@@ -36,7 +36,7 @@ func agentCtx(ctx workflow.Context, r *activities.InstanceRoute, taskQueue strin
 		TaskQueue:              taskQueue,
 		ScheduleToStartTimeout: r.AgentStartTimeout,
 		StartToCloseTimeout:    startToClose,
-		HeartbeatTimeout:       2 * time.Minute,
+		HeartbeatTimeout:       heartbeatTimeout(r),
 		WaitForCancellation:    true, // let the agent kill its tools and clean up
 		RetryPolicy:            retry,
 	})
@@ -56,4 +56,13 @@ func agentError(err error, host, taskQueue string) error {
 
 func invalid(format string, a ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, a...), activities.ErrInvalidRequest, nil)
+}
+
+// heartbeatTimeout is the route's, or 30s for routes recorded before it
+// was configurable.
+func heartbeatTimeout(r *activities.InstanceRoute) time.Duration {
+	if r.HeartbeatTimeout > 0 {
+		return r.HeartbeatTimeout
+	}
+	return 30 * time.Second
 }

@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"errors"
 	"path/filepath"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/strata-backup/strata/activities"
@@ -66,40 +68,42 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	var agent *activities.Agent
 	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: chain[len(chain)-1], Chain: ids, Started: started}
 	actx := agentCtx(ctx, &route, queue, route.BackupTimeout)
-	if err := workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
-		Instance: req.Instance, BackupID: req.BackupID, Chain: ids, TargetDir: req.TargetDir,
-	}).Get(ctx, &res.Stats); err != nil {
+	restore := func() error {
+		return workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
+			Instance: req.Instance, BackupID: req.BackupID, Chain: ids, TargetDir: req.TargetDir,
+		}).Get(ctx, &res.Stats)
+	}
+	if err := restore(); err != nil {
 		return nil, agentError(err, host, queue)
 	}
-	if req.Start || pitr {
-		// A replay needs the server; without --start it listens on its
-		// socket only and is stopped afterwards.
-		port := 0
-		if req.Start {
-			port = req.Port
+	for attempt := 1; pitr; attempt++ {
+		res.Replay = &activities.ReplayResult{}
+		err := workflow.ExecuteActivity(actx, agent.ReplayBinlogs, activities.ReplayParams{
+			Instance: req.Instance, StartFile: pitrPlan.StartFile, StartPos: pitrPlan.StartPos, Target: req.Target,
+			TargetDir: req.TargetDir,
+		}).Get(ctx, res.Replay)
+		var ae *temporal.ApplicationError
+		if err != nil && errors.As(err, &ae) && ae.Type() == activities.ErrReplayInterrupted && attempt < 3 {
+			// An attempt died half-way through applying: restore the backup
+			// again (the restore clears the half-replayed datadir) and replay.
+			workflow.GetLogger(ctx).Warn("replay was interrupted; restoring again", "target_dir", req.TargetDir)
+			if err := restore(); err != nil {
+				return nil, agentError(err, host, queue)
+			}
+			continue
 		}
+		if err != nil {
+			return nil, agentError(err, host, queue)
+		}
+		break
+	}
+	if req.Start {
 		sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
 		res.Server = &activities.StartServerResult{}
 		if err := workflow.ExecuteActivity(sctx, agent.StartServer, activities.StartServerParams{
-			Instance: req.Instance, TargetDir: req.TargetDir, Port: port,
+			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port,
 		}).Get(ctx, res.Server); err != nil {
 			return nil, agentError(err, host, queue)
-		}
-	}
-	if pitr {
-		res.Replay = &activities.ReplayResult{}
-		if err := workflow.ExecuteActivity(actx, agent.ReplayBinlogs, activities.ReplayParams{
-			Instance: req.Instance, StartFile: pitrPlan.StartFile, StartPos: pitrPlan.StartPos, Target: req.Target,
-			TargetDir: req.TargetDir, Socket: res.Server.Socket,
-		}).Get(ctx, res.Replay); err != nil {
-			return nil, agentError(err, host, queue)
-		}
-		if !req.Start {
-			sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
-			if err := workflow.ExecuteActivity(sctx, agent.StopServer, activities.StopServerParams{TargetDir: req.TargetDir}).Get(ctx, nil); err != nil {
-				return nil, agentError(err, host, queue)
-			}
-			res.Server = nil
 		}
 	}
 	res.Finished = workflow.Now(ctx)

@@ -29,10 +29,7 @@ func archiveCmd(a *app) *cobra.Command {
 		Short: "Start archiving an instance's binlogs (workflow id archive/INSTANCE)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.load(); err != nil {
-				return err
-			}
-			if _, err := a.cfg.Instance(args[0]); err != nil {
+			if _, err := a.loadFor(args[0]); err != nil {
 				return err
 			}
 			_, err := a.start(cmd.Context(), "archive/"+args[0], workflows.ArchiveWorkflowName, workflows.ArchiveRequest{Instance: args[0]}, false, nil)
@@ -192,10 +189,7 @@ func (r *archiveReport) print() {
 
 // dialFor loads the config, checks the instance and connects to Temporal.
 func (a *app) dialFor(instance string) (client.Client, error) {
-	if err := a.load(); err != nil {
-		return nil, err
-	}
-	if _, err := a.cfg.Instance(instance); err != nil {
+	if _, err := a.loadFor(instance); err != nil {
 		return nil, err
 	}
 	return workers.Dial(a.cfg, a.log)
@@ -234,4 +228,27 @@ func parseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("--to-time %q: use RFC 3339 (2026-11-24T09:30:00Z) or local \"2026-11-24 09:30:00\"", s)
+}
+
+// printWindows prints the point-in-time recovery windows and the gaps of
+// the binlog archive under a backup listing.
+func printWindows(ctx context.Context, rp *repo.Repo, instance string) error {
+	var r archiveReport
+	if err := r.fromRepo(ctx, rp, instance); err != nil {
+		return err
+	}
+	if r.Segments == 0 {
+		fmt.Printf("\nbinlog archive: empty (strata archive start %s)\n", instance)
+		return nil
+	}
+	fmt.Printf("\nbinlog archive: %d segments, %s, up to %s:%d (%s)\n", r.Segments, human(r.Bytes), r.Last.File, r.Last.End,
+		r.Last.LastTime.Format(time.RFC3339))
+	for _, w := range r.Windows {
+		fmt.Printf("PITR window  %s\n", w)
+	}
+	for _, g := range r.Gaps {
+		fmt.Printf("GAP          after %s:%d (%s): %s — PITR across it is impossible\n", g.LastFile, g.LastPos,
+			g.LastTime.Format(time.RFC3339), g.Reason)
+	}
+	return nil
 }

@@ -40,6 +40,14 @@ func (a *app) load() error {
 	return nil
 }
 
+// loadFor loads the config and returns the named instance.
+func (a *app) loadFor(instance string) (*config.Instance, error) {
+	if err := a.load(); err != nil {
+		return nil, err
+	}
+	return a.cfg.Instance(instance)
+}
+
 func main() {
 	a := &app{}
 	root := &cobra.Command{
@@ -51,7 +59,7 @@ func main() {
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $STRATA_CONFIG, then ./strata.yaml)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "log as JSON")
-	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), devCmd(a))
+	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), keyCmd(a), devCmd(a))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

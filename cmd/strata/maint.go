@@ -39,10 +39,7 @@ func verifyCmd(a *app) *cobra.Command {
 				}
 				rep = *got
 			} else {
-				if err := a.load(); err != nil {
-					return err
-				}
-				if _, err := a.cfg.Instance(args[0]); err != nil {
+				if _, err := a.loadFor(args[0]); err != nil {
 					return err
 				}
 				var res workflows.VerifyResult
@@ -85,10 +82,7 @@ func pruneCmd(a *app) *cobra.Command {
 		Short: "Apply the retention policy: delete expired backups and abandoned partial uploads (RetentionWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.load(); err != nil {
-				return err
-			}
-			if _, err := a.cfg.Instance(args[0]); err != nil {
+			if _, err := a.loadFor(args[0]); err != nil {
 				return err
 			}
 			var res workflows.RetentionResult

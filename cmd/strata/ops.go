@@ -74,10 +74,7 @@ func backupCmd(a *app) *cobra.Command {
 		Short: "Take a hot physical backup of an instance (BackupWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.load(); err != nil {
-				return err
-			}
-			if _, err := a.cfg.Instance(args[0]); err != nil {
+			if _, err := a.loadFor(args[0]); err != nil {
 				return err
 			}
 			if id == "" {
@@ -101,6 +98,10 @@ func backupCmd(a *app) *cobra.Command {
 			}
 			fmt.Printf("  size        %s raw, %s stored (%.2fx) in %d chunks, %s\n", human(res.RawSize), human(res.StoredSize),
 				ratio(res.RawSize, res.StoredSize), res.Chunks, res.Compression)
+			fmt.Printf("  uploaded    %s (%s reused from an interrupted attempt)\n", human(res.UploadedBytes), human(res.ReusedBytes))
+			if res.Encrypted {
+				fmt.Printf("  encrypted   data key wrapped by %s\n", res.EncryptionKeyID)
+			}
 			fmt.Printf("  time        %.1fs, %.1f MB/s; commits blocked %.3fs, DDL blocked %.3fs\n", res.DurationSeconds,
 				res.ThroughputMBps, res.CommitsBlockedSeconds, res.DDLBlockedSeconds)
 			fmt.Printf("  consistent  %s:%d  gtid %s  lsn %d\n", res.BinlogFile, res.BinlogPos, res.GTIDSet, res.ToLSN)
@@ -126,11 +127,8 @@ func restoreCmd(a *app) *cobra.Command {
 		Short: "Restore a backup into a new datadir (RestoreWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.load(); err != nil {
-				return err
-			}
 			req.Instance = args[0]
-			in, err := a.cfg.Instance(req.Instance)
+			in, err := a.loadFor(req.Instance)
 			if err != nil {
 				return err
 			}
@@ -162,7 +160,8 @@ func restoreCmd(a *app) *cobra.Command {
 			}
 			fmt.Printf("restored %s of %s into %s on %s in %.1fs\n", res.BackupID, res.Instance, res.Stats.TargetDir, res.TargetHost, res.Seconds)
 			fmt.Printf("  chain    %s\n", strings.Join(res.Chain, " -> "))
-			fmt.Printf("  download %.1fs (%s)  prepare %.1fs  move-back %.1fs\n", res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes),
+			fmt.Printf("  download %.1fs (%s, %s from the local cache of an interrupted attempt)  prepare %.1fs  move-back %.1fs\n",
+				res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes), human(res.Stats.CachedBytes),
 				res.Stats.PrepareSeconds, res.Stats.MoveBackSeconds)
 			fmt.Printf("  consistent point %s:%d  gtid %s\n", res.Backup.BinlogFile, res.Backup.BinlogPos, res.Backup.GTIDSet)
 			if res.Replay != nil {
@@ -258,7 +257,10 @@ func lsCmd(a *app) *cobra.Command {
 			if len(entries)+len(partial) == 0 {
 				fmt.Fprintf(tw, "(no backups of %s in %s)\n", args[0], r.String())
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return printWindows(cmd.Context(), r, args[0])
 		},
 	}
 	cmd.Flags().BoolVar(&asJS, "json", false, "print as JSON")
@@ -319,6 +321,20 @@ func infoCmd(a *app) *cobra.Command {
 			row("ddl blocked", "%.3fs", m.DDLLockDuration.Std().Seconds())
 			row("size", "%s raw, %s stored (%.2fx)", human(m.RawSize), human(m.StoredSize), ratio(m.RawSize, m.StoredSize))
 			row("compression", "%s level %d, chunks of %s", m.Compression, m.CompressionLevel, human(m.ChunkSize))
+			if m.Encrypted {
+				var ids []string
+				if objs, err := r.BackupKeys(m.Instance, m.BackupID).List(cmd.Context()); err == nil {
+					for _, o := range objs {
+						ids = append(ids, o.KEKID)
+					}
+				}
+				row("encryption", "AES-256-GCM, data key wrapped by %s at backup; now by %s", m.EncryptionKeyID, strings.Join(ids, ", "))
+			} else {
+				row("encryption", "none")
+			}
+			if m.ReusedBytes > 0 {
+				row("resumed", "%s uploaded, %s reused from an interrupted attempt", human(m.UploadedBytes), human(m.ReusedBytes))
+			}
 			row("chunks", "%d", len(m.Chunks))
 			row("stream sha256", "%s", m.RawSHA256)
 			return tw.Flush()
@@ -330,10 +346,7 @@ func infoCmd(a *app) *cobra.Command {
 
 // openRepoFor loads the config, checks the instance and opens the repository.
 func (a *app) openRepoFor(cmd *cobra.Command, instance string) (*repo.Repo, error) {
-	if err := a.load(); err != nil {
-		return nil, err
-	}
-	if _, err := a.cfg.Instance(instance); err != nil {
+	if _, err := a.loadFor(instance); err != nil {
 		return nil, err
 	}
 	return workers.OpenRepo(cmd.Context(), a.cfg)

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/workers"
 )
 
@@ -49,11 +50,19 @@ func agentCmd(a *app) *cobra.Command {
 			if host == "" {
 				return fmt.Errorf("--host is required: the name instances[].host uses for this machine")
 			}
-			owned := 0
+			owned, encrypted := 0, 0
 			for _, in := range a.cfg.Instances {
 				if in.Host == host {
 					owned++
+					if in.EncryptionEnabled() {
+						encrypted++
+					}
 				}
+			}
+			// Fail before connecting anywhere when a key cannot be loaded.
+			ring, err := workers.LoadKeyring(a.cfg)
+			if err != nil {
+				return err
 			}
 			r, err := workers.OpenRepo(cmd.Context(), a.cfg)
 			if err != nil {
@@ -65,10 +74,25 @@ func agentCmd(a *app) *cobra.Command {
 			}
 			defer c.Close()
 			log := a.log.With(zap.String("host", host))
+			// A killed agent leaves its tools' scratch dirs (with option
+			// files holding passwords): remove those whose owner is gone.
+			if removed, err := physical.SweepScratch(a.cfg.Agent.ScratchDir); err != nil {
+				log.Warn("could not sweep scratch dirs", zap.Error(err))
+			} else if len(removed) > 0 {
+				log.Info("removed scratch dirs of a previous agent", zap.Strings("dirs", removed))
+			}
 			w := workers.NewAgent(c, a.cfg, host, r, log)
-			log.Info("agent running", zap.String("task_queue", config.AgentTaskQueue(host)),
+			fields := []zap.Field{zap.String("task_queue", config.AgentTaskQueue(host)),
 				zap.String("archive_task_queue", config.ArchiveTaskQueue(host)), zap.Int("instances", owned),
-				zap.Int("max_concurrent", a.cfg.Agent.MaxConcurrentHeavy))
+				zap.Int("max_concurrent", a.cfg.Agent.MaxConcurrentHeavy)}
+			if ring != nil {
+				fields = append(fields, zap.String("encryption_key_id", ring.Current().ID()), zap.Strings("key_ids", ring.IDs()),
+					zap.Int("encrypted_instances", encrypted))
+			}
+			if bw := a.cfg.Agent.BandwidthLimit; bw > 0 {
+				fields = append(fields, zap.String("bandwidth_limit", bw.String()+"/s"))
+			}
+			log.Info("agent running", fields...)
 			if owned == 0 {
 				log.Warn("no instance in the config names this host; it can still receive restores")
 			}

@@ -334,9 +334,6 @@ type run struct {
 	seg     Segment
 	lags    *lagWindow
 	uploads []time.Duration
-	// pendingNext names the file after the last written segment when the
-	// switch was learnt from the stream rather than a rotate event.
-	pendingNext string
 }
 
 func (a *run) add(h header, raw []byte) {

@@ -3,6 +3,7 @@ package binlog
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,10 +14,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage"
 )
 
@@ -39,8 +43,12 @@ type Segment struct {
 	Events     int       `json:"events"`
 	RawSize    int64     `json:"raw_size"`
 	StoredSize int64     `json:"stored_size"`
-	SHA256     string    `json:"sha256"` // of the stored (compressed) bytes
+	SHA256     string    `json:"sha256"` // of the stored (compressed, maybe encrypted) bytes
 	ArchivedAt time.Time `json:"archived_at"`
+	// KeyRef names the data key the segment is encrypted with: its wrapped
+	// forms are under <instance>/binlogs/keys/<key_ref>/. Empty: not
+	// encrypted.
+	KeyRef string `json:"key_ref,omitempty"`
 }
 
 // Gap records a stretch of binlog that is not in the archive: PITR across
@@ -58,9 +66,98 @@ type Gap struct {
 }
 
 // Store reads and writes an instance's binlog archive in a repository.
+//
+// With Encrypt and Keys, the segments it writes are encrypted (AES-256-GCM,
+// crypt.ChunkCipher) with one data key per Store, that is per archive run:
+// the data key is created at the first segment, stored wrapped by the
+// keyring's current key under <instance>/binlogs/keys/<key-ref>/, and each
+// segment's index record names its key ref. Reading an encrypted segment
+// needs a Keys that can unwrap its data key. The sha256 and stored size in
+// the index are those of the stored (encrypted) bytes, so the archive is
+// checked without a key, and decryption restores the events byte for byte.
 type Store struct {
 	B        storage.Backend
 	Instance string
+	// Keys unwraps the data keys of encrypted segments and, with Encrypt,
+	// wraps the data key of the segments this Store writes (nil: no keys).
+	Keys *crypt.Keyring
+	// Encrypt encrypts the segments this Store writes; it needs Keys.
+	Encrypt bool
+
+	mu      sync.Mutex
+	writing *segmentKey            // the data key of this run's segments
+	reading map[string]*segmentKey // data keys of segments read, by key ref
+}
+
+// segmentKey is the cipher of one archive run's data key.
+type segmentKey struct {
+	ref    string
+	cipher *crypt.ChunkCipher
+}
+
+// segmentCipher returns the cipher of the data key ref, bound to the
+// instance and the ref.
+func (s *Store) segmentCipher(ref string, dataKey []byte) (*crypt.ChunkCipher, error) {
+	return crypt.NewChunkCipher(dataKey, "binlog/"+s.Instance+"/"+ref)
+}
+
+// writeKey returns this run's data key, creating and storing it on first
+// use.
+func (s *Store) writeKey(ctx context.Context) (*segmentKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing != nil {
+		return s.writing, nil
+	}
+	if s.Keys == nil {
+		return nil, fmt.Errorf("binlog archive of %s: encryption is enabled but no key encryption key is configured: set encryption.key_file or encryption.key_env", s.Instance)
+	}
+	dk, err := crypt.NewDataKey()
+	if err != nil {
+		return nil, err
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	ref := time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:])
+	kekID, wrapped, err := s.Keys.Wrap(dk)
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.BinlogKeys(s.B, s.Instance, ref).Write(ctx, repo.KeyObject{KEKID: kekID, Wrapped: wrapped}); err != nil {
+		return nil, fmt.Errorf("store the data key of the binlog archive: %w", err)
+	}
+	c, err := s.segmentCipher(ref, dk)
+	if err != nil {
+		return nil, err
+	}
+	s.writing = &segmentKey{ref: ref, cipher: c}
+	return s.writing, nil
+}
+
+// readKey returns the cipher of key ref, unwrapping its data key with Keys.
+func (s *Store) readKey(ctx context.Context, ref string) (*segmentKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing != nil && s.writing.ref == ref {
+		return s.writing, nil
+	}
+	if k := s.reading[ref]; k != nil {
+		return k, nil
+	}
+	dk, _, err := repo.BinlogKeys(s.B, s.Instance, ref).Unwrap(ctx, s.Keys)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.segmentCipher(ref, dk)
+	if err != nil {
+		return nil, err
+	}
+	if s.reading == nil {
+		s.reading = map[string]*segmentKey{}
+	}
+	k := &segmentKey{ref: ref, cipher: c}
+	s.reading[ref] = k
+	return k, nil
 }
 
 func (s *Store) prefix() string            { return s.Instance + "/binlogs/" }
@@ -80,6 +177,16 @@ var (
 // the event fields must be set; sizes and checksum are filled in.
 func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) error {
 	stored := encoder.EncodeAll(events, nil)
+	seg.KeyRef = ""
+	if s.Encrypt {
+		k, err := s.writeKey(ctx)
+		if err != nil {
+			return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
+		}
+		// Deterministic: a retried write of the segment stores the same bytes.
+		stored = k.cipher.SealDeterministic(nil, stored, seg.Seq)
+		seg.KeyRef = k.ref
+	}
 	sum := sha256.Sum256(stored)
 	seg.RawSize, seg.StoredSize, seg.SHA256 = int64(len(events)), int64(len(stored)), hex.EncodeToString(sum[:])
 	if err := s.put(ctx, s.dataKey(seg.Seq), stored); err != nil {
@@ -212,7 +319,10 @@ func (s *Store) RemoveOrphans(ctx context.Context, lastSeq uint64) error {
 	return nil
 }
 
-// ReadSegment returns a segment's events after checking size and sha256.
+// ReadSegment returns a segment's events after checking size and sha256,
+// decrypting an encrypted segment with Keys. A segment whose data key no
+// key of Keys unwraps fails with an error matching repo.ErrNoUsableKey; one
+// that does not decrypt, crypt.ErrDecrypt.
 func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
 	stored, err := s.get(ctx, s.dataKey(seg.Seq))
 	if err != nil {
@@ -221,6 +331,17 @@ func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
 	sum := sha256.Sum256(stored)
 	if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
 		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d) is corrupt: size or sha256 mismatch", seg.Seq, seg.File, seg.Start, seg.End)
+	}
+	if seg.KeyRef != "" {
+		k, err := s.readKey(ctx, seg.KeyRef)
+		if err != nil {
+			return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
+		}
+		if stored, err = k.cipher.Open(nil, stored, seg.Seq); err != nil {
+			return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
+		}
+	} else if crypt.IsEncrypted(stored) {
+		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d) looks encrypted but its index record names no key", seg.Seq, seg.File, seg.Start, seg.End)
 	}
 	raw, err := decoder.DecodeAll(stored, make([]byte, 0, seg.RawSize))
 	if err != nil {

@@ -35,12 +35,15 @@ func ArchiveTaskQueue(host string) string { return "strata-agent." + host + ".bi
 
 // Config is the whole strata.yaml.
 type Config struct {
-	Temporal  Temporal   `yaml:"temporal"`
-	Storage   Storage    `yaml:"storage"`
-	Agent     Agent      `yaml:"agent"`
-	Defaults  Backup     `yaml:"defaults"`
-	Retention Retention  `yaml:"retention"`
-	Instances []Instance `yaml:"instances"`
+	Temporal  Temporal  `yaml:"temporal"`
+	Storage   Storage   `yaml:"storage"`
+	Agent     Agent     `yaml:"agent"`
+	Defaults  Backup    `yaml:"defaults"`
+	Retention Retention `yaml:"retention"`
+	// Encryption configures encryption at rest; when no key is named,
+	// backups and binlog archives are stored unencrypted.
+	Encryption Encryption `yaml:"encryption"`
+	Instances  []Instance `yaml:"instances"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -54,7 +57,11 @@ type Temporal struct {
 	// AgentStartTimeout bounds how long a host activity waits for its agent
 	// to pick it up before the workflow reports the agent as unavailable.
 	AgentStartTimeout Duration `yaml:"agent_start_timeout"` // default 5m
-	TLS               TLS      `yaml:"tls"`
+	// HeartbeatTimeout is how long a silent agent activity is given before
+	// Temporal declares the agent dead and retries elsewhere (default 30s;
+	// agents heartbeat every 10s).
+	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
+	TLS              TLS      `yaml:"tls"`
 	// APIKeyEnv names an environment variable holding a Temporal Cloud API key.
 	APIKeyEnv string `yaml:"api_key_env"`
 }
@@ -94,6 +101,34 @@ type Agent struct {
 	MaxConcurrentHeavy int `yaml:"max_concurrent"` // default 1
 	// ScratchDir holds temporary files of the tools (never backup data).
 	ScratchDir string `yaml:"scratch_dir"` // default os.TempDir()
+	// BandwidthLimit caps the bytes per second the agent transfers to and
+	// from the repository, shared by all its backups and restores; 0 = no
+	// limit.
+	BandwidthLimit ByteSize `yaml:"bandwidth_limit"`
+}
+
+// Encryption names the key encryption keys (KEKs) of the agents. Each
+// backup gets a random data key, stored only wrapped by the current KEK;
+// old KEKs are kept to unwrap backups taken before a rotation (see `strata
+// key rotate`). A key is 32 bytes in a file (raw, hex or base64) or in an
+// environment variable (hex or base64); generate one with `openssl rand
+// -hex 32`.
+type Encryption struct {
+	KeyFile     string   `yaml:"key_file"`
+	KeyEnv      string   `yaml:"key_env"`
+	OldKeyFiles []string `yaml:"old_key_files"`
+	OldKeyEnvs  []string `yaml:"old_key_envs"`
+}
+
+// Configured reports whether a current key is named: new backups are then
+// encrypted (unless an instance opts out).
+func (e Encryption) Configured() bool { return e.KeyFile != "" || e.KeyEnv != "" }
+
+// InstanceEncryption lets an instance opt out of encryption at rest.
+type InstanceEncryption struct {
+	// Enabled defaults to whether the top-level encryption block names a
+	// key; false stores this instance's backups unencrypted.
+	Enabled *bool `yaml:"enabled"`
 }
 
 // Backup holds per-instance backup settings; Config.Defaults applies to
@@ -131,6 +166,14 @@ type Instance struct {
 	// Retention overrides the top-level retention policy field by field.
 	Retention Retention `yaml:"retention"`
 	Archive   Archive   `yaml:"archive"`
+	// Encryption overrides whether this instance's backups are encrypted.
+	Encryption InstanceEncryption `yaml:"encryption"`
+}
+
+// EncryptionEnabled reports whether new backups and binlog segments of the
+// instance are encrypted.
+func (in *Instance) EncryptionEnabled() bool {
+	return in.Encryption.Enabled != nil && *in.Encryption.Enabled
 }
 
 // Archive configures continuous binlog archiving of an instance.
@@ -143,6 +186,12 @@ type Archive struct {
 	// ReplicaServerID is the server_id the archiver registers with; it must
 	// differ from every server and replica. Default: derived from the id.
 	ReplicaServerID uint32 `yaml:"replica_server_id"`
+	// ReplayMethod applies binlogs in a point-in-time restore: replica (the
+	// restored server's SQL thread, in parallel; default for MariaDB) or
+	// client (mariadb-binlog | mariadb).
+	ReplayMethod string `yaml:"replay_method"`
+	// ReplayThreads is the parallel applier threads of the replica method (default 4).
+	ReplayThreads int `yaml:"replay_threads"`
 }
 
 // Connect says how the agent reaches the local server.
@@ -215,6 +264,9 @@ func (c *Config) applyDefaults() {
 	if c.Temporal.AgentStartTimeout == 0 {
 		c.Temporal.AgentStartTimeout = Duration(5 * time.Minute)
 	}
+	if c.Temporal.HeartbeatTimeout == 0 {
+		c.Temporal.HeartbeatTimeout = Duration(30 * time.Second)
+	}
 	if c.Storage.Type == "" {
 		c.Storage.Type = "local"
 	}
@@ -253,6 +305,10 @@ func (c *Config) applyDefaults() {
 		}
 		if r.PartialGrace == 0 {
 			r.PartialGrace = c.Retention.PartialGrace
+		}
+		if c.Instances[i].Encryption.Enabled == nil {
+			on := c.Encryption.Configured()
+			c.Instances[i].Encryption.Enabled = &on
 		}
 		ar := &c.Instances[i].Archive
 		if ar.FlushInterval == 0 {
@@ -300,6 +356,9 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, a...))
 	}
+	if c.Temporal.HeartbeatTimeout < Duration(5*time.Second) {
+		bad("temporal.heartbeat_timeout", "must be at least 5s (agents heartbeat every few seconds)")
+	}
 	if (c.Temporal.TLS.CertFile == "") != (c.Temporal.TLS.KeyFile == "") {
 		bad("temporal.tls", "set both cert_file and key_file for mTLS, or neither")
 	}
@@ -318,6 +377,12 @@ func (c *Config) Validate() error {
 	if c.Agent.MaxConcurrentHeavy < 0 {
 		bad("agent.max_concurrent", "must be at least 1")
 	}
+	if c.Agent.BandwidthLimit < 0 {
+		bad("agent.bandwidth_limit", "must not be negative (0 = no limit)")
+	} else if c.Agent.BandwidthLimit > 0 && c.Agent.BandwidthLimit < 64<<10 {
+		bad("agent.bandwidth_limit", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", c.Agent.BandwidthLimit)
+	}
+	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)
 	if len(c.Instances) == 0 {
@@ -361,6 +426,12 @@ func (c *Config) Validate() error {
 		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
 			bad(key+".archive.flush_interval", "must be at least 10ms")
 		}
+		if m := in.Archive.ReplayMethod; m != "" && m != "replica" && m != "client" {
+			bad(key+".archive.replay_method", "%q: use replica or client", m)
+		}
+		if in.EncryptionEnabled() && !c.Encryption.Configured() {
+			bad(key+".encryption.enabled", "true needs a key: set the top-level encryption.key_file or encryption.key_env")
+		}
 		if in.Archive.MaxSegmentSize < 64<<10 {
 			bad(key+".archive.max_segment_size", "must be at least 64KiB")
 		}
@@ -370,6 +441,25 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+func validateEncryption(e *Encryption, bad func(key, format string, a ...any)) {
+	if e.KeyFile != "" && e.KeyEnv != "" {
+		bad("encryption", "set only one of key_file and key_env")
+	}
+	if !e.Configured() && len(e.OldKeyFiles)+len(e.OldKeyEnvs) > 0 {
+		bad("encryption", "old_key_files/old_key_envs need a current key: set key_file or key_env (the key new backups are encrypted with)")
+	}
+	for i, f := range e.OldKeyFiles {
+		if f == "" {
+			bad(fmt.Sprintf("encryption.old_key_files[%d]", i), "is empty")
+		}
+	}
+	for i, v := range e.OldKeyEnvs {
+		if v == "" {
+			bad(fmt.Sprintf("encryption.old_key_envs[%d]", i), "is empty")
+		}
+	}
 }
 
 func validateRetention(key string, r *Retention, bad func(key, format string, a ...any)) {

@@ -29,7 +29,9 @@ package crypt
 import (
 	"bytes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 )
@@ -70,6 +72,7 @@ func NewDataKey() ([]byte, error) {
 type ChunkCipher struct {
 	aead     cipher.AEAD
 	backupID string
+	nonceKey []byte // derived from the data key, for SealDeterministic
 }
 
 // NewChunkCipher returns the cipher of the backup backupID for its 32-byte
@@ -86,7 +89,11 @@ func NewChunkCipher(dataKey []byte, backupID string) (*ChunkCipher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ChunkCipher{aead: aead, backupID: backupID}, nil
+	nk, err := derive(dataKey, labelNonce)
+	if err != nil {
+		return nil, err
+	}
+	return &ChunkCipher{aead: aead, backupID: backupID, nonceKey: nk}, nil
 }
 
 // BackupID returns the backup ID the cipher is bound to.
@@ -115,13 +122,36 @@ func (c *ChunkCipher) aad(chunkIndex uint64) []byte {
 // with capacity for Overhead more bytes and pass buf[:0] as dst; any other
 // overlap of dst's spare capacity and plaintext is invalid.
 func (c *ChunkCipher) Seal(dst, plaintext []byte, chunkIndex uint64) []byte {
+	var nonce [nonceSize]byte
+	// crypto/rand.Read never fails (since Go 1.24).
+	_, _ = rand.Read(nonce[:])
+	return c.seal(dst, plaintext, chunkIndex, nonce)
+}
+
+// SealDeterministic is Seal with a synthetic nonce: an HMAC-SHA256, keyed
+// by a key derived from the data key, of the chunk's additional data and
+// plaintext. Sealing the same plaintext at the same index with the same
+// data key and backup ID therefore gives the same bytes, which lets a
+// retried upload recognize a chunk it already stored; different plaintexts
+// get different nonces (up to a 96-bit collision), so nonces are never
+// reused with different data. The output is opened by Open like any other
+// chunk; it reveals only whether two chunks at the same position of the
+// same backup are equal. The same in-place rules as Seal apply.
+func (c *ChunkCipher) SealDeterministic(dst, plaintext []byte, chunkIndex uint64) []byte {
+	m := hmac.New(sha256.New, c.nonceKey)
+	m.Write(c.aad(chunkIndex))
+	m.Write(plaintext)
+	var nonce [nonceSize]byte
+	copy(nonce[:], m.Sum(nil))
+	return c.seal(dst, plaintext, chunkIndex, nonce)
+}
+
+func (c *ChunkCipher) seal(dst, plaintext []byte, chunkIndex uint64, nonce [nonceSize]byte) []byte {
 	ret, out := sliceForAppend(dst, len(plaintext)+Overhead)
 	copy(out, magic)
 	out[len(magic)] = formatVersion
-	nonce := out[len(magic)+1 : HeaderSize]
-	// crypto/rand.Read never fails (since Go 1.24).
-	_, _ = rand.Read(nonce)
-	c.aead.Seal(out[HeaderSize:HeaderSize], nonce, plaintext, c.aad(chunkIndex))
+	copy(out[len(magic)+1:HeaderSize], nonce[:])
+	c.aead.Seal(out[HeaderSize:HeaderSize], out[len(magic)+1:HeaderSize], plaintext, c.aad(chunkIndex))
 	return ret
 }
 

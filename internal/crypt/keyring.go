@@ -48,6 +48,12 @@ func (k *Keyring) Current() KeyEncryptionKey { return k.current }
 // IDs returns the IDs of all keys, the current one first.
 func (k *Keyring) IDs() []string { return append([]string(nil), k.ids...) }
 
+// Has reports whether the keyring holds the key called id.
+func (k *Keyring) Has(id string) bool {
+	_, ok := k.byID[id]
+	return ok
+}
+
 // Wrap wraps dataKey with the current key and returns the current key's ID
 // (to record with the backup) and the wrapped key.
 func (k *Keyring) Wrap(dataKey []byte) (kekID string, wrapped []byte, err error) {

@@ -104,7 +104,10 @@ func (m *Manifest) Validate() error {
 	if m.RawSHA256 != "" && !IsSHA256Hex(m.RawSHA256) {
 		add("raw_sha256 %q is not 64 lowercase hex characters", m.RawSHA256)
 	}
-	if m.RawSize < 0 || m.StoredSize < 0 || m.ChunkSize < 0 {
+	if m.Encrypted && m.EncryptionKeyID == "" {
+		add("encryption_key_id is required for an encrypted backup")
+	}
+	if m.RawSize < 0 || m.StoredSize < 0 || m.ChunkSize < 0 || m.UploadedBytes < 0 || m.ReusedBytes < 0 {
 		add("sizes must not be negative")
 	}
 	for i, c := range m.Chunks {

@@ -60,8 +60,20 @@ type Manifest struct {
 	RawSHA256        string `json:"raw_sha256"`  // sha256 of the whole raw stream
 	Compression      string `json:"compression"` // zstd | s2 | gzip | none
 	CompressionLevel int    `json:"compression_level,omitempty"`
-	EncryptionKeyID  string `json:"encryption_key_id,omitempty"`
-	ChunkSize        int64  `json:"chunk_size"`
+	// EncryptionKeyID is the ID of the key encryption key that wrapped the
+	// backup's data key when it was taken; the wrapped data keys themselves
+	// are objects under keys/ beside the manifest (one per key encryption
+	// key, see `strata key rotate`).
+	EncryptionKeyID string `json:"encryption_key_id,omitempty"`
+	// Encrypted is true when the chunks are encrypted with the backup's
+	// data key (absent in older manifests: not encrypted).
+	Encrypted bool  `json:"encrypted,omitempty"`
+	ChunkSize int64 `json:"chunk_size"`
+	// UploadedBytes and ReusedBytes split StoredSize into the bytes the
+	// attempt that completed the backup uploaded and those it found already
+	// stored by an earlier, interrupted attempt of the same backup.
+	UploadedBytes int64 `json:"uploaded_bytes,omitempty"`
+	ReusedBytes   int64 `json:"reused_bytes,omitempty"`
 
 	Chunks []Chunk `json:"chunks"`
 }

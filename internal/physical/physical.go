@@ -150,6 +150,9 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 		return nil, fmt.Errorf("create scratch dir (agent.scratch_dir): %w", err)
 	}
 	defer os.RemoveAll(work)
+	if err := markOwner(work); err != nil {
+		return nil, err
+	}
 	cnf := filepath.Join(work, "client.cnf")
 	if err := WriteClientCnf(cnf, p.Endpoint); err != nil {
 		return nil, err

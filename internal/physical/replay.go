@@ -44,6 +44,9 @@ func ReplayWithClient(ctx context.Context, p ReplayParams) error {
 		return fmt.Errorf("create scratch dir: %w", err)
 	}
 	defer os.RemoveAll(work)
+	if err := markOwner(work); err != nil {
+		return err
+	}
 	cnf := filepath.Join(work, "client.cnf")
 	if err := WriteClientCnf(cnf, p.Endpoint); err != nil {
 		return err

@@ -212,7 +212,7 @@ func (d *downloader) fetch(i int, c manifest.Chunk) ([]byte, error) {
 		if len(stored) >= crypt.HeaderSize {
 			dst = stored[crypt.HeaderSize:crypt.HeaderSize]
 		}
-		compressed, err = d.cipher.Open(dst, stored, uint64(i))
+		compressed, err = d.cipher.Open(dst, stored, SealPosition(i, c.Key))
 		if err != nil {
 			reason := "cannot decrypt although its sha256 matches: wrong key for this backup, or the chunk and its manifest entry were swapped or altered"
 			if errors.Is(err, crypt.ErrNotEncrypted) {

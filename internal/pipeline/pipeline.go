@@ -1,12 +1,19 @@
 // Package pipeline is Strata's data path: it cuts a backup stream into
-// fixed-size chunks, compresses them in parallel and stores them in a
+// chunks, compresses them in parallel and stores them in a
 // storage.Backend (Upload), and reads them back, verifying every chunk's size
 // and sha256 before decompressing, to reproduce the stream (Download).
 //
-// Chunk objects are stored at prefix + "chunks/" + 8-digit index + codec
-// extension, e.g. "inst/backups/ID/chunks/00000012.zst". The chunk list
-// (manifest.Chunk) records for each chunk its raw and stored sizes and the
-// sha256 of the stored bytes, so that corruption is detected without
+// Chunks are ChunkSize bytes (the last may be shorter) and stored at
+// prefix + "chunks/" + 8-digit index + codec extension, e.g.
+// "inst/backups/ID/chunks/00000012.zst". With UploadOptions.NameKey they
+// are content-defined instead — cut where a rolling hash keyed by NameKey
+// matches, between ChunkSize/4 and ChunkSize — and named by a keyed hash of
+// their content ("chunks/<32 hex>.zst", ContentChunkKey), so that a retried
+// upload of the same backup, whose stream may have shifted, finds the
+// chunks an interrupted attempt stored and skips them
+// (UploadOptions.Resume). The chunk list (manifest.Chunk) records for each
+// chunk, in stream order, its key, its raw and stored sizes and the sha256
+// of the stored bytes, so that corruption is detected without
 // decompressing; the sha256 of the whole raw stream is recorded as well.
 //
 // With a crypt.ChunkCipher (UploadOptions.Cipher), chunks are encrypted after
@@ -49,6 +56,9 @@ type Progress struct {
 	Chunks      int   // chunks stored (Upload) or written (Download)
 	RawBytes    int64 // uncompressed bytes of those chunks
 	StoredBytes int64 // stored (compressed) bytes of those chunks
+	// ReusedBytes are the stored bytes of the chunks that Upload (with
+	// Resume) found already stored, included in StoredBytes.
+	ReusedBytes int64
 }
 
 // ChunkKey returns the key of chunk index, relative to the backup prefix,

@@ -3,10 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"sync"
 
@@ -19,7 +22,7 @@ import (
 // UploadOptions configures Upload. The zero value uses the defaults.
 type UploadOptions struct {
 	// ChunkSize is the raw size of each chunk (default DefaultChunkSize,
-	// range MinChunkSize..MaxChunkSize).
+	// range MinChunkSize..MaxChunkSize); with NameKey, the largest.
 	ChunkSize int64
 	// Parallelism is the maximum number of chunks being compressed and
 	// stored at once (default runtime.GOMAXPROCS(0)). Memory use is about
@@ -37,8 +40,25 @@ type UploadOptions struct {
 	// StoredSize and SHA256 are those of the encrypted bytes.
 	Cipher *crypt.ChunkCipher
 	// Limiter, if set, limits the rate of stored bytes: each chunk waits
-	// for its stored size before its Put.
+	// for its stored size before its Put (a chunk found already stored by
+	// Resume does not wait).
 	Limiter *ratelimit.Limiter
+	// NameKey, if set, cuts the stream into content-defined chunks (a
+	// rolling hash keyed by NameKey) and names them by content instead of by
+	// index: ContentChunkKey(NameKey, raw data, occurrence, ext). Another
+	// upload of the same stream, or of one with bytes inserted or removed,
+	// with the same NameKey gives the identical parts identical chunks and
+	// names. Encrypted chunks are then bound to their name (SealPosition)
+	// and sealed with a synthetic nonce (crypt.ChunkCipher.SealDeterministic),
+	// so that their stored bytes are identical too.
+	NameKey []byte
+	// Resume, with NameKey, looks for each chunk before storing it: a chunk
+	// already stored (by an interrupted earlier upload of the same backup)
+	// with the right size is not uploaded again but counted in
+	// UploadResult.ReusedBytes; one of another size is replaced. Without
+	// Resume, a chunk that exists already is still accepted when its size
+	// matches (a concurrent upload of the same chunk).
+	Resume bool
 }
 
 // UploadResult describes the stored stream, for the manifest.
@@ -50,13 +70,21 @@ type UploadResult struct {
 	Codec      string           // codec name, for manifest.Compression
 	Level      int              // effective compression level
 	ChunkSize  int64            // effective chunk size
+	// UploadedBytes is what this upload stored; ReusedBytes what it found
+	// already stored (Resume). They add up to StoredSize.
+	UploadedBytes int64
+	ReusedBytes   int64
+	ReusedChunks  int // chunks found already stored
 }
 
 // Upload reads r to EOF, cutting it into chunks of opt.ChunkSize bytes (the
-// last one may be shorter; an empty stream gives no chunks), compresses them
+// last one may be shorter; an empty stream gives no chunks) — or, with
+// opt.NameKey, into content-defined chunks of opt.ChunkSize/4 to
+// opt.ChunkSize bytes — compresses them
 // in parallel, encrypts them if opt.Cipher is set, and stores each at
 // prefix+ChunkKey(index, ext) (ext: the codec's extension, plus EncryptedExt
-// when encrypted). prefix must be empty or end with '/'.
+// when encrypted), or at prefix+ContentChunkKey(...) with opt.NameKey.
+// prefix must be empty or end with '/'.
 //
 // On a read, compression or storage error, or when ctx is cancelled, Upload
 // stops reading, waits for its goroutines and returns the first error,
@@ -94,39 +122,76 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 		progress: opt.Progress,
 		cipher:   opt.Cipher,
 		limiter:  opt.Limiter,
-		rawBufs:  make(bufPool, par+1),
+		rawBufs:  make(bufPool, par+2),
 		outBufs:  make(bufPool, par),
 		outCap:   maxCompressedLen(int(chunkSize)) + crypt.Overhead,
+		nameKey:  opt.NameKey,
+		resume:   opt.Resume && opt.NameKey != nil,
 	}
 	ext := codec.Ext()
 	if opt.Cipher != nil {
 		ext += EncryptedExt
 	}
+	u.ext = ext
 
+	var (
+		cdc  *chunker // nil: fixed-size chunks
+		seed = maphash.MakeSeed()
+		seen map[uint64]int // content fingerprint → occurrences so far
+	)
+	if opt.NameKey != nil {
+		cdc = newChunker(opt.NameKey, int(chunkSize))
+		seen = map[uint64]int{}
+	}
 	var (
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, par)
 		rawHash = sha256.New()
 		rawSize int64
 		src     = ctxReader{ctx: ctx, r: r}
+		buf     = u.rawBufs.get(int(chunkSize))[:chunkSize]
+		filled  int  // bytes in buf: carried over from the previous chunk, then read
+		eof     bool // the input is exhausted
 	)
 	for index := 0; ; index++ {
-		buf := u.rawBufs.get(int(chunkSize))[:chunkSize]
-		n, rerr := io.ReadFull(src, buf)
-		last := errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
-		if rerr != nil && !last {
-			u.fail(fmt.Errorf("upload chunk %d: read input: %w", index, rerr))
-			break
+		if !eof {
+			n, rerr := io.ReadFull(src, buf[filled:])
+			filled += n
+			eof = errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
+			if rerr != nil && !eof {
+				u.fail(fmt.Errorf("upload chunk %d: read input: %w", index, rerr))
+				break
+			}
 		}
-		if n == 0 {
+		if filled == 0 {
+			u.rawBufs.put(buf)
 			break // EOF on a chunk boundary
 		}
-		data := buf[:n]
+		cut := filled
+		if cdc != nil {
+			cut = cdc.cut(buf[:filled])
+		}
+		data := buf[:cut]
+		// What follows the cut starts the next chunk's buffer.
+		rest := filled - cut
+		var next []byte
+		if !eof || rest > 0 {
+			next = u.rawBufs.get(int(chunkSize))[:chunkSize]
+			copy(next, buf[cut:filled])
+		}
 		rawHash.Write(data)
-		rawSize += int64(n)
-		key := ChunkKey(index, ext)
+		rawSize += int64(cut)
+		key, occ := "", 0 // named in store (hashing is parallel) with a NameKey
+		if opt.NameKey == nil {
+			key = ChunkKey(index, ext)
+		} else {
+			// Repeated content gets a name of its own per occurrence.
+			fp := maphash.Bytes(seed, data)
+			occ = seen[fp]
+			seen[fp]++
+		}
 		u.mu.Lock()
-		u.chunks = append(u.chunks, manifest.Chunk{Index: index, Key: key, RawSize: int64(n)})
+		u.chunks = append(u.chunks, manifest.Chunk{Index: index, Key: key, RawSize: int64(cut)})
 		u.mu.Unlock()
 
 		select {
@@ -138,14 +203,15 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 			break
 		}
 		wg.Add(1)
-		go func() {
+		go func(buf []byte) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			u.store(index, key, buf, data)
-		}()
-		if last {
+			u.store(index, occ, buf, data)
+		}(buf)
+		if next == nil {
 			break
 		}
+		buf, filled = next, rest
 	}
 	wg.Wait()
 
@@ -168,7 +234,47 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 	for _, c := range res.Chunks {
 		res.StoredSize += c.StoredSize
 	}
+	res.ReusedBytes, res.ReusedChunks = u.reusedBytes, u.reusedChunks
+	res.UploadedBytes = res.StoredSize - res.ReusedBytes
 	return res, nil
+}
+
+// ContentChunkKey returns the key, relative to the backup prefix, of a
+// chunk with raw content raw, for a codec extension (plus EncryptedExt when
+// encrypted): "chunks/" + the first 32 hex characters of
+// HMAC-SHA256(nameKey, raw) + ext. occurrence counts the earlier chunks of
+// the stream with the same content; from the second occurrence on, it is
+// hashed too ("#" and the number after raw), so that every chunk of a
+// backup is an object of its own. The name does not depend on the chunk's
+// position, so that a stream that shifted (the backup tool streams a redo
+// log of another length first) still names its identical chunks alike; an
+// encrypted chunk is bound to its name instead (see SealPosition).
+func ContentChunkKey(nameKey []byte, raw []byte, occurrence int, ext string) string {
+	m := hmac.New(sha256.New, nameKey)
+	m.Write(raw)
+	if occurrence > 0 {
+		fmt.Fprintf(m, "#%d", occurrence)
+	}
+	return "chunks/" + hex.EncodeToString(m.Sum(nil))[:32] + ext
+}
+
+// contentNameLen is the length of "chunks/" and the 32 hex characters of a
+// content name.
+const contentNameLen = len("chunks/") + 32
+
+// SealPosition returns the position number an encrypted chunk is sealed
+// with (the additional authenticated data, see crypt.ChunkCipher): its
+// index for a chunk named by index, or the first 64 bits of its name for a
+// chunk named by content (ContentChunkKey), so that the same content is the
+// same stored object wherever it occurs in the stream, and an object cannot
+// be moved under another name.
+func SealPosition(index int, key string) uint64 {
+	if len(key) >= contentNameLen && key[:len("chunks/")] == "chunks/" && (len(key) == contentNameLen || key[contentNameLen] == '.') {
+		if b, err := hex.DecodeString(key[len("chunks/"):contentNameLen]); err == nil {
+			return binary.BigEndian.Uint64(b[:8])
+		}
+	}
+	return uint64(index)
 }
 
 type uploader struct {
@@ -183,10 +289,15 @@ type uploader struct {
 	rawBufs  bufPool
 	outBufs  bufPool
 	outCap   int
+	ext      string
+	nameKey  []byte // nil: chunks named by index
+	resume   bool   // look for each chunk before storing it
 
-	mu     sync.Mutex
-	err    error            // first error
-	chunks []manifest.Chunk // by index; StoredSize and SHA256 set when stored
+	mu           sync.Mutex
+	err          error            // first error
+	chunks       []manifest.Chunk // by index; StoredSize and SHA256 set when stored
+	reusedBytes  int64
+	reusedChunks int
 
 	progMu sync.Mutex
 	prog   Progress
@@ -204,11 +315,22 @@ func (u *uploader) fail(err error) {
 
 // store compresses, encrypts (with a cipher) and stores one chunk. buf is
 // data's backing buffer, returned to the pool when done.
-func (u *uploader) store(index int, key string, buf, data []byte) {
+func (u *uploader) store(index, occurrence int, buf, data []byte) {
 	defer u.rawBufs.put(buf)
 	if err := u.ctx.Err(); err != nil {
 		u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(u.ctx)))
 		return
+	}
+	var key string
+	if u.nameKey != nil {
+		key = ContentChunkKey(u.nameKey, data, occurrence, u.ext)
+		u.mu.Lock()
+		u.chunks[index].Key = key
+		u.mu.Unlock()
+	} else {
+		u.mu.Lock()
+		key = u.chunks[index].Key
+		u.mu.Unlock()
 	}
 	out, err := u.codec.compress(u.outBufs.get(u.outCap), data)
 	if err != nil {
@@ -216,22 +338,51 @@ func (u *uploader) store(index int, key string, buf, data []byte) {
 		return
 	}
 	if u.cipher != nil {
-		out = u.seal(index, out)
+		out = u.seal(SealPosition(index, key), out)
 	}
 	defer u.outBufs.put(out)
 	sum := sha256.Sum256(out)
-	if err := u.limiter.Wait(u.ctx, len(out)); err != nil {
-		u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(u.ctx)))
-		return
+	reused := false
+	if u.resume {
+		if reused, err = u.stored(key, int64(len(out))); err != nil {
+			u.fail(fmt.Errorf("upload chunk %d: %w", index, err))
+			return
+		}
 	}
-	if err := u.b.Put(u.ctx, u.prefix+key, bytes.NewReader(out), int64(len(out))); err != nil {
-		u.fail(fmt.Errorf("upload chunk %d: %w", index, err))
-		return
+	if !reused {
+		if err := u.limiter.Wait(u.ctx, len(out)); err != nil {
+			u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(u.ctx)))
+			return
+		}
+		err := u.b.Put(u.ctx, u.prefix+key, bytes.NewReader(out), int64(len(out)))
+		if errors.Is(err, storage.ErrExists) && u.nameKey != nil {
+			// Stored meanwhile by another attempt of the same upload: with
+			// content names and deterministic bytes, the right size is the
+			// same chunk.
+			var serr error
+			if reused, serr = u.stored(key, int64(len(out))); serr == nil && reused {
+				err = nil
+			}
+		}
+		if err != nil {
+			u.fail(fmt.Errorf("upload chunk %d: %w", index, err))
+			return
+		}
 	}
+	u.record(index, data, out, sum, reused)
+}
+
+// record fills in chunk index's stored size and sha256 and reports
+// progress.
+func (u *uploader) record(index int, data, out []byte, sum [sha256.Size]byte, reused bool) {
 	u.mu.Lock()
 	c := &u.chunks[index]
 	c.StoredSize = int64(len(out))
 	c.SHA256 = hex.EncodeToString(sum[:])
+	if reused {
+		u.reusedBytes += c.StoredSize
+		u.reusedChunks++
+	}
 	u.mu.Unlock()
 
 	u.progMu.Lock()
@@ -239,14 +390,38 @@ func (u *uploader) store(index int, key string, buf, data []byte) {
 	u.prog.Chunks++
 	u.prog.RawBytes += int64(len(data))
 	u.prog.StoredBytes += int64(len(out))
+	if reused {
+		u.prog.ReusedBytes += int64(len(out))
+	}
 	if u.progress != nil {
 		u.progress(u.prog)
 	}
 }
 
+// stored reports whether the chunk key is stored already with size bytes.
+// An object of another size under a content name is a leftover that does
+// not match (e.g. written by another version of the codec): it is deleted so
+// that the chunk can be stored.
+func (u *uploader) stored(key string, size int64) (bool, error) {
+	info, err := u.b.Stat(u.ctx, u.prefix+key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look for an earlier upload of %s: %w", key, err)
+	case info.Size == size:
+		return true, nil
+	}
+	if err := u.b.Delete(u.ctx, u.prefix+key); err != nil {
+		return false, fmt.Errorf("replace %s (%d bytes stored, %d expected): %w", key, info.Size, size, err)
+	}
+	return false, nil
+}
+
 // seal encrypts the compressed chunk out in place (reallocating only if its
-// capacity is too small) and returns the encrypted chunk.
-func (u *uploader) seal(index int, out []byte) []byte {
+// capacity is too small) at position pos (SealPosition) and returns the
+// encrypted chunk.
+func (u *uploader) seal(pos uint64, out []byte) []byte {
 	n := len(out)
 	var buf []byte
 	if cap(out) >= n+crypt.Overhead {
@@ -256,5 +431,8 @@ func (u *uploader) seal(index int, out []byte) []byte {
 		buf = make([]byte, crypt.HeaderSize+n, n+crypt.Overhead)
 		copy(buf[crypt.HeaderSize:], out)
 	}
-	return u.cipher.Seal(buf[:0], buf[crypt.HeaderSize:], uint64(index))
+	if u.nameKey != nil {
+		return u.cipher.SealDeterministic(buf[:0], buf[crypt.HeaderSize:], pos)
+	}
+	return u.cipher.Seal(buf[:0], buf[crypt.HeaderSize:], pos)
 }
