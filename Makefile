@@ -45,9 +45,12 @@ e2e: deps
 	$(GO) test -count=1 -timeout 25m -v ./tests/
 
 ## bench: throughput benchmarks of the data path, in MB/s of raw stream: codecs (memory storage), and
-##   1/4/8 chunks in flight on local disk, in-process fake GCS and fake GCS with 20 ms latency
-bench:
+##   1/4/8 chunks in flight on local disk, in-process fake GCS and fake GCS with 20 ms latency;
+##   binlog archive lag (commit to durable) under 4 writers; PITR replay time against the write
+##   time and against mariadb-binlog | mariadb
+bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/binlog/ ./internal/replay/
 
 ## lint: gofmt, go vet and staticcheck
 lint:
