@@ -69,3 +69,24 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 	return nil, fail(ErrOutsideWindow, "instance %s: %s reach %s: it is outside the recovery window or a gap in the binlog archive lies before it; %s",
 		req.Instance, what, req.Target, binlog.DescribeWindows(windows, ix.Gaps))
 }
+
+// ArchiveCoverage is what the binlog archive of an instance makes
+// recoverable: the point-in-time recovery windows and the gaps.
+type ArchiveCoverage struct {
+	Windows []binlog.Window `json:"windows"`
+	Gaps    []binlog.Gap    `json:"gaps"`
+}
+
+// ArchiveWindows computes an instance's recovery windows and gaps from the
+// backups and the binlog archive in the repository.
+func (c *Catalog) ArchiveWindows(ctx context.Context, req InstanceRequest) (*ArchiveCoverage, error) {
+	backups, err := c.Repo.ListBackups(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}).ReadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ArchiveCoverage{Windows: binlog.Windows(backups, ix), Gaps: ix.Gaps}, nil
+}

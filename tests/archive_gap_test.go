@@ -91,5 +91,10 @@ func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
 	assert.Equal(t, "b2", res.BackupID)
 	n, _ = countRows(t, rdb)
 	assert.Equal(t, 230, n)
-	s.stopArchive(arch)
+	// The workflow's status query answers the windows and the gap too.
+	st2 := s.stopArchive(arch)
+	require.Len(t, st2.Gaps, 1)
+	assert.Contains(t, st2.Gaps[0].Reason, "purged")
+	require.Len(t, st2.Windows, 2, "one window before the gap, one after")
+	assert.Equal(t, "b2", st2.Windows[1].FromBackup)
 }

@@ -38,6 +38,10 @@ type ArchiveState struct {
 	Last      binlog.Status `json:"last"` // as of the end of the last run
 	LastError string        `json:"last_error,omitempty"`
 	ErrorAt   time.Time     `json:"error_at,omitempty"`
+	// Windows and Gaps are the recovery windows and archive gaps as of the
+	// start of the current run.
+	Windows []binlog.Window `json:"windows"`
+	Gaps    []binlog.Gap    `json:"gaps"`
 }
 
 // runsPerHistory bounds the runs one workflow history holds before it
@@ -75,10 +79,17 @@ func BinlogArchiveWorkflow(ctx workflow.Context, req ArchiveRequest) (*ArchiveSt
 	}
 	st.Host = route.Host
 	var agent *activities.Agent
+	coverage := func() {
+		var cov activities.ArchiveCoverage
+		if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.ArchiveWindows, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &cov); err == nil {
+			st.Windows, st.Gaps = cov.Windows, cov.Gaps
+		}
+	}
 	for runs := 0; runs < runsPerHistory; runs++ {
 		if st.Stopping {
 			return st, nil
 		}
+		coverage()
 		actx, cancel := workflow.WithCancel(ctx)
 		actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 			TaskQueue:           route.ArchiveTaskQueue,
@@ -106,6 +117,10 @@ func BinlogArchiveWorkflow(ctx workflow.Context, req ArchiveRequest) (*ArchiveSt
 		}
 		cancel()
 		st.Runs++
+		if st.Stopping {
+			coverage()
+			return st, nil
+		}
 		if st.LastError != "" && !st.Stopping {
 			// Non-retryable (bad configuration) or the agent is gone: wait and
 			// try again; the status query shows the error meanwhile.
@@ -114,6 +129,7 @@ func BinlogArchiveWorkflow(ctx workflow.Context, req ArchiveRequest) (*ArchiveSt
 	}
 	if st.Stopping || stop.ReceiveAsync(nil) {
 		st.Stopping = true
+		coverage()
 		return st, nil
 	}
 	return nil, workflow.NewContinueAsNewError(ctx, BinlogArchiveWorkflow, ArchiveRequest{Instance: req.Instance, RunFor: req.RunFor, State: st})

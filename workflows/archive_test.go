@@ -13,8 +13,15 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 )
 
+func (s *wfSuite) coverage() {
+	s.env.OnActivity(s.cat.ArchiveWindows, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(
+		&activities.ArchiveCoverage{Windows: []binlog.Window{{FromBackup: "f1", ToGTID: "0-1-7"}},
+			Gaps: []binlog.Gap{{Reason: "binlog file binlog.000003 was purged from the server before it was archived"}}}, nil).Maybe()
+}
+
 func (s *wfSuite) TestArchiveRunsUntilStopped() {
 	s.resolve()
+	s.coverage()
 	runs := 0
 	s.env.OnActivity(s.ag.ArchiveBinlogs, mock.Anything, activities.ArchiveParams{Instance: "db1", RunFor: time.Minute}).Return(
 		func(context.Context, activities.ArchiveParams) (*binlog.Status, error) {
@@ -28,6 +35,8 @@ func (s *wfSuite) TestArchiveRunsUntilStopped() {
 		s.Require().NoError(v.Get(&st))
 		s.Equal("h1", st.Host)
 		s.Greater(st.Runs, 0)
+		s.Equal("f1", st.Windows[0].FromBackup, "the status query answers the recovery window")
+		s.Contains(st.Gaps[0].Reason, "purged", "and the gaps")
 		s.env.SignalWorkflow(ArchiveStopSignal, nil)
 	}, 3*time.Minute+30*time.Second)
 	s.env.ExecuteWorkflow(BinlogArchiveWorkflow, ArchiveRequest{Instance: "db1", RunFor: time.Minute})
@@ -41,6 +50,7 @@ func (s *wfSuite) TestArchiveRunsUntilStopped() {
 
 func (s *wfSuite) TestArchiveKeepsGoingAfterErrorsAndShowsThem() {
 	s.resolve()
+	s.coverage()
 	calls := 0
 	s.env.OnActivity(s.ag.ArchiveBinlogs, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.ArchiveParams) (*binlog.Status, error) {
@@ -68,6 +78,7 @@ func (s *wfSuite) TestArchiveKeepsGoingAfterErrorsAndShowsThem() {
 
 func (s *wfSuite) TestArchiveContinuesAsNew() {
 	s.resolve()
+	s.coverage()
 	s.env.OnActivity(s.ag.ArchiveBinlogs, mock.Anything, mock.Anything).Return(&binlog.Status{LastGTID: "0-1-1"}, nil)
 	s.env.ExecuteWorkflow(BinlogArchiveWorkflow, ArchiveRequest{Instance: "db1", RunFor: time.Minute})
 	err := s.env.GetWorkflowError()
