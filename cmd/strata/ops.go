@@ -241,18 +241,18 @@ func lsCmd(a *app) *cobra.Command {
 				}{entries, partial})
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "BACKUP ID\tTYPE\tPARENT\tCHAIN\tSTARTED (UTC)\tDURATION\tRAW\tSTORED\tBINLOG POSITION\tGTID\tLSN\tSTATUS")
+			fmt.Fprintln(tw, "BACKUP ID\tTYPE\tPARENT\tCHAIN\tSTARTED (UTC)\tENDED\tDURATION\tRAW\tSTORED\tBINLOG POSITION\tGTID\tLSN\tSTATUS")
 			for _, e := range entries {
 				parent := e.ParentID
 				if parent == "" {
 					parent = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.1fs\t%s\t%s\t%s:%d\t%s\t%d-%d\t%s\n", e.BackupID, e.Type, parent, len(e.Chain),
-					e.StartTime.Format("2006-01-02 15:04:05"), e.DurationSeconds, human(e.RawSize), human(e.StoredSize),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%.1fs\t%s\t%s\t%s:%d\t%s\t%d-%d\t%s\n", e.BackupID, e.Type, parent, len(e.Chain),
+					e.StartTime.Format("2006-01-02 15:04:05"), e.EndTime.Format("15:04:05"), e.DurationSeconds, human(e.RawSize), human(e.StoredSize),
 					e.BinlogFile, e.BinlogPos, e.GTIDSet, e.FromLSN, e.ToLSN, e.Status)
 			}
 			for _, id := range partial {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tpartial upload (no manifest; removed by prune)\n", id)
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tpartial upload (no manifest; removed by prune)\n", id)
 			}
 			if len(entries)+len(partial) == 0 {
 				fmt.Fprintf(tw, "(no backups of %s in %s)\n", args[0], r.String())
