@@ -16,6 +16,7 @@ import (
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/replay"
+	"github.com/strata-backup/strata/internal/repo"
 )
 
 // ArchiveParams asks an agent to stream an instance's binlogs into the
@@ -175,8 +176,10 @@ func outsideWindow(instance string, err error) error {
 	switch {
 	case errors.Is(err, binlog.ErrNotInArchive):
 		return fail(ErrOutsideWindow, "instance %s: %v", instance, err)
-	case crypt.IsKeyError(err), errors.Is(err, crypt.ErrDecrypt):
+	case crypt.IsKeyError(err), errors.Is(err, crypt.ErrDecrypt), errors.Is(err, repo.ErrNoUsableKey):
 		return fail(ErrDecryptFailed, "instance %s: archived binlogs cannot be decrypted: %v", instance, err)
+	case errors.Is(err, binlog.ErrCorrupt):
+		return fail(ErrCorruptBackup, "instance %s: %v", instance, err)
 	}
 	return err
 }

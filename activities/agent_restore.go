@@ -19,6 +19,7 @@ import (
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/replay"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/server"
 	"github.com/strata-backup/strata/internal/storage"
 )
 
@@ -409,6 +410,9 @@ func (a *Agent) parallelism(instance string) int {
 // cleared, so that the restore can start over.
 func checkTarget(target string) error {
 	if _, err := os.Stat(filepath.Join(target, replay.Marker)); err == nil {
+		if err := server.KillStale(context.Background(), target); err != nil {
+			return err
+		}
 		if err := clearDir(target); err != nil {
 			return errorf("clear the datadir of an interrupted replay: %w", err)
 		}

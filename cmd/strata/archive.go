@@ -102,6 +102,9 @@ type archiveReport struct {
 	Gaps        []binlog.Gap            `json:"gaps"`
 	LagMs       float64                 `json:"lag_ms"` // now - newest event received, when events are pending
 	TemporalErr string                  `json:"temporal_error,omitempty"`
+	// LastFailure is the latest failed attempt of the running archiver
+	// (retried by Temporal), e.g. a missing REPLICATION SLAVE grant.
+	LastFailure string `json:"last_failure,omitempty"`
 }
 
 func (r *archiveReport) fromRepo(ctx context.Context, rp *repo.Repo, instance string) error {
@@ -143,6 +146,9 @@ func (r *archiveReport) fromTemporal(ctx context.Context, a *app, instance strin
 			}
 		}
 		for _, pa := range d.PendingActivities {
+			if f := pa.GetLastFailure(); f != nil {
+				r.LastFailure = fmt.Sprintf("attempt %d failed: %s", pa.GetAttempt()-1, f.GetMessage())
+			}
 			var live binlog.Status
 			if pa.HeartbeatDetails != nil && converter.GetDefaultDataConverter().FromPayloads(pa.HeartbeatDetails, &live) == nil {
 				r.Live = &live
@@ -163,6 +169,9 @@ func (r *archiveReport) print() {
 		if r.Workflow.LastError != "" {
 			fmt.Fprintf(tw, "last error\t%s (%s)\n", r.Workflow.LastError, r.Workflow.ErrorAt.Format(time.RFC3339))
 		}
+	}
+	if r.LastFailure != "" {
+		fmt.Fprintf(tw, "retrying\t%s\n", r.LastFailure)
 	}
 	if r.Live != nil {
 		fmt.Fprintf(tw, "position\t%s:%d  GTID %s  event time %s\n", r.Live.File, r.Live.Pos, r.Live.LastGTID, r.Live.LastEventTime.Format(time.RFC3339))

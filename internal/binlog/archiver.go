@@ -187,7 +187,7 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	if l := ix.Last(); l != nil {
 		lastSeq = l.Seq
 	}
-	if err := st.RemoveOrphans(ctx, lastSeq); err != nil {
+	if err := st.RemoveOrphans(ctx, ix); err != nil {
 		return nil, fmt.Errorf("remove unindexed segments: %w", err)
 	}
 	si, err := Inspect(ctx, db, src.Flavor)

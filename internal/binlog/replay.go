@@ -23,7 +23,8 @@ type Target struct {
 	Time time.Time `json:"time,omitempty"`
 	// GTID replays up to and including this transaction.
 	GTID string `json:"gtid,omitempty"`
-	// File and Pos replay transactions that end at or before this position.
+	// File and Pos replay the transactions that end at or before this
+	// position; one that is open there is left out.
 	File string `json:"file,omitempty"`
 	Pos  uint32 `json:"pos,omitempty"`
 }
@@ -39,7 +40,10 @@ func (t Target) Validate() error {
 	}
 	if t.GTID != "" {
 		n++
-		if _, err := ParseMariaGTID(t.GTID); err != nil && !strings.Contains(t.GTID, ":") {
+		if strings.Contains(t.GTID, ":") {
+			return fmt.Errorf("GTID target %q: MySQL GTIDs are not supported as targets yet; use a time or a file:position", t.GTID)
+		}
+		if _, err := ParseMariaGTID(t.GTID); err != nil {
 			return err
 		}
 	}
@@ -149,6 +153,11 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 		lastGTID  string
 		lastTime  time.Time
 		txns      int
+		// start of the open transaction, and what was last before it
+		txnFile  string
+		txnPos   uint32
+		prevGTID string
+		prevTime time.Time
 	)
 	closeOut := func() error {
 		if out == nil {
@@ -171,12 +180,8 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 				foundGTID = true
 			}
 			return false
-		default:
-			if f != t.File {
-				return fileAfter(f, t.File)
-			}
-			return start+h.Size > t.Pos && isTxnStart
 		}
+		return false // positions are handled in the loop
 	}
 	for i := range segs {
 		seg := &segs[i]
@@ -216,6 +221,17 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 			if started {
 				gtid := gtidOf(h, ev)
 				isStart := isGTIDEvent(h.Type)
+				if t.File != "" && (fileAfter(seg.File, t.File) || (seg.File == t.File && off+h.Size > t.Pos)) {
+					// Past the position: a transaction still open here does
+					// not end at or before it, so it is left out.
+					cut = true
+					b.CutFile, b.CutPos = seg.File, off
+					if inTxn {
+						b.CutFile, b.CutPos = txnFile, txnPos
+						lastGTID, lastTime = prevGTID, prevTime
+					}
+					break
+				}
 				if target(h, seg.File, off, isStart, gtid) {
 					cut = true
 					b.CutFile, b.CutPos = seg.File, off
@@ -223,6 +239,7 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 				}
 				if isStart {
 					inTxn = true
+					txnFile, txnPos, prevGTID, prevTime = seg.File, off, lastGTID, lastTime
 					boundFile, boundPos = seg.File, off
 					if gtid != "" {
 						lastGTID = gtid

@@ -50,7 +50,8 @@ func TestBuildCutsAtTransactionBoundariesAndReplays(t *testing.T) {
 	}{
 		{"gtid", Target{GTID: gtid50}, 50},
 		{"position", Target{File: file, Pos: pos50}, 50},
-		{"position mid-transaction", Target{File: file, Pos: pos50 + 10}, 50},
+		{"position in a GTID event", Target{File: file, Pos: pos50 + 10}, 50},
+		{"position in a transaction's body", Target{File: file, Pos: pos50 + 100}, 50},
 		{"time", Target{Time: cutTime}, 80},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -35,6 +35,9 @@ type Segment struct {
 	LastTime  time.Time `json:"last_time"`
 	FirstGTID string    `json:"first_gtid,omitempty"` // first transaction that starts in the segment
 	LastGTID  string    `json:"last_gtid,omitempty"`
+	// DataKey is the segment's data object, relative to the archive
+	// (empty for segments named by their number alone).
+	DataKey string `json:"data_key,omitempty"`
 	// Next names the following binlog file when this segment ends its file
 	// (with a rotate event or at a server stop).
 	Next       string    `json:"next,omitempty"`
@@ -65,6 +68,10 @@ type Gap struct {
 	DetectedAt time.Time `json:"detected_at"`
 }
 
+// ErrCorrupt is wrapped when an archived segment does not match its index
+// record (size, sha256 or length).
+var ErrCorrupt = errors.New("binlog segment is corrupt")
+
 // Store reads and writes an instance's binlog archive in a repository.
 //
 // With Encrypt and Keys, the segments it writes are encrypted (AES-256-GCM,
@@ -85,6 +92,7 @@ type Store struct {
 	Encrypt bool
 
 	mu      sync.Mutex
+	runID   string                 // names this Store's data objects
 	writing *segmentKey            // the data key of this run's segments
 	reading map[string]*segmentKey // data keys of segments read, by key ref
 }
@@ -162,6 +170,33 @@ func (s *Store) readKey(ctx context.Context, ref string) (*segmentKey, error) {
 
 func (s *Store) prefix() string            { return s.Instance + "/binlogs/" }
 func (s *Store) dataKey(seq uint64) string { return fmt.Sprintf("%sdata/%012d.zst", s.prefix(), seq) }
+
+// runDataKey names a segment's data object after the run that writes it, so
+// that two archivers that briefly overlap (a retry while a cut-off attempt
+// still runs) never write the same object: the index record decides.
+func (s *Store) runDataKey(seq uint64) string {
+	s.mu.Lock()
+	if s.runID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		s.runID = hex.EncodeToString(b[:])
+	}
+	id := s.runID
+	s.mu.Unlock()
+	return fmt.Sprintf("%sdata/%012d-%s.zst", s.prefix(), seq, id)
+}
+
+// ErrConflict is returned when another archiver wrote the same segment
+// number first: this run must stop and the next resumes after it.
+var ErrConflict = errors.New("another archiver wrote this segment first")
+
+// segmentDataKey is where a segment's data is.
+func (s *Store) segmentDataKey(seg *Segment) string {
+	if seg.DataKey != "" {
+		return s.prefix() + seg.DataKey
+	}
+	return s.dataKey(seg.Seq)
+}
 func (s *Store) indexKey(seq uint64) string {
 	return fmt.Sprintf("%sindex/%012d.json", s.prefix(), seq)
 }
@@ -189,14 +224,19 @@ func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) e
 	}
 	sum := sha256.Sum256(stored)
 	seg.RawSize, seg.StoredSize, seg.SHA256 = int64(len(events)), int64(len(stored)), hex.EncodeToString(sum[:])
-	if err := s.put(ctx, s.dataKey(seg.Seq), stored); err != nil {
+	key := s.runDataKey(seg.Seq)
+	seg.DataKey = strings.TrimPrefix(key, s.prefix())
+	if err := s.put(ctx, key, stored); err != nil {
 		return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
 	}
 	b, err := json.Marshal(seg)
 	if err != nil {
 		return err
 	}
-	if err := s.put(ctx, s.indexKey(seg.Seq), b); err != nil {
+	if err := s.put(ctx, s.indexKey(seg.Seq), b); errors.Is(err, storage.ErrExists) {
+		_ = s.B.Delete(ctx, key)
+		return fmt.Errorf("segment %d: %w", seg.Seq, ErrConflict)
+	} else if err != nil {
 		return fmt.Errorf("write index of binlog segment %d: %w", seg.Seq, err)
 	}
 	return nil
@@ -210,13 +250,6 @@ func (s *Store) put(ctx context.Context, key string, b []byte) error {
 		old, rerr := s.get(ctx, key)
 		if rerr == nil && bytes.Equal(old, b) {
 			return nil
-		}
-		// A leftover of a crashed run (data written, index not): replace it.
-		if strings.Contains(key, "/data/") {
-			if derr := s.B.Delete(ctx, key); derr != nil {
-				return derr
-			}
-			return s.B.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
 		}
 	}
 	return err
@@ -297,20 +330,32 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	return ix, nil
 }
 
-// RemoveOrphans deletes data objects newer than the last indexed segment
-// (0 when there is none): leftovers of a run that crashed between data and
-// index. Segment numbers start at 1.
-func (s *Store) RemoveOrphans(ctx context.Context, lastSeq uint64) error {
+// RemoveOrphans deletes data objects that no index record names: for
+// segment numbers the index already has (the loser of an overlap), and, for
+// later numbers, those over an hour old (a run that died between data and
+// index; a younger one may belong to an archiver still running).
+func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
 	objs, err := s.B.List(ctx, s.prefix()+"data/")
 	if err != nil {
 		return err
 	}
+	used := map[string]bool{}
+	var lastSeq uint64
+	for i := range ix.Segments {
+		used[s.segmentDataKey(&ix.Segments[i])] = true
+		lastSeq = max(lastSeq, ix.Segments[i].Seq)
+	}
 	for _, o := range objs {
-		n, err := strconv.ParseUint(strings.TrimSuffix(path.Base(o.Key), ".zst"), 10, 64)
+		if used[o.Key] {
+			continue
+		}
+		name := strings.TrimSuffix(path.Base(o.Key), ".zst")
+		seqPart, _, _ := strings.Cut(name, "-")
+		n, err := strconv.ParseUint(seqPart, 10, 64)
 		if err != nil {
 			continue
 		}
-		if n > lastSeq {
+		if n <= lastSeq || time.Since(o.ModTime) > time.Hour {
 			if err := s.B.Delete(ctx, o.Key); err != nil {
 				return err
 			}
@@ -324,13 +369,13 @@ func (s *Store) RemoveOrphans(ctx context.Context, lastSeq uint64) error {
 // key of Keys unwraps fails with an error matching repo.ErrNoUsableKey; one
 // that does not decrypt, crypt.ErrDecrypt.
 func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
-	stored, err := s.get(ctx, s.dataKey(seg.Seq))
+	stored, err := s.get(ctx, s.segmentDataKey(seg))
 	if err != nil {
 		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
 	}
 	sum := sha256.Sum256(stored)
 	if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
-		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d) is corrupt: size or sha256 mismatch", seg.Seq, seg.File, seg.Start, seg.End)
+		return nil, fmt.Errorf("%w: segment %d (%s:%d-%d): size or sha256 mismatch", ErrCorrupt, seg.Seq, seg.File, seg.Start, seg.End)
 	}
 	if seg.KeyRef != "" {
 		k, err := s.readKey(ctx, seg.KeyRef)
@@ -348,7 +393,7 @@ func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
 		return nil, fmt.Errorf("binlog segment %d: decompress: %w", seg.Seq, err)
 	}
 	if int64(len(raw)) != seg.RawSize || int64(len(raw)) != int64(seg.End-seg.Start) {
-		return nil, fmt.Errorf("binlog segment %d holds %d bytes, index says %d-%d", seg.Seq, len(raw), seg.Start, seg.End)
+		return nil, fmt.Errorf("%w: segment %d holds %d bytes, index says %d-%d", ErrCorrupt, seg.Seq, len(raw), seg.Start, seg.End)
 	}
 	return raw, nil
 }

@@ -103,7 +103,7 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 		assert.NotContains(t, string(data), marker, key)
 	}
 	for _, s := range ix.Segments {
-		stored := get(t, b, st.dataKey(s.Seq))
+		stored := get(t, b, st.segmentDataKey(&s))
 		assert.True(t, crypt.IsEncrypted(stored))
 		assert.Equal(t, int64(len(stored)), s.StoredSize)
 	}
@@ -131,8 +131,9 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 	moved.Seq = 2
 	other := ix.Segments[0]
 	other.StoredSize, other.SHA256 = moved.StoredSize, moved.SHA256
-	require.NoError(t, b.Delete(ctx, st.dataKey(1)))
-	require.NoError(t, b.Put(ctx, st.dataKey(1), bytes.NewReader(get(t, b, st.dataKey(2))), moved.StoredSize))
+	k0, k1 := st.segmentDataKey(&ix.Segments[0]), st.segmentDataKey(&ix.Segments[1])
+	require.NoError(t, b.Delete(ctx, k0))
+	require.NoError(t, b.Put(ctx, k0, bytes.NewReader(get(t, b, k1)), moved.StoredSize))
 	_, err = (&Store{B: b, Instance: "i1", Keys: testRing(t, kek)}).ReadSegment(ctx, &other)
 	assert.ErrorIs(t, err, crypt.ErrDecrypt)
 }
@@ -145,10 +146,10 @@ func TestEncryptedSegmentRewriteIsIdempotent(t *testing.T) {
 	ev := events(5)
 	seg := &Segment{Seq: 1, File: "binlog.000001", Start: 4, End: 4 + uint32(len(ev))}
 	require.NoError(t, st.WriteSegment(context.Background(), seg, ev))
-	first := get(t, b, st.dataKey(1))
+	first := get(t, b, st.segmentDataKey(seg))
 	again := *seg
 	require.NoError(t, st.WriteSegment(context.Background(), &again, ev))
-	assert.Equal(t, first, get(t, b, st.dataKey(1)))
+	assert.Equal(t, first, get(t, b, st.segmentDataKey(&again)))
 	assert.Equal(t, seg.SHA256, again.SHA256)
 }
 

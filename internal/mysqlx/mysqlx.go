@@ -113,7 +113,7 @@ func Classify(ep Endpoint, err error) error {
 				"access denied for %s: check connect.user and the password in connect.password_env/password_file on this agent (%s)", ep, me.Message)}
 		case 1044, 1227: // access denied to db / missing privilege
 			return &ConnError{Kind: KindAuth, Err: err, Msg: fmt.Sprintf(
-				"user of %s lacks a privilege Strata needs (grant RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR/REPLICATION CLIENT): %s", ep, me.Message)}
+				"user of %s lacks a privilege Strata needs (grant RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR/REPLICATION CLIENT, and REPLICATION SLAVE for binlog archiving): %s", ep, me.Message)}
 		}
 		return &ConnError{Kind: KindTransient, Err: err, Msg: fmt.Sprintf("server %s: %v", ep, err)}
 	}

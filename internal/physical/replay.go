@@ -31,11 +31,11 @@ func ReplayWithClient(ctx context.Context, p ReplayParams) error {
 	if p.Flavor == mysqlx.FlavorMySQL {
 		binName, cliName, pkg = "mysqlbinlog", "mysql", "mysql-client"
 	}
-	bin, err := locate(p.BinlogTool, binName, pkg, "tools."+binName)
+	bin, err := locate(p.BinlogTool, binName, pkg, "PATH")
 	if err != nil {
 		return err
 	}
-	cli, err := locate(p.Client, cliName, pkg, "tools."+cliName)
+	cli, err := locate(p.Client, cliName, pkg, "PATH")
 	if err != nil {
 		return err
 	}

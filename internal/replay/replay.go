@@ -28,8 +28,13 @@ import (
 // again would apply transactions twice. Restore the backup again.
 var ErrInterrupted = errors.New("a previous replay into this datadir was interrupted")
 
-// Marker is the file a replay leaves in the datadir until it has finished.
-const Marker = "strata-replay.started"
+// Marker is the file a replay leaves in the datadir while it applies
+// binlogs; DoneMarker records the last GTID of a finished replay, so that a
+// retry after a lost report does not apply them again.
+const (
+	Marker     = "strata-replay.started"
+	DoneMarker = "strata-replay.done"
+)
 
 // Methods.
 const (
@@ -74,12 +79,18 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	if p.Threads <= 0 {
 		p.Threads = 4
 	}
-	marker := filepath.Join(p.Datadir, Marker)
+	marker, done := filepath.Join(p.Datadir, Marker), filepath.Join(p.Datadir, DoneMarker)
+	if b, err := os.ReadFile(done); err == nil && string(b) == p.LastGTID+"\n" {
+		// A retry after the replay finished (its report was lost).
+		return &Result{Method: method}, nil
+	}
+	// A replay server that a killed agent left running must not keep
+	// writing into the datadir.
+	if err := server.KillStale(ctx, p.Datadir); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(marker); err == nil {
 		return nil, fmt.Errorf("%w (%s exists)", ErrInterrupted, marker)
-	}
-	if err := os.WriteFile(marker, []byte(method+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("mark the replay: %w", err)
 	}
 	extra := []string{"--skip-grant-tables", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"}
 	if method == MethodReplica {
@@ -95,6 +106,10 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		return nil, fmt.Errorf("start a server for the replay: %w", err)
 	}
 	defer func() { _ = server.Stop(context.WithoutCancel(ctx), st) }()
+	// From here on the datadir changes: mark it until the replay is done.
+	if err := os.WriteFile(marker, []byte(method+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("mark the replay: %w", err)
+	}
 	ep := mysqlx.Endpoint{Socket: st.Socket, User: "root"}
 	t0 := time.Now()
 	switch method {
@@ -112,6 +127,9 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	secs := time.Since(t0).Seconds()
 	if err := server.Stop(ctx, st); err != nil {
 		return nil, fmt.Errorf("stop the replay server: %w", err)
+	}
+	if err := os.WriteFile(done, []byte(p.LastGTID+"\n"), 0o600); err != nil {
+		return nil, err
 	}
 	if err := os.Remove(marker); err != nil {
 		return nil, err

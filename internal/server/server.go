@@ -218,3 +218,33 @@ func Stop(ctx context.Context, st *Started) error {
 		}
 	}
 }
+
+// KillStale stops a server that Start left running on datadir (per its pid
+// file), e.g. the replay server of an agent that was killed: SIGKILL, since
+// whatever it was doing is being redone.
+func KillStale(ctx context.Context, datadir string) error {
+	b, err := os.ReadFile(filepath.Join(datadir, "strata-server.pid"))
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || !strings.Contains(string(cmdline), "--datadir="+datadir) {
+		return nil // not running, or the pid belongs to another process now
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 300; i++ {
+		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the server left running on %s (pid %d) does not exit", datadir, pid)
+}

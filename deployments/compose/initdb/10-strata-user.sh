@@ -4,5 +4,5 @@
 # (STRATA_DB_PASSWORD, from .env); it must not contain a single quote.
 mariadb --protocol=socket -uroot -p"${MARIADB_ROOT_PASSWORD}" <<SQL
 CREATE USER IF NOT EXISTS 'strata'@'%' IDENTIFIED BY '${STRATA_DB_PASSWORD:?STRATA_DB_PASSWORD is not set}';
-GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO 'strata'@'%';
+GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION SLAVE ON *.* TO 'strata'@'%';
 SQL
