@@ -21,6 +21,21 @@ func source(s *testdb.Server) Source {
 	return Source{Host: "127.0.0.1", Port: uint16(s.Port), User: s.User, Password: s.Password, Flavor: "mariadb", ReplicaID: 4000000001}
 }
 
+// newSource starts a server with table a.t for the tests' rows; the
+// connection closes with the test.
+func newSource(t *testing.T) (*testdb.Server, *sql.DB) {
+	t.Helper()
+	srv := testdb.ForTest(t, testdb.Options{})
+	db, err := srv.DB("")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	for _, q := range []string{"CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(200))"} {
+		_, err := db.Exec(q)
+		require.NoError(t, err)
+	}
+	return srv, db
+}
+
 func writeRows(t *testing.T, db *sql.DB, from, to int) {
 	t.Helper()
 	for i := from; i <= to; i++ {
@@ -50,14 +65,7 @@ func rebuildAll(t *testing.T, st *Store) map[string][]byte {
 }
 
 func TestArchiveReproducesBinlogsExactlyAcrossRestarts(t *testing.T) {
-	srv := testdb.ForTest(t, testdb.Options{})
-	db, err := srv.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	_, err = db.Exec("CREATE DATABASE a")
-	require.NoError(t, err)
-	_, err = db.Exec("CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(200))")
-	require.NoError(t, err)
+	srv, db := newSource(t)
 
 	st := &Store{B: memory.New(), Instance: "i1"}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,7 +89,7 @@ func TestArchiveReproducesBinlogsExactlyAcrossRestarts(t *testing.T) {
 	writeRows(t, db, 1, 300)
 	wg.Wait()
 	writeRows(t, db, 301, 400) // written while no archiver runs
-	_, err = db.Exec("FLUSH BINARY LOGS")
+	_, err := db.Exec("FLUSH BINARY LOGS")
 	require.NoError(t, err)
 	runOnce(1500 * time.Millisecond)
 	writeRows(t, db, 401, 600)

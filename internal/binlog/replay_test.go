@@ -16,14 +16,7 @@ import (
 )
 
 func TestBuildCutsAtTransactionBoundariesAndReplays(t *testing.T) {
-	src := testdb.ForTest(t, testdb.Options{})
-	db, err := src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	for _, q := range []string{"CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(200))"} {
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	src, db := newSource(t)
 	writeRows(t, db, 1, 50)
 	var gtid50 string
 	require.NoError(t, db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid50))
@@ -36,7 +29,7 @@ func TestBuildCutsAtTransactionBoundariesAndReplays(t *testing.T) {
 	writeRows(t, db, 81, 120)
 
 	st := &Store{B: memory.New(), Instance: "i1"}
-	_, err = Run(context.Background(), st, db, source(src), Options{FlushInterval: 100 * time.Millisecond, RunFor: 1500 * time.Millisecond})
+	_, err := Run(context.Background(), st, db, source(src), Options{FlushInterval: 100 * time.Millisecond, RunFor: 1500 * time.Millisecond})
 	require.NoError(t, err)
 	ix, err := st.ReadIndex(context.Background())
 	require.NoError(t, err)

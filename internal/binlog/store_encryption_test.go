@@ -13,27 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/crypt/crypttest"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage"
 	"github.com/strata-backup/strata/internal/storage/memory"
-	"github.com/strata-backup/strata/internal/testdb"
 )
-
-func testKEK(t *testing.T) *crypt.LocalKEK {
-	t.Helper()
-	raw, err := crypt.NewDataKey()
-	require.NoError(t, err)
-	k, err := crypt.NewLocalKEK(raw)
-	require.NoError(t, err)
-	return k
-}
-
-func testRing(t *testing.T, current crypt.KeyEncryptionKey, old ...crypt.KeyEncryptionKey) *crypt.Keyring {
-	t.Helper()
-	r, err := crypt.NewKeyring(current, old...)
-	require.NoError(t, err)
-	return r
-}
 
 const marker = "STRATA-MARKER-BINLOG-ROW-5e1c"
 
@@ -77,8 +61,8 @@ func get(t *testing.T, b storage.Backend, key string) []byte {
 func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New()
-	kek := testKEK(t)
-	st := &Store{B: b, Instance: "i1", Keys: testRing(t, kek), Encrypt: true}
+	kek := crypttest.KEK(t)
+	st := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}
 	want := writeSegments(t, st, 1, 3)
 
 	ix, err := st.ReadIndex(ctx)
@@ -110,7 +94,7 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 
 	// A later run (another Store) with the key reads every segment back
 	// byte for byte; so does the writing Store.
-	for _, reader := range []*Store{st, {B: b, Instance: "i1", Keys: testRing(t, testKEK(t), kek)}} {
+	for _, reader := range []*Store{st, {B: b, Instance: "i1", Keys: crypttest.Ring(t, crypttest.KEK(t), kek)}} {
 		for i := range ix.Segments {
 			got, err := reader.ReadSegment(ctx, &ix.Segments[i])
 			require.NoError(t, err)
@@ -119,7 +103,7 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 	}
 
 	// Without the key: a clear error naming the key ids.
-	for _, reader := range []*Store{{B: b, Instance: "i1"}, {B: b, Instance: "i1", Keys: testRing(t, testKEK(t))}} {
+	for _, reader := range []*Store{{B: b, Instance: "i1"}, {B: b, Instance: "i1", Keys: crypttest.Ring(t, crypttest.KEK(t))}} {
 		_, err := reader.ReadSegment(ctx, &ix.Segments[0])
 		require.ErrorIs(t, err, repo.ErrNoUsableKey)
 		assert.Contains(t, err.Error(), kek.ID())
@@ -134,7 +118,7 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 	k0, k1 := st.segmentDataKey(&ix.Segments[0]), st.segmentDataKey(&ix.Segments[1])
 	require.NoError(t, b.Delete(ctx, k0))
 	require.NoError(t, b.Put(ctx, k0, bytes.NewReader(get(t, b, k1)), moved.StoredSize))
-	_, err = (&Store{B: b, Instance: "i1", Keys: testRing(t, kek)}).ReadSegment(ctx, &other)
+	_, err = (&Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek)}).ReadSegment(ctx, &other)
 	assert.ErrorIs(t, err, crypt.ErrDecrypt)
 }
 
@@ -142,7 +126,7 @@ func TestEncryptedSegmentsRoundTrip(t *testing.T) {
 // store's idempotent put accepts it.
 func TestEncryptedSegmentRewriteIsIdempotent(t *testing.T) {
 	b := memory.New()
-	st := &Store{B: b, Instance: "i1", Keys: testRing(t, testKEK(t)), Encrypt: true}
+	st := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, crypttest.KEK(t)), Encrypt: true}
 	ev := events(5)
 	seg := &Segment{Seq: 1, File: "binlog.000001", Start: 4, End: 4 + uint32(len(ev))}
 	require.NoError(t, st.WriteSegment(context.Background(), seg, ev))
@@ -158,13 +142,13 @@ func TestEncryptedSegmentRewriteIsIdempotent(t *testing.T) {
 func TestMixedArchive(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New()
-	kek := testKEK(t)
+	kek := crypttest.KEK(t)
 	plain := writeSegments(t, &Store{B: b, Instance: "i1"}, 1, 2)
-	enc1 := writeSegments(t, &Store{B: b, Instance: "i1", Keys: testRing(t, kek), Encrypt: true}, 3, 2)
+	enc1 := writeSegments(t, &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}, 3, 2)
 	time.Sleep(time.Millisecond)
-	enc2 := writeSegments(t, &Store{B: b, Instance: "i1", Keys: testRing(t, kek), Encrypt: true}, 5, 1)
+	enc2 := writeSegments(t, &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}, 5, 1)
 	want := append(append(plain, enc1...), enc2...)
-	reader := &Store{B: b, Instance: "i1", Keys: testRing(t, kek)}
+	reader := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek)}
 	ix, err := reader.ReadIndex(ctx)
 	require.NoError(t, err)
 	require.Len(t, ix.Segments, 5)
@@ -187,19 +171,12 @@ func TestMixedArchive(t *testing.T) {
 // The archiver with an encrypting store reproduces the server's binlog
 // files exactly after decryption, and stores none of the rows in the clear.
 func TestEncryptedArchiveIsByteExact(t *testing.T) {
-	srv := testdb.ForTest(t, testdb.Options{})
-	db, err := srv.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	_, err = db.Exec("CREATE DATABASE a")
-	require.NoError(t, err)
-	_, err = db.Exec("CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(200))")
-	require.NoError(t, err)
-	kek := testKEK(t)
+	srv, db := newSource(t)
+	kek := crypttest.KEK(t)
 	b := memory.New()
-	st := &Store{B: b, Instance: "i1", Keys: testRing(t, kek), Encrypt: true}
+	st := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}
 	writeRows(t, db, 1, 100)
-	_, err = db.Exec("INSERT INTO a.t VALUES (1000, '" + marker + "')")
+	_, err := db.Exec("INSERT INTO a.t VALUES (1000, '" + marker + "')")
 	require.NoError(t, err)
 	_, err = Run(context.Background(), st, db, source(srv), Options{FlushInterval: 100 * time.Millisecond, RunFor: 1500 * time.Millisecond})
 	require.NoError(t, err)
@@ -207,7 +184,7 @@ func TestEncryptedArchiveIsByteExact(t *testing.T) {
 	for key, data := range allObjects(t, b) {
 		require.False(t, strings.Contains(string(data), marker), "%s holds the row in the clear", key)
 	}
-	files := rebuildAll(t, &Store{B: b, Instance: "i1", Keys: testRing(t, kek)})
+	files := rebuildAll(t, &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek)})
 	require.NotEmpty(t, files)
 	found := false
 	for name, got := range files {

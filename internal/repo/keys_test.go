@@ -8,27 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/crypt/crypttest"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage"
 	"github.com/strata-backup/strata/internal/storage/memory"
 )
-
-func kek(t *testing.T) *crypt.LocalKEK {
-	t.Helper()
-	raw, err := crypt.NewDataKey()
-	require.NoError(t, err)
-	k, err := crypt.NewLocalKEK(raw)
-	require.NoError(t, err)
-	return k
-}
-
-func ring(t *testing.T, current crypt.KeyEncryptionKey, old ...crypt.KeyEncryptionKey) *crypt.Keyring {
-	t.Helper()
-	r, err := crypt.NewKeyring(current, old...)
-	require.NoError(t, err)
-	return r
-}
 
 func TestKeyLayout(t *testing.T) {
 	assert.Equal(t, "db1/backups/b1/keys/", repo.BackupKeysPrefix("db1", "b1"))
@@ -44,10 +29,10 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New()
 	r := repo.New(b)
-	old, cur := kek(t), kek(t)
+	old, cur := crypttest.KEK(t), crypttest.KEK(t)
 	dk, err := crypt.NewDataKey()
 	require.NoError(t, err)
-	id, wrapped, err := ring(t, old).Wrap(dk)
+	id, wrapped, err := crypttest.Ring(t, old).Wrap(dk)
 	require.NoError(t, err)
 
 	ks := r.BackupKeys("db1", "b1")
@@ -63,13 +48,13 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 	require.NoError(t, err, "stored under keys/<kek-id>.json")
 
 	// An agent with the old key as an old key unwraps it.
-	got, usedID, err := ks.Unwrap(ctx, ring(t, cur, old))
+	got, usedID, err := ks.Unwrap(ctx, crypttest.Ring(t, cur, old))
 	require.NoError(t, err)
 	assert.Equal(t, dk, got)
 	assert.Equal(t, old.ID(), usedID)
 
 	// An agent with only the new key cannot, and is told which ids exist.
-	_, _, err = ks.Unwrap(ctx, ring(t, cur))
+	_, _, err = ks.Unwrap(ctx, crypttest.Ring(t, cur))
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), `backup "b1" of instance "db1" is encrypted with key encryption key "`+old.ID()+`"`)
 	assert.Contains(t, err.Error(), `this agent has "`+cur.ID()+`"`)
@@ -81,17 +66,17 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 	assert.Contains(t, err.Error(), "this agent has no encryption key configured")
 
 	// Rotation: add the current wrapping, remove the old one.
-	id2, wrapped2, err := ring(t, cur).Wrap(dk)
+	id2, wrapped2, err := crypttest.Ring(t, cur).Wrap(dk)
 	require.NoError(t, err)
 	require.NoError(t, ks.Write(ctx, repo.KeyObject{KEKID: id2, Wrapped: wrapped2}))
 	require.NoError(t, ks.Delete(ctx, old.ID()))
-	got, usedID, err = ks.Unwrap(ctx, ring(t, cur))
+	got, usedID, err = ks.Unwrap(ctx, crypttest.Ring(t, cur))
 	require.NoError(t, err)
 	assert.Equal(t, dk, got)
 	assert.Equal(t, cur.ID(), usedID)
 
 	// No wrapping at all.
-	_, _, err = r.BackupKeys("db1", "none").Unwrap(ctx, ring(t, cur))
+	_, _, err = r.BackupKeys("db1", "none").Unwrap(ctx, crypttest.Ring(t, cur))
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), "holds no wrapped data key")
 }
@@ -99,10 +84,10 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 func TestKeySetCorruptWrapping(t *testing.T) {
 	ctx := context.Background()
 	r := repo.New(memory.New())
-	k := kek(t)
+	k := crypttest.KEK(t)
 	ks := r.BackupKeys("db1", "b1")
 	require.NoError(t, ks.Write(ctx, repo.KeyObject{KEKID: k.ID(), Wrapped: []byte("not a wrapped key, just bytes long enough")}))
-	_, _, err := ks.Unwrap(ctx, ring(t, k))
+	_, _, err := ks.Unwrap(ctx, crypttest.Ring(t, k))
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), "does not open with it")
 }
@@ -110,7 +95,7 @@ func TestKeySetCorruptWrapping(t *testing.T) {
 func TestBinlogKeyRefs(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New()
-	k := kek(t)
+	k := crypttest.KEK(t)
 	for _, ref := range []string{"r2", "r1"} {
 		require.NoError(t, repo.BinlogKeys(b, "db1", ref).Write(ctx, repo.KeyObject{KEKID: k.ID(), Wrapped: []byte("w")}))
 	}

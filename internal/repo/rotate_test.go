@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/crypt/crypttest"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage/memory"
 )
@@ -16,12 +17,12 @@ func TestRotateKeySets(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New()
 	r := repo.New(b)
-	old, cur := kek(t), kek(t)
+	old, cur := crypttest.KEK(t), crypttest.KEK(t)
 	keys := map[string][]byte{}
 	wrap := func(ks repo.KeySet) {
 		dk, err := crypt.NewDataKey()
 		require.NoError(t, err)
-		id, w, err := ring(t, old).Wrap(dk)
+		id, w, err := crypttest.Ring(t, old).Wrap(dk)
 		require.NoError(t, err)
 		require.NoError(t, ks.Write(ctx, repo.KeyObject{KEKID: id, Wrapped: w}))
 		keys[ks.Prefix] = dk
@@ -40,7 +41,7 @@ func TestRotateKeySets(t *testing.T) {
 	}
 	assert.Equal(t, []string{`backup "b1" of instance "db1"`, `backup "b2" of instance "db1"`, `binlog key "run1" of instance "db1"`}, whats)
 
-	rotated := ring(t, cur, old)
+	rotated := crypttest.Ring(t, cur, old)
 	// A dry run changes nothing.
 	for _, ks := range sets {
 		rot, err := repo.RotateKeySet(ctx, ks, rotated, true, true)
@@ -71,11 +72,11 @@ func TestRotateKeySets(t *testing.T) {
 	}
 	// Only the new key is needed now, and it opens the same data keys.
 	for _, ks := range sets {
-		dk, id, err := ks.Unwrap(ctx, ring(t, cur))
+		dk, id, err := ks.Unwrap(ctx, crypttest.Ring(t, cur))
 		require.NoError(t, err)
 		assert.Equal(t, cur.ID(), id)
 		assert.Equal(t, keys[ks.Prefix], dk)
-		_, _, err = ks.Unwrap(ctx, ring(t, old))
+		_, _, err = ks.Unwrap(ctx, crypttest.Ring(t, old))
 		assert.ErrorIs(t, err, repo.ErrNoUsableKey)
 	}
 	// Another instance was left alone.
@@ -85,7 +86,7 @@ func TestRotateKeySets(t *testing.T) {
 	assert.Equal(t, old.ID(), objs[0].KEKID)
 
 	// A key set that the keyring cannot open is reported, not changed.
-	_, err = repo.RotateKeySet(ctx, r.BackupKeys("db2", "other"), ring(t, cur), true, false)
+	_, err = repo.RotateKeySet(ctx, r.BackupKeys("db2", "other"), crypttest.Ring(t, cur), true, false)
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	objs, err = r.BackupKeys("db2", "other").List(ctx)
 	require.NoError(t, err)
