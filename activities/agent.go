@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
@@ -107,5 +106,3 @@ func (a *Agent) logger(ctx context.Context, fields ...zap.Field) *zap.Logger {
 func sameDir(a, b string) bool {
 	return filepath.Clean(strings.TrimRight(a, "/")) == filepath.Clean(strings.TrimRight(b, "/"))
 }
-
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

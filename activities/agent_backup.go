@@ -124,7 +124,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	if err != nil {
 		var te *physical.ToolError
 		if errors.As(err, &te) {
-			err = errorf("%w", te) // a tool failure may be transient (server restart, lock wait): retry
+			err = fmt.Errorf("%w", te) // a tool failure may be transient (server restart, lock wait): retry
 		} else {
 			err = classify(err)
 		}
@@ -145,7 +145,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 
 	if p.Type != manifest.TypeFull && outcome.Checkpoints.FromLSN != p.FromLSN {
 		_ = a.Repo.DeleteBackupData(ctx, p.Instance, p.BackupID)
-		return nil, errorf("%s reported from_lsn %d for a %s backup from LSN %d", tool.Name, outcome.Checkpoints.FromLSN, p.Type, p.FromLSN)
+		return nil, fmt.Errorf("%s reported from_lsn %d for a %s backup from LSN %d", tool.Name, outcome.Checkpoints.FromLSN, p.Type, p.FromLSN)
 	}
 	hb.update(ctx, BackupProgress{Phase: "writing manifest", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
 	m := &manifest.Manifest{
@@ -183,7 +183,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		ReusedBytes:      up.ReusedBytes,
 	}
 	if err := a.Repo.WriteManifest(ctx, m); err != nil {
-		return nil, errorf("write manifest of %s: %w", p.BackupID, classify(err))
+		return nil, fmt.Errorf("write manifest of %s: %w", p.BackupID, classify(err))
 	}
 	a.removeUnreferenced(ctx, m, log)
 	log.Info("backup complete", zap.Int64("raw_bytes", m.RawSize), zap.Int64("stored_bytes", m.StoredSize),
@@ -262,7 +262,7 @@ func (a *Agent) backupKeys(ctx context.Context, in *config.Instance, id string, 
 	discard := func(why string) error {
 		log.Warn("discarding the partial upload of an earlier attempt", zap.String("because", why))
 		if err := a.Repo.DeleteBackupData(ctx, in.ID, id); err != nil {
-			return errorf("discard partial upload of %s: %w", id, err)
+			return fmt.Errorf("discard partial upload of %s: %w", id, err)
 		}
 		objs, hasSalt = nil, false
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -122,7 +123,7 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 		// into it (it was empty when we began). Start over.
 		log.Warn("previous move-back was interrupted; clearing target and restaging")
 		if err := clearDir(target); err != nil {
-			return nil, errorf("clear partially restored target: %w", err)
+			return nil, fmt.Errorf("clear partially restored target: %w", err)
 		}
 		st = restoreState{}
 	}
@@ -140,10 +141,10 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 			return nil, err
 		}
 		if err := clearStaging(staging, keepCache); err != nil {
-			return nil, errorf("clear staging dir: %w", err)
+			return nil, fmt.Errorf("clear staging dir: %w", err)
 		}
 		if err := os.MkdirAll(staging, 0o750); err != nil {
-			return nil, classify(errorf("create staging dir %s: %w", staging, err))
+			return nil, classify(fmt.Errorf("create staging dir %s: %w", staging, err))
 		}
 	} else {
 		log.Info("resuming restore", zap.Int("applied", st.Applied), zap.Int("chain", len(chain)))
@@ -391,7 +392,7 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backe
 	case derr != nil:
 		return derr
 	case cerr != nil && !errors.Is(cerr, os.ErrClosed):
-		return errorf("close extractor input: %w", cerr)
+		return fmt.Errorf("close extractor input: %w", cerr)
 	case werr != nil:
 		return werr
 	}
@@ -414,7 +415,7 @@ func checkTarget(target string) error {
 			return err
 		}
 		if err := clearDir(target); err != nil {
-			return errorf("clear the datadir of an interrupted replay: %w", err)
+			return fmt.Errorf("clear the datadir of an interrupted replay: %w", err)
 		}
 	}
 	f, err := os.Open(target)
@@ -422,12 +423,12 @@ func checkTarget(target string) error {
 		return nil
 	}
 	if err != nil {
-		return classify(errorf("open target dir %s: %w", target, err))
+		return classify(fmt.Errorf("open target dir %s: %w", target, err))
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(1)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return errorf("read target dir %s: %w", target, err)
+		return fmt.Errorf("read target dir %s: %w", target, err)
 	}
 	if len(names) > 0 {
 		return fail(ErrTargetNotEmpty, "target dir %s is not empty (it holds %q, ...): restore into a new or empty directory; Strata never overwrites a datadir", target, names[0])

@@ -38,12 +38,7 @@ func TestGCSFaultsAreRetriedBackupAndRestoreComplete(t *testing.T) {
 		return repo.New(b), nil
 	}
 	s := newStack(t, withGCS(t, g, openRepo))
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	require.NoError(t, demo.Seed(s.ctx, db, "demo", 16<<20, nil))
-	want, err := demo.Checksums(s.ctx, db, "demo")
-	require.NoError(t, err)
+	_, want := s.seeded(16 << 20)
 
 	before := faults.Faults()
 	b := s.backup("f1", "full")

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/demo"
 	"github.com/strata-backup/strata/internal/logging"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/testdb"
@@ -210,6 +211,20 @@ func (s *stack) startAgentProcess() *exec.Cmd {
 		_ = cmd.Wait()
 	})
 	return cmd
+}
+
+// seeded opens the source, fills schema demo with about size bytes of
+// generated data and returns the connection (closed with the test) and the
+// tables' checksums.
+func (s *stack) seeded(size int64) (*sql.DB, map[string]string) {
+	s.t.Helper()
+	db, err := s.src.DB("")
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { db.Close() })
+	require.NoError(s.t, demo.Seed(s.ctx, db, "demo", size, nil))
+	sums, err := demo.Checksums(s.ctx, db, "demo")
+	require.NoError(s.t, err)
+	return db, sums
 }
 
 // numbered opens the source and creates e2e.numbered, the table the tests'

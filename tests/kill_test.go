@@ -35,12 +35,7 @@ import (
 func TestKilledAgentBackupCompletesAfterRestart(t *testing.T) {
 	g := newFakeGCS(t)
 	s := newStack(t, withGCS(t, g, nil))
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	require.NoError(t, demo.Seed(s.ctx, db, "demo", 32<<20, nil))
-	want, err := demo.Checksums(s.ctx, db, "demo")
-	require.NoError(t, err)
+	db, want := s.seeded(32 << 20)
 	// Let InnoDB write the seeded pages out, as a server does some time
 	// after a burst: otherwise it rewrites most pages between the two
 	// attempts and no chunk could be the same.
@@ -128,12 +123,7 @@ func TestKilledAgentBackupCompletesAfterRestart(t *testing.T) {
 func TestKilledAgentRestoreCompletesAfterRestart(t *testing.T) {
 	g := newFakeGCS(t)
 	s := newStack(t, withGCS(t, g, nil))
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	require.NoError(t, demo.Seed(s.ctx, db, "demo", 32<<20, nil))
-	want, err := demo.Checksums(s.ctx, db, "demo")
-	require.NoError(t, err)
+	_, want := s.seeded(32 << 20)
 	b := s.backup("b1", "full")
 
 	s.agent.Stop()

@@ -110,12 +110,7 @@ func (s *stack) chunkObjects(instance, id string) (n int, size int64) {
 func TestRetriedBackupAndRestoreResumeWhereTheyStopped(t *testing.T) {
 	k1, _ := newKeyFile(t, t.TempDir(), "kek")
 	s := newStack(t, withTopLevel(t, "encryption:\n  key_file: "+k1+"\n"), resumeInstances)
-	db, err := s.src.DB("")
-	require.NoError(t, err)
-	defer db.Close()
-	require.NoError(t, demo.Seed(s.ctx, db, "demo", 32<<20, nil))
-	want, err := demo.Checksums(s.ctx, db, "demo")
-	require.NoError(t, err)
+	_, want := s.seeded(32 << 20)
 	// No flushCheckpoint: the server is still flushing the seed, so each run
 	// of mariabackup streams a redo log of another length first, and pages
 	// may change between the attempts. Content-defined chunks find the

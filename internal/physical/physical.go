@@ -72,16 +72,6 @@ func locate(configured, name, pkg, key string) (string, error) {
 	return p, nil
 }
 
-// Version runs `tool --version` and returns its first line.
-func (t *Tool) Version(ctx context.Context) string {
-	out, err := command(ctx, t.Backup, "--version").CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return line
-}
-
 // BackupParams describe one streamed backup.
 type BackupParams struct {
 	Endpoint   mysqlx.Endpoint
