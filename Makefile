@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench histories lint fmt clean
 
 all: build
 
@@ -51,6 +51,15 @@ e2e: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/binlog/ ./internal/replay/
+
+## histories: record the histories of real runs of every workflow (end-to-end tests against the Temporal
+##   dev server) into workflows/testdata/histories/<date>/; TestReplayRecordedHistories replays every
+##   recorded set against today's workflow code. Record a new set whenever a workflow changes; keep the old.
+HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition
+histories: deps
+	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d); mkdir -p $$dir; \
+	STRATA_RECORD_HISTORIES=$(CURDIR)/$$dir $(GO) test -count=1 -timeout 25m -run '^($(HISTORY_TESTS))$$' ./tests/ && \
+	ls $$dir
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -122,6 +122,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	require.NoError(t, err, "start Temporal dev server")
 	t.Cleanup(func() { _ = dev.Stop() })
 	s.dev, s.client = dev, dev.Client()
+	t.Cleanup(s.recordHistories) // before the server stops (cleanups run last first)
 
 	dir := t.TempDir()
 	if setup.storage == "" {

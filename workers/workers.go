@@ -81,7 +81,7 @@ func OpenRepo(ctx context.Context, cfg *config.Config) (*repo.Repo, error) {
 }
 
 // RegisterWorkflows registers every Strata workflow on w.
-func RegisterWorkflows(w worker.Registry) {
+func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.BackupWorkflow, workflow.RegisterOptions{Name: workflows.BackupWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.RestoreWorkflow, workflow.RegisterOptions{Name: workflows.RestoreWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.VerifyWorkflow, workflow.RegisterOptions{Name: workflows.VerifyWorkflowName})
