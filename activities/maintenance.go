@@ -3,10 +3,11 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-
+	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/retention"
 	"github.com/strata-backup/strata/internal/verify"
 )
@@ -52,6 +53,9 @@ func (c *Catalog) VerifyBackups(ctx context.Context, req VerifyRequest) (*verify
 type RetentionRequest struct {
 	Instance string `json:"instance"`
 	DryRun   bool   `json:"dry_run,omitempty"`
+	// AllowDeleteNewest lets the policy delete the newest restorable chain,
+	// which retention otherwise always keeps.
+	AllowDeleteNewest bool `json:"allow_delete_newest,omitempty"`
 }
 
 // RetentionPlan is the computed plan with the policy it came from.
@@ -60,6 +64,10 @@ type RetentionPlan struct {
 	Plan   retention.Plan `json:"plan"`
 	Grace  time.Duration  `json:"partial_grace"`
 	At     time.Time      `json:"at"`
+	// HeartbeatTimeout is the heartbeat timeout of ApplyRetention (the
+	// config's temporal.heartbeat_timeout), so that a prune whose worker
+	// died is retried that soon; 0 for plans made before it was recorded.
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
 // RetentionResult says what was (or, in a dry run, would be) deleted.
@@ -67,6 +75,8 @@ type RetentionResult struct {
 	DryRun         bool               `json:"dry_run"`
 	Deleted        []retention.Action `json:"deleted"`
 	PartialRemoved []string           `json:"partial_removed"`
+	// Archive is what was (or would be) pruned of the binlog archive.
+	Archive *retention.ArchiveSummary `json:"archive,omitempty"`
 }
 
 // ApplyRequest carries a plan to apply.
@@ -83,7 +93,8 @@ func (c *Catalog) PlanRetention(ctx context.Context, req RetentionRequest) (*Ret
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
-	pol := retention.Policy{KeepFull: in.Retention.KeepFull, KeepDays: in.Retention.KeepDays, KeepMin: in.Retention.KeepMin}
+	pol := retention.Policy{KeepFull: in.Retention.KeepFull, KeepDays: in.Retention.KeepDays, KeepMin: in.Retention.KeepMin,
+		AllowDeleteNewest: req.AllowDeleteNewest}
 	if err := pol.Validate(); err != nil {
 		return nil, fail(ErrConfig, "instance %s retention: %v", in.ID, err)
 	}
@@ -96,16 +107,27 @@ func (c *Catalog) PlanRetention(ctx context.Context, req RetentionRequest) (*Ret
 	if err != nil {
 		return nil, fail(ErrBrokenChain, "instance %s: %v", in.ID, err)
 	}
-	return &RetentionPlan{Policy: pol.String(), Plan: *plan, Grace: in.Retention.PartialGrace.Std(), At: now}, nil
+	return &RetentionPlan{Policy: pol.String(), Plan: *plan, Grace: in.Retention.PartialGrace.Std(), At: now,
+		HeartbeatTimeout: c.Config.Temporal.HeartbeatTimeout.Std()}, nil
 }
 
 // ApplyRetention deletes the plan's backups (manifest first, then chunks,
-// children before parents) and removes abandoned partial uploads older than
-// the grace period. A plan made stale by a newer backup is refused.
+// children before parents), removes abandoned partial uploads older than
+// the grace period, and prunes the binlog archive of what no retained
+// backup's recovery window needs. A plan made stale by a newer backup is
+// refused.
 func (c *Catalog) ApplyRetention(ctx context.Context, req ApplyRequest) (*RetentionResult, error) {
 	res := &RetentionResult{DryRun: req.DryRun}
+	// Heartbeat all along: deleting one large backup, or many archive
+	// segments, takes longer than a heartbeat timeout.
+	every := 10 * time.Second
+	if t := c.Config.Temporal.HeartbeatTimeout.Std(); t > 0 {
+		every = min(every, t/3)
+	}
+	hb := startHeartbeat(ctx, every, "")
+	defer hb.close()
 	done, err := retention.Execute(ctx, c.Repo, req.Instance, &req.Plan.Plan, req.DryRun, func(a retention.Action) {
-		activity.RecordHeartbeat(ctx, a.BackupID)
+		hb.update(ctx, a.BackupID)
 	})
 	res.Deleted = done
 	if err != nil {
@@ -118,5 +140,32 @@ func (c *Catalog) ApplyRetention(ctx context.Context, req ApplyRequest) (*Retent
 	if err != nil {
 		return nil, classify(err)
 	}
+	if res.Archive, err = c.pruneArchive(ctx, req, hb); err != nil {
+		return nil, classify(err)
+	}
 	return res, nil
+}
+
+// pruneArchive prunes the instance's binlog archive for the backups that
+// remain once the plan is applied (in a dry run, those the plan keeps and
+// any newer).
+func (c *Catalog) pruneArchive(ctx context.Context, req ApplyRequest, hb *heartbeater) (*retention.ArchiveSummary, error) {
+	all, err := c.Repo.ListBackups(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
+	deleted := map[string]bool{}
+	for _, a := range req.Plan.Plan.Delete {
+		deleted[a.BackupID] = true
+	}
+	retained := make([]*manifest.Manifest, 0, len(all))
+	for _, m := range all {
+		if !deleted[m.BackupID] {
+			retained = append(retained, m)
+		}
+	}
+	st := &binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}
+	return retention.PruneArchive(ctx, st, retained, time.Now(), req.DryRun, func(n int) {
+		hb.update(ctx, fmt.Sprintf("binlog archive: %d objects deleted", n))
+	})
 }

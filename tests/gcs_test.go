@@ -34,6 +34,11 @@ type fakeGCS struct {
 	// uploadDelay and downloadDelay (nanoseconds) delay each object
 	// upload request and each object download.
 	uploadDelay, downloadDelay atomic.Int64
+	// blockDeletes, when set, holds every object delete request whose
+	// object name contains it until it is cleared or the client goes
+	// away; blockedDeletes counts the requests held so far.
+	blockDeletes   atomic.Pointer[string]
+	blockedDeletes atomic.Int64
 }
 
 func newFakeGCS(t *testing.T) *fakeGCS {
@@ -44,6 +49,16 @@ func newFakeGCS(t *testing.T) *fakeGCS {
 	g := &fakeGCS{srv: srv}
 	h := srv.HTTPHandler()
 	g.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := g.blockDeletes.Load(); p != nil && r.Method == http.MethodDelete && strings.Contains(r.URL.Path, *p) {
+			g.blockedDeletes.Add(1)
+			for g.blockDeletes.Load() != nil {
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
 		var d time.Duration
 		switch {
 		case gcs.IsUpload(r):

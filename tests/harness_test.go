@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -64,6 +65,8 @@ type stack struct {
 	// agent is the in-process agent of h1; cfgPath the config file.
 	agent   *workers.Agent
 	cfgPath string
+	// worker is the in-process worker (task queue strata).
+	worker worker.Worker
 }
 
 // extraInstance is one more entry of `instances:` in the test config, a
@@ -163,6 +166,7 @@ instances:
 	w := workers.NewWorker(s.client, s.cfg, s.repo)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
+	s.worker = w
 	s.agent = workers.NewAgent(s.client, s.cfg, "h1", s.repo, s.log)
 	require.NoError(t, s.agent.Start())
 	t.Cleanup(func() {

@@ -65,9 +65,11 @@ type RetentionResult struct {
 }
 
 // RetentionWorkflow plans and applies the retention policy: expired backups
-// are deleted children first, never one a retained backup depends on, and
-// abandoned partial uploads older than the grace period are removed. If a
-// new backup lands between plan and deletion, it plans again.
+// are deleted children first, never one a retained backup depends on (nor,
+// unless the request allows it, the newest restorable chain), abandoned
+// partial uploads older than the grace period are removed, and the binlog
+// archive is pruned of what no retained backup's recovery window needs. If
+// a new backup lands between plan and deletion, it plans again.
 func RetentionWorkflow(ctx workflow.Context, req RetentionRequest) (*RetentionResult, error) {
 	if req.Instance == "" {
 		return nil, invalid("instance is required")
@@ -78,7 +80,13 @@ func RetentionWorkflow(ctx workflow.Context, req RetentionRequest) (*RetentionRe
 		if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.PlanRetention, req).Get(ctx, &res.Plan); err != nil {
 			return nil, err
 		}
-		err := workflow.ExecuteActivity(longCatalogCtx(ctx), cat.ApplyRetention, activities.ApplyRequest{
+		applyCtx := longCatalogCtx(ctx)
+		if t := res.Plan.HeartbeatTimeout; t > 0 {
+			// A worker that dies while pruning is noticed as soon as an
+			// agent's would be; ApplyRetention heartbeats all along.
+			applyCtx = workflow.WithHeartbeatTimeout(applyCtx, t)
+		}
+		err := workflow.ExecuteActivity(applyCtx, cat.ApplyRetention, activities.ApplyRequest{
 			Instance: req.Instance, Plan: res.Plan, DryRun: req.DryRun,
 		}).Get(ctx, &res.Result)
 		var ae *temporal.ApplicationError

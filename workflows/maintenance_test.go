@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/strata-backup/strata/activities"
@@ -53,4 +55,36 @@ func (s *wfSuite) TestRetentionDryRunIsPassedThrough() {
 		Return(&activities.RetentionResult{DryRun: true}, nil).Once()
 	s.env.ExecuteWorkflow(RetentionWorkflow, RetentionRequest{Instance: "db1", DryRun: true})
 	s.Require().NoError(s.env.GetWorkflowError())
+}
+
+// ApplyRetention runs with the configured heartbeat timeout that the plan
+// carries, so that a prune whose worker was killed is retried that soon.
+func (s *wfSuite) TestRetentionApplyUsesThePlansHeartbeatTimeout() {
+	s.env.OnActivity(s.cat.PlanRetention, mock.Anything, activities.RetentionRequest{Instance: "db1", AllowDeleteNewest: true}).
+		Return(&activities.RetentionPlan{Policy: "keep_days=7 allow_delete_newest", HeartbeatTimeout: 10 * time.Second}, nil).Once()
+	var got time.Duration
+	s.env.OnActivity(s.cat.ApplyRetention, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, r activities.ApplyRequest) (*activities.RetentionResult, error) {
+			got = activity.GetInfo(ctx).HeartbeatTimeout
+			return &activities.RetentionResult{Archive: &retention.ArchiveSummary{Segments: 3, KeepFrom: 4}}, nil
+		}).Once()
+	s.env.ExecuteWorkflow(RetentionWorkflow, RetentionRequest{Instance: "db1", AllowDeleteNewest: true})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal(10*time.Second, got)
+	var res RetentionResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal(3, res.Result.Archive.Segments)
+}
+
+func (s *wfSuite) TestRetentionApplyKeepsTheDefaultHeartbeatTimeoutForOldPlans() {
+	s.env.OnActivity(s.cat.PlanRetention, mock.Anything, mock.Anything).Return(&activities.RetentionPlan{}, nil).Once()
+	var got time.Duration
+	s.env.OnActivity(s.cat.ApplyRetention, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, r activities.ApplyRequest) (*activities.RetentionResult, error) {
+			got = activity.GetInfo(ctx).HeartbeatTimeout
+			return &activities.RetentionResult{}, nil
+		}).Once()
+	s.env.ExecuteWorkflow(RetentionWorkflow, RetentionRequest{Instance: "db1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal(2*time.Minute, got)
 }

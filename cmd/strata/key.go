@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -35,7 +38,8 @@ func keyCmd(a *app) *cobra.Command {
 		Short: "Wrap every backup's and binlog archive's data key with the current key encryption key (no Temporal needed)",
 		Long: "After encryption.key_file (or key_env) names a new key and the previous one is listed in\n" +
 			"encryption.old_key_files (or old_key_envs), rotate adds to every encrypted backup and binlog\n" +
-			"archive run of the instances (default: all) a wrapping of its data key by the new key. Backup\n" +
+			"archive run of the instances (default: every instance of the config or of the repository,\n" +
+			"including instances no longer configured) a wrapping of its data key by the new key. Backup\n" +
 			"data is not rewritten. With --remove-old, the wrappings by other keys are then deleted, after\n" +
 			"which the old key is no longer needed to restore. It reads and writes the repository directly;\n" +
 			"run it after the agents have the new key, so that no backup is still being taken with the old one.",
@@ -44,18 +48,15 @@ func keyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			instances := args
-			if len(instances) == 0 {
-				for _, in := range a.cfg.Instances {
-					instances = append(instances, in.ID)
-				}
-			}
-			for _, inst := range instances {
-				if _, err := a.cfg.Instance(inst); err != nil {
-					return err
-				}
-			}
 			r, err := workers.OpenRepo(cmd.Context(), a.cfg)
+			if err != nil {
+				return err
+			}
+			var configured []string
+			for _, in := range a.cfg.Instances {
+				configured = append(configured, in.ID)
+			}
+			instances, err := rotationInstances(cmd.Context(), r, configured, args)
 			if err != nil {
 				return err
 			}
@@ -107,6 +108,35 @@ func keyCmd(a *app) *cobra.Command {
 	rotate.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be done; change nothing")
 	cmd.AddCommand(id, rotate)
 	return cmd
+}
+
+// rotationInstances returns the instances whose keys `key rotate` rotates:
+// those named (each configured or present in the repository), or else every
+// configured instance and every instance with data in the repository, so
+// that the backups of an instance removed from the config are rotated too.
+func rotationInstances(ctx context.Context, r *repo.Repo, configured, named []string) ([]string, error) {
+	stored, err := r.Instances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	var all []string
+	for _, id := range append(slices.Clone(configured), stored...) {
+		if !known[id] {
+			known[id] = true
+			all = append(all, id)
+		}
+	}
+	if len(named) == 0 {
+		sort.Strings(all)
+		return all, nil
+	}
+	for _, id := range named {
+		if !known[id] {
+			return nil, fmt.Errorf("instance %q is neither in the config nor in the repository %s (instances: %s)", id, r, strings.Join(all, ", "))
+		}
+	}
+	return named, nil
 }
 
 // keyring loads the config and its encryption keys, which must be set.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-backup/strata/internal/retention"
 	"github.com/strata-backup/strata/internal/verify"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -76,11 +77,15 @@ func verifyCmd(a *app) *cobra.Command {
 }
 
 func pruneCmd(a *app) *cobra.Command {
-	var dryRun, asJS bool
+	var dryRun, asJS, allowNewest bool
 	cmd := &cobra.Command{
 		Use:   "prune INSTANCE [--dry-run]",
-		Short: "Apply the retention policy: delete expired backups and abandoned partial uploads (RetentionWorkflow)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Apply the retention policy: delete expired backups, abandoned partial uploads and unneeded binlog archive (RetentionWorkflow)",
+		Long: "Prune deletes the backups the instance's retention policy does not keep (never one a kept\n" +
+			"backup depends on), abandoned partial uploads, and the archived binlogs that no kept backup's\n" +
+			"recovery window needs. The newest restorable backup and its chain are always kept, whatever\n" +
+			"the policy, unless --allow-delete-newest is given. --dry-run shows all of it and deletes nothing.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := a.loadFor(args[0]); err != nil {
 				return err
@@ -88,7 +93,7 @@ func pruneCmd(a *app) *cobra.Command {
 			var res workflows.RetentionResult
 			wid := "retention/" + args[0]
 			if _, err := a.start(cmd.Context(), wid, workflows.RetentionWorkflowName,
-				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun}, true, &res); err != nil {
+				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun, AllowDeleteNewest: allowNewest}, true, &res); err != nil {
 				return err
 			}
 			if asJS {
@@ -108,11 +113,38 @@ func pruneCmd(a *app) *cobra.Command {
 			for _, p := range res.Result.PartialRemoved {
 				fmt.Printf("  %s partial upload %s\n", verb, p)
 			}
+			if ar := res.Result.Archive; ar != nil {
+				printArchivePrune(verb, ar)
+			}
 			fmt.Printf("%s %d backups and %d partial uploads; kept %d\n", verb, len(res.Result.Deleted), len(res.Result.PartialRemoved), len(res.Plan.Plan.Keep))
+			if res.Plan.Plan.NewestDeleted {
+				fmt.Printf("WARNING: %s the newest restorable chain (backup %s, --allow-delete-newest): no backup of %s is left to restore\n",
+					verb, res.Plan.Plan.Newest, args[0])
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&allowNewest, "allow-delete-newest", false, "let the policy delete the newest restorable backup and its chain (kept otherwise)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be deleted; delete nothing")
 	cmd.Flags().BoolVar(&asJS, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// printArchivePrune prints what a prune did (or would do) to the binlog
+// archive.
+func printArchivePrune(verb string, ar *retention.ArchiveSummary) {
+	if ar.Segments > 0 {
+		fmt.Printf("  %s binlog archive: %d segments (%s), %s to %s (%s to %s)\n", verb, ar.Segments, human(ar.StoredBytes),
+			ar.From, ar.To, ar.FromTime.Format(time.RFC3339), ar.ToTime.Format(time.RFC3339))
+	}
+	if ar.Gaps > 0 {
+		fmt.Printf("  %s binlog archive: %d gap records before the first kept segment\n", verb, ar.Gaps)
+	}
+	for _, k := range ar.KeyRefs {
+		fmt.Printf("  %s binlog archive: data key %s (no kept segment uses it)\n", verb, k)
+	}
+	if extra := ar.DataObjects - ar.Segments; extra > 0 {
+		fmt.Printf("  %s binlog archive: %d unreferenced data objects\n", verb, extra)
+	}
+	fmt.Printf("  binlog archive: %s\n", ar.Reason)
 }

@@ -468,10 +468,16 @@ func validateRetention(key string, r *Retention, bad func(key, format string, a 
 			bad(key+"."+name, "%d must not be negative (0 = no limit)", v)
 		}
 	}
+	if r.KeepDays > maxKeepDays {
+		bad(key+".keep_days", "%d is too large (at most %d days, 100 years; 0 = no limit by age)", r.KeepDays, maxKeepDays)
+	}
 	if r.PartialGrace < 0 {
 		bad(key+".partial_grace", "must not be negative")
 	}
 }
+
+// maxKeepDays bounds retention.keep_days (retention.MaxKeepDays).
+const maxKeepDays = 36500
 
 func validateBackup(key string, b *Backup, bad func(key, format string, a ...any)) {
 	switch b.Compression {

@@ -152,3 +152,30 @@ storage: {local: {root: r}}
 instances: [{id: a, host: h, connect: {address: "x:1", user: u}, datadir: /d, retention: {keep_days: -1}}]`))
 	require.ErrorContains(t, err, "instances[0] (a).retention.keep_days")
 }
+
+// keep_days is bounded: 106752 days overflowed the 24-hour arithmetic of
+// the cut-off and deleted every backup.
+func TestRetentionKeepDaysBounded(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want string // empty: valid
+	}{
+		{`retention: {keep_days: 36500}`, ""},
+		{`retention: {keep_days: 36501}`, "retention.keep_days: 36501 is too large"},
+		{`retention: {keep_days: 106752}`, "retention.keep_days: 106752 is too large"},
+		{`retention: {keep_days: 9223372036854775807}`, "retention.keep_days"},
+	} {
+		_, err := Parse([]byte(tc.yaml + `
+storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: "x:1", user: u}, datadir: /d}]`))
+		if tc.want == "" {
+			require.NoError(t, err, tc.yaml)
+		} else {
+			require.ErrorContains(t, err, tc.want, tc.yaml)
+		}
+	}
+	_, err := Parse([]byte(`
+storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: "x:1", user: u}, datadir: /d, retention: {keep_days: 200000}}]`))
+	require.ErrorContains(t, err, "instances[0] (a).retention.keep_days: 200000 is too large")
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/storage"
@@ -140,5 +142,32 @@ func (r *Repo) EncryptedKeySets(ctx context.Context, instance string) ([]KeySet,
 	for _, ref := range refs {
 		out = append(out, BinlogKeys(r.b, instance, ref))
 	}
+	return out, nil
+}
+
+// Instances returns the sorted names of the instances that have backups or
+// a binlog archive in the repository, whether or not a config still names
+// them: the first path element of every key "<instance>/backups/..." or
+// "<instance>/binlogs/...". It lists the whole repository, so it is meant
+// for rare, repository-wide operations such as key rotation.
+func (r *Repo) Instances(ctx context.Context) ([]string, error) {
+	objs, err := r.b.List(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("list the instances of %s: %w", r.b, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, o := range objs {
+		parts := strings.SplitN(o.Key, "/", 3)
+		if len(parts) < 3 || (parts[1] != "backups" && parts[1] != "binlogs") || seen[parts[0]] {
+			continue
+		}
+		if checkName("instance", parts[0]) != nil {
+			continue
+		}
+		seen[parts[0]] = true
+		out = append(out, parts[0])
+	}
+	sort.Strings(out)
 	return out, nil
 }

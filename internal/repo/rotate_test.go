@@ -92,3 +92,22 @@ func TestRotateKeySets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, objs, 1)
 }
+
+func TestInstancesListsEveryInstanceWithData(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	r := repo.New(b)
+	got, err := r.Instances(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	put(t, b, "db2/backups/b1/manifest.json")
+	put(t, b, "db1/backups/b1/chunks/0001.zst") // a partial upload counts
+	put(t, b, "old/binlogs/index/000000000001.json")
+	put(t, b, "old/binlogs/keys/run1/k.json")
+	put(t, b, "stray.txt")            // not an instance
+	put(t, b, "notes/readme.md")      // not an instance's layout
+	put(t, b, "db3/backups/manifest") // directly under backups/: still db3's
+	got, err = r.Instances(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"db1", "db2", "db3", "old"}, got)
+}

@@ -29,13 +29,20 @@ type Policy struct {
 	// KeepFull keeps the newest KeepFull full backups and every backup
 	// whose chain leads to one of them (0: no limit by count).
 	KeepFull int
-	// KeepDays keeps every backup whose EndTime is within KeepDays days
-	// (of 24 hours) of now (0: no limit by age).
+	// KeepDays keeps every backup whose EndTime is within KeepDays
+	// calendar days of now (0: no limit by age; at most MaxKeepDays).
 	KeepDays int
 	// KeepMin keeps at least the newest KeepMin backups of any type, whatever
 	// the other rules say: a safety floor.
 	KeepMin int
+	// AllowDeleteNewest lets the rules delete the newest restorable chain,
+	// which is otherwise always kept (see Compute). It is never part of a
+	// configured policy: an operator sets it for one prune.
+	AllowDeleteNewest bool
 }
+
+// MaxKeepDays bounds Policy.KeepDays: 100 years.
+const MaxKeepDays = 36500
 
 // Validate checks the policy: negative values are errors. A policy whose
 // three values are zero keeps everything and is valid.
@@ -49,6 +56,9 @@ func (p Policy) Validate() error {
 			problems = append(problems, fmt.Sprintf("%s is %d (must be >= 0)", f.name, f.v))
 		}
 	}
+	if p.KeepDays > MaxKeepDays {
+		problems = append(problems, fmt.Sprintf("keep_days is %d (must be <= %d, 100 years)", p.KeepDays, MaxKeepDays))
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid retention policy: %s", strings.Join(problems, "; "))
 	}
@@ -58,10 +68,20 @@ func (p Policy) Validate() error {
 // keepsEverything reports whether the policy sets no limit at all.
 func (p Policy) keepsEverything() bool { return p.KeepFull == 0 && p.KeepDays == 0 }
 
-// String describes the policy, e.g. "keep_full=2 keep_days=7 keep_min=3".
+// String describes the policy, e.g. "keep_full=2 keep_days=7 keep_min=3"
+// (with " allow_delete_newest" when set).
 func (p Policy) String() string {
-	return fmt.Sprintf("keep_full=%d keep_days=%d keep_min=%d", p.KeepFull, p.KeepDays, p.KeepMin)
+	s := fmt.Sprintf("keep_full=%d keep_days=%d keep_min=%d", p.KeepFull, p.KeepDays, p.KeepMin)
+	if p.AllowDeleteNewest {
+		s += " allow_delete_newest"
+	}
+	return s
 }
+
+// cutoff returns the start of the KeepDays window at now: KeepDays
+// calendar days before now (time.AddDate, which cannot overflow for a
+// valid policy).
+func (p Policy) cutoff(now time.Time) time.Time { return now.AddDate(0, 0, -p.KeepDays) }
 
 // Action is the decision about one backup.
 type Action struct {
@@ -82,6 +102,14 @@ type Plan struct {
 	// first. Deleting in this order, a crash at any point leaves no listed
 	// backup whose parent is gone.
 	Delete []Action
+	// Newest is the newest restorable backup: the newest whose chain leads
+	// to a full (empty when there is none). Its chain is always kept unless
+	// the policy allows deleting it.
+	Newest string `json:"newest,omitempty"`
+	// NewestDeleted is set when the plan deletes the newest restorable
+	// chain (only with Policy.AllowDeleteNewest): after it, no backup of
+	// the instance can be restored.
+	NewestDeleted bool `json:"newest_deleted,omitempty"`
 }
 
 // node is one backup in the dependency graph.
@@ -113,11 +141,17 @@ func chronological(a, b *manifest.Manifest) int {
 //
 // "Newest" means latest StartTime (ties broken by BackupID). A backup is
 // retained if it is among the newest p.KeepMin backups, or its EndTime is
-// after now-KeepDays×24h (when KeepDays > 0), or the full at the start of its
+// after now minus KeepDays calendar days (when KeepDays > 0), or the full at the start of its
 // chain is among the newest p.KeepFull fulls (when KeepFull > 0); when both
 // KeepFull and KeepDays are 0, everything is retained. Every ancestor of a
 // retained backup is retained as well ("needed by ..."). Everything else is
-// deleted.
+// deleted, with one exception: the newest restorable backup (the newest
+// whose chain leads to a full; its full is then the newest full) and its
+// chain are always retained ("newest restorable chain"), so that a policy
+// can never leave an instance with nothing to restore, for example when
+// backups stopped longer than KeepDays ago. Only p.AllowDeleteNewest lets
+// the rules delete it, and the plan then says so (Plan.NewestDeleted and the
+// reasons).
 //
 // A backup whose parent is not in the catalog (an orphan), and every backup
 // depending on it, cannot be restored; such backups are kept or deleted by
@@ -150,7 +184,7 @@ func Compute(backups []*manifest.Manifest, p Policy, now time.Time) (*Plan, erro
 			nodes[i].reasons = append(nodes[i].reasons, fmt.Sprintf("keep_min %d", p.KeepMin))
 		}
 		if p.KeepDays > 0 {
-			cutoff := now.Add(-time.Duration(p.KeepDays) * 24 * time.Hour)
+			cutoff := p.cutoff(now)
 			for _, nd := range nodes {
 				if nd.m.EndTime.After(cutoff) {
 					nd.keep = true
@@ -182,6 +216,19 @@ func Compute(backups []*manifest.Manifest, p Policy, now time.Time) (*Plan, erro
 		}
 	}
 
+	// The newest restorable chain.
+	var newest *node
+	for i := n - 1; i >= 0; i-- {
+		if nodes[i].root != nil {
+			newest = nodes[i]
+			break
+		}
+	}
+	if newest != nil && !newest.keep && !p.AllowDeleteNewest {
+		newest.keep = true
+		newest.reasons = append(newest.reasons, "newest restorable chain: always kept (the policy alone would delete it; prune --allow-delete-newest deletes it)")
+	}
+
 	// Close over dependencies: the ancestors of a retained backup are
 	// retained. Oldest first, so that each ancestor names the oldest
 	// retained backup that needs it.
@@ -202,6 +249,10 @@ func Compute(backups []*manifest.Manifest, p Policy, now time.Time) (*Plan, erro
 	}
 
 	plan := &Plan{Keep: []Action{}, Delete: []Action{}}
+	if newest != nil {
+		plan.Newest = newest.id()
+		plan.NewestDeleted = !newest.keep
+	}
 	for _, nd := range nodes {
 		if nd.keep {
 			plan.Keep = append(plan.Keep, action(nd, strings.Join(nd.reasons, "; ")))
@@ -213,9 +264,23 @@ func Compute(backups []*manifest.Manifest, p Policy, now time.Time) (*Plan, erro
 	}
 	deleteReason := expiredReason(p)
 	for _, nd := range order {
-		plan.Delete = append(plan.Delete, action(nd, deleteReason))
+		reason := deleteReason
+		if plan.NewestDeleted && (nd == newest || isAncestor(nd, newest)) {
+			reason += "; NEWEST RESTORABLE CHAIN, deleted because deleting it is allowed"
+		}
+		plan.Delete = append(plan.Delete, action(nd, reason))
 	}
 	return plan, nil
+}
+
+// isAncestor says whether a is a strict ancestor of x.
+func isAncestor(a, x *node) bool {
+	for y := x.parent; y != nil; y = y.parent {
+		if y == a {
+			return true
+		}
+	}
+	return false
 }
 
 // action builds the Action of a node, adding the broken-chain note.

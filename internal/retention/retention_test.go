@@ -2,6 +2,7 @@ package retention_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -379,8 +380,11 @@ func TestCompute(t *testing.T) {
 			catalog: orphanCatalog(),
 			policy:  retention.Policy{KeepDays: 1},
 			now:     at(4, 0),
-			keep:    []string{id(at(3, 6)), id(at(3, 18))},
+			// The orphans cannot be restored: the newest restorable chain
+			// (day 2's 18:00 incremental) is kept too.
+			keep: []string{id(at(2, 0)), id(at(2, 12)), id(at(2, 18)), id(at(3, 6)), id(at(3, 18))},
 			reasons: map[string]string{
+				id(at(2, 18)): "newest restorable chain",
 				id(at(3, 6)):  "within 1 days; orphan: parent " + id(at(3, 0)) + " is missing, cannot be restored",
 				id(at(3, 18)): "within 1 days; chain broken at orphan " + id(at(3, 6)),
 			},
@@ -553,6 +557,9 @@ func TestPolicyValidate(t *testing.T) {
 		{retention.Policy{KeepFull: -1}, "keep_full is -1 (must be >= 0)"},
 		{retention.Policy{KeepDays: -7}, "keep_days is -7"},
 		{retention.Policy{KeepMin: -3}, "keep_min is -3"},
+		{retention.Policy{KeepDays: retention.MaxKeepDays}, ""},
+		{retention.Policy{KeepDays: retention.MaxKeepDays + 1}, "keep_days is 36501 (must be <= 36500"},
+		{retention.Policy{KeepDays: 106752}, "keep_days is 106752"},
 		{retention.Policy{KeepFull: -1, KeepDays: -2, KeepMin: -3}, "keep_full is -1 (must be >= 0); keep_days is -2 (must be >= 0); keep_min is -3"},
 	}
 	for _, tc := range tests {
@@ -567,4 +574,88 @@ func TestPolicyValidate(t *testing.T) {
 		})
 	}
 	assert.Equal(t, "keep_full=2 keep_days=7 keep_min=3", retention.Policy{KeepFull: 2, KeepDays: 7, KeepMin: 3}.String())
+}
+
+// keep_days used to be multiplied into a time.Duration: 106752 days and more
+// overflowed, the cut-off landed in the future and every backup was deleted.
+func TestComputeKeepDaysDoesNotOverflow(t *testing.T) {
+	catalog := nightly(3)
+	now := lastEnd(3)
+	for _, days := range []int{106752, 1 << 40, math.MaxInt} {
+		p, err := retention.Compute(catalog, retention.Policy{KeepDays: days}, now)
+		require.Error(t, err, "keep_days %d", days)
+		assert.Nil(t, p)
+		assert.ErrorContains(t, err, "must be <= 36500")
+	}
+	// The largest value keeps a backup of almost 100 years ago, counted in
+	// calendar days.
+	old := mk(manifest.TypeFull, now.AddDate(-99, 0, 0), nil, 0, 1)
+	p, err := retention.Compute(append([]*manifest.Manifest{old}, catalog...), retention.Policy{KeepDays: retention.MaxKeepDays}, now)
+	require.NoError(t, err)
+	assert.Empty(t, p.Delete)
+	assert.Contains(t, reasonOf(t, p, old.BackupID), "within 36500 days")
+	// Calendar days: the cut-off is the same wall time KeepDays days
+	// earlier, across leap days.
+	leap := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := mk(manifest.TypeFull, time.Date(2024, 2, 28, 12, 0, 0, 0, time.UTC), nil, 0, 1)
+	b.EndTime = b.StartTime.Add(time.Second)
+	newer := mk(manifest.TypeFull, leap, nil, 0, 2)
+	p, err = retention.Compute([]*manifest.Manifest{b, newer}, retention.Policy{KeepDays: 2}, leap)
+	require.NoError(t, err)
+	assert.Equal(t, []string{b.BackupID, newer.BackupID}, ids(p.Keep), "Feb 28 12:00:01 is within 2 calendar days of Mar 1 12:00 in a leap year")
+}
+
+// When backups stop, a keep_days policy used to expire them all: the newest
+// restorable chain is now always kept unless deleting it is allowed.
+func TestComputeKeepsNewestRestorableChain(t *testing.T) {
+	catalog := nightly(3) // newest: day 2's 18:00 incremental on the noon differential
+	now := lastEnd(3).AddDate(0, 0, 8)
+	chain := []string{id(at(2, 0)), id(at(2, 12)), id(at(2, 18))}
+
+	for _, pol := range []retention.Policy{{KeepDays: 7}, {KeepFull: 1, KeepDays: 7}, {KeepDays: 1, KeepMin: 1}} {
+		p, err := retention.Compute(catalog, pol, now)
+		require.NoError(t, err)
+		checkInvariants(t, catalog, p)
+		assert.Equal(t, id(at(2, 18)), p.Newest, pol.String())
+		assert.False(t, p.NewestDeleted)
+		assert.Subset(t, ids(p.Keep), chain, pol.String())
+		for _, a := range p.Delete {
+			assert.NotContains(t, chain, a.BackupID)
+		}
+	}
+	p, err := retention.Compute(catalog, retention.Policy{KeepDays: 7}, now)
+	require.NoError(t, err)
+	assert.Equal(t, chain, ids(p.Keep))
+	assert.Contains(t, reasonOf(t, p, id(at(2, 18))), "newest restorable chain: always kept")
+	assert.Contains(t, reasonOf(t, p, id(at(2, 12))), "needed by incremental "+id(at(2, 18)))
+	assert.Contains(t, reasonOf(t, p, id(at(2, 6))), "expired: older than 7 days")
+
+	// The explicit flag lets the policy delete it, and the plan says so.
+	p, err = retention.Compute(catalog, retention.Policy{KeepDays: 7, AllowDeleteNewest: true}, now)
+	require.NoError(t, err)
+	checkInvariants(t, catalog, p)
+	assert.Empty(t, p.Keep)
+	assert.True(t, p.NewestDeleted)
+	for _, bid := range chain {
+		assert.Contains(t, reasonOf(t, p, bid), "NEWEST RESTORABLE CHAIN")
+	}
+	assert.NotContains(t, reasonOf(t, p, id(at(2, 6))), "NEWEST RESTORABLE CHAIN")
+	assert.Contains(t, retention.Policy{KeepDays: 7, AllowDeleteNewest: true}.String(), "allow_delete_newest")
+
+	// Newer backups that cannot be restored (orphans) do not count: the
+	// newest restorable chain is older.
+	ghost := mk(manifest.TypeFull, at(3, 0), nil, 0, 99000)
+	orphan := mk(manifest.TypeIncremental, at(3, 6), ghost, ghost.ToLSN, 99100)
+	withOrphan := append(slices.Clone(catalog), orphan)
+	p, err = retention.Compute(withOrphan, retention.Policy{KeepDays: 7}, now)
+	require.NoError(t, err)
+	assert.Equal(t, id(at(2, 18)), p.Newest)
+	assert.Equal(t, chain, ids(p.Keep))
+	assert.Contains(t, ids(p.Delete), orphan.BackupID, "the expired orphan goes")
+
+	// A catalog without any restorable backup has no newest chain.
+	p, err = retention.Compute([]*manifest.Manifest{orphan}, retention.Policy{KeepDays: 7}, now)
+	require.NoError(t, err)
+	assert.Empty(t, p.Newest)
+	assert.Empty(t, p.Keep)
 }

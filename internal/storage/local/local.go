@@ -145,7 +145,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		}
 		return fmt.Errorf("local: put %s: link into place (the filesystem must support hard links): %w", key, err)
 	}
-	syncDir(dir)
+	if err := syncDir(dir); err != nil {
+		// The object is in place but may not survive a crash: the caller
+		// must not build on it (a retried Put finds it and reports ErrExists).
+		return fmt.Errorf("local: put %s: %w", key, err)
+	}
 	return nil
 }
 
@@ -167,12 +171,27 @@ func createTemp(dir string) (*os.File, error) {
 	}
 }
 
-// syncDir makes a new directory entry durable (best effort).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+// fsyncDir fsyncs an open directory; tests replace it to inject failures.
+var fsyncDir = func(d *os.File) error { return d.Sync() }
+
+// syncDir makes the entries of a directory (a link or an unlink in it)
+// durable. A failure is returned: without it, a later write or delete could
+// reach the disk before this one, and the repository's orderings (chunks
+// before manifest, manifest deleted before chunks) would not hold after a
+// crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
+	err = fsyncDir(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Get opens the object's file for reading.
@@ -287,9 +306,11 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]storage.ObjectInfo
 	return out, nil
 }
 
-// Delete removes the object and then, best effort, the parent directories
-// that became empty, up to (not including) the root. Deleting a missing key
-// is not an error.
+// Delete removes the object, fsyncs its directory so that the removal is
+// durable before Delete returns (a later write or delete cannot reach the
+// disk first), and then removes the parent directories that became empty,
+// up to (not including) the root, fsyncing the directory above the last one
+// removed. Deleting a missing key is not an error.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := validateKey(key); err != nil {
 		return fmt.Errorf("local: delete: %w", err)
@@ -311,12 +332,42 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !isNotFound(err) {
 		return fmt.Errorf("local: delete %s: %w", key, err)
 	}
-	for dir := filepath.Dir(p); dir != b.root && strings.HasPrefix(dir, b.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
+	if err := b.syncExisting(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("local: delete %s: %w", key, err)
+	}
+	removed := ""
+	for dir := filepath.Dir(p); b.below(dir); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break // not empty (or gone): stop
 		}
+		removed = dir
+	}
+	if removed != "" {
+		// An empty directory holds no object, so its removal needs no
+		// ordering; it is made durable all the same.
+		if err := b.syncExisting(filepath.Dir(removed)); err != nil {
+			return fmt.Errorf("local: delete %s: %w", key, err)
+		}
 	}
 	return nil
+}
+
+// below says whether dir is strictly below the root.
+func (b *Backend) below(dir string) bool {
+	return dir != b.root && strings.HasPrefix(dir, b.root+string(filepath.Separator))
+}
+
+// syncExisting fsyncs dir or, when a concurrent Delete removed it (it was
+// empty, so the unlink in it had happened), the nearest directory above it
+// that still exists.
+func (b *Backend) syncExisting(dir string) error {
+	for {
+		err := syncDir(dir)
+		if err == nil || !isNotFound(err) || !b.below(dir) {
+			return err
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // isNotFound reports whether err means that a path (or one of its parents)
