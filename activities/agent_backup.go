@@ -182,6 +182,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		UploadedBytes:    up.UploadedBytes,
 		ReusedBytes:      up.ReusedBytes,
 	}
+	if keys.dataKey != nil {
+		if err := repo.SealManifest(m, keys.dataKey); err != nil {
+			return nil, err
+		}
+	}
 	if err := a.Repo.WriteManifest(ctx, m); err != nil {
 		return nil, fmt.Errorf("write manifest of %s: %w", p.BackupID, classify(err))
 	}
@@ -231,6 +236,7 @@ func finalFailure(ctx context.Context, err error) (final bool, why string) {
 type backupKeys struct {
 	nameKey []byte             // keys the chunk names (ContentChunkKey)
 	cipher  *crypt.ChunkCipher // nil: not encrypted
+	dataKey []byte             // nil: not encrypted; authenticates the manifest
 	kekID   string             // the KEK that wrapped the data key
 	// resumed is true when the key or salt was stored by an earlier
 	// attempt: some chunks may be stored already.
@@ -330,7 +336,7 @@ func newBackupKeys(dataKey []byte, backupID, kekID string, resumed bool) (*backu
 	if err != nil {
 		return nil, err
 	}
-	return &backupKeys{nameKey: nk, cipher: c, kekID: kekID, resumed: resumed}, nil
+	return &backupKeys{nameKey: nk, cipher: c, dataKey: dataKey, kekID: kekID, resumed: resumed}, nil
 }
 
 // checkBase validates the base of an incremental or differential backup
