@@ -89,6 +89,10 @@ func TestEncryptedInstanceRefusesPlantedAndAlteredBackups(t *testing.T) {
 		requireAppError(t, err, activities.ErrManifestNotAuthentic, "enc/backups/e1/manifest.json")
 		assert.NoDirExists(t, target)
 	}
+	// Nor does a backup build an incremental on it.
+	var br workflows.BackupResult
+	_, err = s.run("backup/enc/i1", workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "enc", BackupID: "i1", Type: "incremental"}, &br)
+	requireAppError(t, err, activities.ErrManifestNotAuthentic, "enc/backups/e1/manifest.json")
 	out, err = s.cli("verify", "enc", "--local")
 	require.Error(t, err, "verify with the keys fails on the altered manifest:\n%s", out)
 	assert.Contains(t, out, "enc/backups/e1/manifest.json")

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/strata-backup/strata/internal/manifest"
@@ -331,7 +332,9 @@ func checkTarget(target string, owner Owner, ownContent bool) error {
 		return fmt.Errorf("%w: %s exists and is a %s: restore into a new or empty directory", ErrTargetNotDir, target, kind(fi))
 	}
 	if pid, ok := server.Running(target); ok {
-		return fmt.Errorf("%w: a server (pid %d) is running on %s: Strata never stops it; stop the server, or restore into another directory", ErrTargetInUse, pid, target)
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return fmt.Errorf("%w: a server (%s, pid %d) is running on %s: Strata never stops it; stop the server, or restore into another directory",
+			ErrTargetInUse, strings.TrimSpace(string(comm)), pid, target)
 	}
 	if ownContent {
 		return nil
