@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"go.temporal.io/sdk/activity"
 	"net"
 	"os"
 	"path/filepath"
@@ -153,8 +154,12 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 		Method: in.Archive.ReplayMethod, Flavor: flavor, Datadir: filepath.Clean(p.TargetDir),
 		Files: built.Files, StartPos: built.StartPos, LastGTID: built.LastGTID, Threads: in.Archive.ReplayThreads,
 		Mariadbd: in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
-		Tick: func() { hb.update(ctx, "applying binlogs") },
+		Tick:       func() { hb.update(ctx, "applying binlogs") },
+		WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, RunID: activity.GetInfo(ctx).WorkflowExecution.RunID,
 	})
+	if errors.Is(err, replay.ErrServerRunning) {
+		return nil, fail(ErrTargetInUse, "%v", err)
+	}
 	if errors.Is(err, replay.ErrInterrupted) {
 		return nil, fail(ErrReplayInterrupted, "%v: part of the binlogs may be applied already; the backup must be restored again", err)
 	}

@@ -182,6 +182,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		UploadedBytes:    up.UploadedBytes,
 		ReusedBytes:      up.ReusedBytes,
 	}
+	if keys.dataKey != nil {
+		if err := repo.SealManifest(m, keys.dataKey); err != nil {
+			return nil, err
+		}
+	}
 	if err := a.Repo.WriteManifest(ctx, m); err != nil {
 		return nil, fmt.Errorf("write manifest of %s: %w", p.BackupID, classify(err))
 	}
@@ -231,6 +236,7 @@ func finalFailure(ctx context.Context, err error) (final bool, why string) {
 type backupKeys struct {
 	nameKey []byte             // keys the chunk names (ContentChunkKey)
 	cipher  *crypt.ChunkCipher // nil: not encrypted
+	dataKey []byte             // nil: not encrypted; authenticates the manifest
 	kekID   string             // the KEK that wrapped the data key
 	// resumed is true when the key or salt was stored by an earlier
 	// attempt: some chunks may be stored already.
@@ -330,7 +336,7 @@ func newBackupKeys(dataKey []byte, backupID, kekID string, resumed bool) (*backu
 	if err != nil {
 		return nil, err
 	}
-	return &backupKeys{nameKey: nk, cipher: c, kekID: kekID, resumed: resumed}, nil
+	return &backupKeys{nameKey: nk, cipher: c, dataKey: dataKey, kekID: kekID, resumed: resumed}, nil
 }
 
 // checkBase validates the base of an incremental or differential backup
@@ -353,6 +359,13 @@ func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
 	parent, err := a.Repo.ReadManifest(ctx, p.Instance, p.ParentID)
 	if err != nil {
 		return classify(err)
+	}
+	if parent.Encrypted && a.Keys != nil {
+		// The base's LSN must be the one its backup recorded (a manifest
+		// without MAC, from an older Strata, is left to the restore's check).
+		if _, err := a.Repo.AuthenticateManifest(ctx, parent, a.Keys); errors.Is(err, repo.ErrManifestNotAuthentic) {
+			return fail(ErrManifestNotAuthentic, "base of %s backup %s: %v", p.Type, p.BackupID, err)
+		}
 	}
 	if p.Type == manifest.TypeDifferential && parent.Type != manifest.TypeFull {
 		return fail(ErrInvalidRequest, "differential backup %s names parent %s, which is %s, not full", p.BackupID, p.ParentID, parent.Type)

@@ -39,6 +39,11 @@ const (
 	ErrAgentUnavailable  = "AgentUnavailable"
 	ErrDecryptFailed     = "DecryptFailed"
 	ErrReplayInterrupted = "ReplayInterrupted"
+	// Restore target guard and repository trust.
+	ErrTargetInUse          = "TargetInUse"
+	ErrInvalidTarget        = "InvalidTarget"
+	ErrUnencryptedBackup    = "UnencryptedBackup"
+	ErrManifestNotAuthentic = "ManifestNotAuthentic"
 )
 
 // fail returns a non-retryable application error of the given type.

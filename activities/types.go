@@ -110,6 +110,13 @@ type RestoreParams struct {
 	BackupID  string   `json:"backup_id"`
 	Chain     []string `json:"chain"`
 	TargetDir string   `json:"target_dir"`
+	// AllowUnencrypted accepts, for an instance with encryption enabled,
+	// unencrypted backups and encrypted ones whose manifest carries no MAC
+	// (old data); refused otherwise.
+	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
+	// MaxAttempts is the activity's retry limit (0: unknown), so that the
+	// last attempt removes its staging dir when it fails.
+	MaxAttempts int `json:"max_attempts,omitempty"`
 }
 
 // RestoreStats reports what a restore did and how long each phase took.

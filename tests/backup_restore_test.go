@@ -160,12 +160,13 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(mj), s.src.Password)
 
-	// Restoring into the now non-empty target is refused and leaves it intact.
+	// Restoring into the now non-empty target, where the restored server
+	// runs, is refused and leaves both intact.
 	var again workflows.RestoreResult
 	_, err = s.run("restore/h1:"+target+"#2", workflows.RestoreWorkflowName, workflows.RestoreRequest{
 		Instance: "db1", BackupID: "b1", TargetDir: target,
 	}, &again)
-	requireAppError(t, err, "TargetNotEmpty", "not empty")
+	requireAppError(t, err, "TargetInUse", "Strata never stops it")
 	require.NoError(t, rdb.QueryRow("SELECT COUNT(*) FROM e2e.numbered").Scan(&n))
 	assert.Equal(t, hi, n)
 }

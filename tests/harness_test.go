@@ -86,6 +86,9 @@ type stackSetup struct {
 	// openRepo opens the repository of the in-process worker and agent;
 	// nil means workers.OpenRepo with the config.
 	openRepo func(context.Context, *config.Config) (*repo.Repo, error)
+	// temporal is the address of a Temporal server the test runs itself;
+	// empty means newStack starts a dev server.
+	temporal string
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -115,16 +118,24 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	s.src = testdb.ForTest(t, testdb.Options{})
 	t.Setenv("STRATA_E2E_PASSWORD", s.src.Password)
 
-	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  temporalBinary(t),
-		LogLevel:      "error",
-		ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log)},
-		Stdout:        io.Discard,
-		Stderr:        io.Discard,
-	})
-	require.NoError(t, err, "start Temporal dev server")
-	t.Cleanup(func() { _ = dev.Stop() })
-	s.dev, s.client = dev, dev.Client()
+	addr := setup.temporal
+	if addr == "" {
+		dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+			ExistingPath:  temporalBinary(t),
+			LogLevel:      "error",
+			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log)},
+			Stdout:        io.Discard,
+			Stderr:        io.Discard,
+		})
+		require.NoError(t, err, "start Temporal dev server")
+		t.Cleanup(func() { _ = dev.Stop() })
+		s.dev, s.client, addr = dev, dev.Client(), dev.FrontendHostPort()
+	} else {
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log)})
+		require.NoError(t, err, "connect to Temporal at %s", addr)
+		t.Cleanup(c.Close)
+		s.client = c
+	}
 	t.Cleanup(s.recordHistories) // before the server stops (cleanups run last first)
 
 	dir := t.TempDir()
@@ -149,12 +160,13 @@ instances:
       user: root
       password_env: STRATA_E2E_PASSWORD
     datadir: %s
-`, dev.FrontendHostPort(), setup.storage, s.src.Port, s.src.Datadir)
+`, addr, setup.storage, s.src.Port, s.src.Datadir)
 	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}
 	cfgPath := filepath.Join(dir, "strata.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yaml), 0o600))
+	var err error
 	s.cfg, err = config.Load(cfgPath)
 	require.NoError(t, err)
 	if setup.openRepo == nil {

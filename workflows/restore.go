@@ -30,6 +30,8 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		return nil, invalid("port must be 1-65535 to start the restored server, got %d", req.Port)
 	}
 
+	// One target, however spelled ("/x/" is "/x").
+	req.TargetDir = filepath.Clean(req.TargetDir)
 	var cat *activities.Catalog
 	var pitrPlan *activities.PITRPlan
 	cctx := catalogCtx(ctx)
@@ -71,6 +73,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	restore := func() error {
 		return workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
 			Instance: req.Instance, BackupID: req.BackupID, Chain: ids, TargetDir: req.TargetDir,
+			AllowUnencrypted: req.AllowUnencrypted, MaxAttempts: int(retry.MaximumAttempts),
 		}).Get(ctx, &res.Stats)
 	}
 	if err := restore(); err != nil {

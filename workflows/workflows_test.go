@@ -135,7 +135,7 @@ func (s *wfSuite) TestBackupAgentUnavailable() {
 func (s *wfSuite) TestRestoreHappyPathWithStart() {
 	s.resolve()
 	s.chain("b1")
-	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", Chain: []string{"b1"}, TargetDir: "/data/r1"}).
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", Chain: []string{"b1"}, TargetDir: "/data/r1", MaxAttempts: 5}).
 		Return(&activities.RestoreStats{TargetDir: "/data/r1", FetchSeconds: 1}, nil).Once()
 	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/data/r1", Port: 3307}).
 		Return(&activities.StartServerResult{PID: 123, Port: 3307}, nil).Once()
@@ -211,7 +211,7 @@ func (s *wfSuite) TestPlanCanTurnAnIncrementalIntoAFull() {
 func (s *wfSuite) TestRestoreAppliesTheWholeChain() {
 	s.resolve()
 	s.chain("f1", "i1", "i2")
-	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "i2", Chain: []string{"f1", "i1", "i2"}, TargetDir: "/r"}).
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "i2", Chain: []string{"f1", "i1", "i2"}, TargetDir: "/r", MaxAttempts: 5}).
 		Return(&activities.RestoreStats{TargetDir: "/r"}, nil).Once()
 	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "i2", TargetDir: "/r"})
 	s.Require().NoError(s.env.GetWorkflowError())
@@ -219,6 +219,20 @@ func (s *wfSuite) TestRestoreAppliesTheWholeChain() {
 	s.Require().NoError(s.env.GetWorkflowResult(&res))
 	s.Equal([]string{"f1", "i1", "i2"}, res.Chain)
 	s.Equal("i2", res.Backup.BackupID)
+}
+
+// "/x/", "/x/." and "/x" are one target: the activities get it cleaned,
+// and the allow-unencrypted choice is passed on.
+func (s *wfSuite) TestRestoreTargetNormalized() {
+	s.resolve()
+	s.chain("b1")
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b1", Chain: []string{"b1"},
+		TargetDir: "/data/r1", AllowUnencrypted: true, MaxAttempts: 5}).
+		Return(&activities.RestoreStats{TargetDir: "/data/r1"}, nil).Once()
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/data/r1", Port: 3307}).
+		Return(&activities.StartServerResult{PID: 1, Port: 3307}, nil).Once()
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "b1", TargetDir: "/data//r1/./", Start: true, Port: 3307, AllowUnencrypted: true})
+	s.Require().NoError(s.env.GetWorkflowError())
 }
 
 func TestRestoreValidation(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/retention"
 	"github.com/strata-backup/strata/internal/verify"
+	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -34,7 +35,16 @@ func verifyCmd(a *app) *cobra.Command {
 				if id != "" {
 					ids = []string{id}
 				}
-				got, err := verify.Backups(cmd.Context(), r, args[0], ids, in.Backup.Parallelism, nil)
+				// With the config's keys, manifests are authenticated too.
+				var opts []verify.Option
+				if a.cfg.Encryption.Configured() {
+					ring, err := workers.LoadKeyring(a.cfg)
+					if err != nil {
+						return err
+					}
+					opts = append(opts, verify.WithKeys(ring))
+				}
+				got, err := verify.Backups(cmd.Context(), r, args[0], ids, in.Backup.Parallelism, nil, opts...)
 				if err != nil {
 					return err
 				}

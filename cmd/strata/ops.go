@@ -146,12 +146,13 @@ func restoreCmd(a *app) *cobra.Command {
 					return err
 				}
 			}
+			req.TargetDir = filepath.Clean(req.TargetDir)
 			host := req.TargetHost
 			if host == "" {
 				host = in.Host
 			}
 			var res workflows.RestoreResult
-			_, err = a.start(cmd.Context(), "restore/"+host+":"+req.TargetDir, workflows.RestoreWorkflowName, req, wait, &res)
+			_, err = a.start(cmd.Context(), restoreWorkflowID(host, req.TargetDir), workflows.RestoreWorkflowName, req, wait, &res)
 			if err != nil || !wait {
 				return err
 			}
@@ -184,9 +185,16 @@ func restoreCmd(a *app) *cobra.Command {
 	f.StringVar(&req.TargetHost, "target-host", "", "agent host to restore on (default: the instance's host)")
 	f.BoolVar(&req.Start, "start", false, "start a server on the restored datadir and check it answers")
 	f.IntVar(&req.Port, "port", 0, "port for the restored server (with --start)")
+	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false, "for an instance with encryption enabled, also restore backups that are not encrypted or whose manifest has no MAC (old data)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
+}
+
+// restoreWorkflowID is the id of the restore into dir on host: one per
+// target, however the directory is spelled.
+func restoreWorkflowID(host, dir string) string {
+	return "restore/" + host + ":" + filepath.Clean(dir)
 }
 
 // catalogEntry is one row of `strata ls`.

@@ -107,6 +107,9 @@ func (m *Manifest) Validate() error {
 	if m.Encrypted && m.EncryptionKeyID == "" {
 		add("encryption_key_id is required for an encrypted backup")
 	}
+	if m.MAC != "" && !IsSHA256Hex(m.MAC) {
+		add("mac %q is not 64 lowercase hex characters", m.MAC)
+	}
 	if m.RawSize < 0 || m.StoredSize < 0 || m.ChunkSize < 0 || m.UploadedBytes < 0 || m.ReusedBytes < 0 {
 		add("sizes must not be negative")
 	}

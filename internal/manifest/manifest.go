@@ -76,6 +76,12 @@ type Manifest struct {
 	ReusedBytes   int64 `json:"reused_bytes,omitempty"`
 
 	Chunks []Chunk `json:"chunks"`
+
+	// MAC authenticates an encrypted backup's manifest: the hex
+	// HMAC-SHA256 of AuthBytes under a key derived from the backup's data
+	// key (see repo.ManifestAuthKey). Empty for an unencrypted backup and
+	// in manifests written before manifests were authenticated.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Chunk is one stored piece of the stream, in stream order.

@@ -12,6 +12,7 @@ package replay
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +37,37 @@ const (
 	DoneMarker = "strata-replay.done"
 )
 
+// ErrServerRunning is returned when a server that this replay did not
+// start runs on the datadir: it is never killed.
+var ErrServerRunning = errors.New("a server is running on the datadir")
+
+// MarkerInfo is the content of Marker: the replay method and the workflow
+// run that started the replay, which alone may clear the datadir.
+type MarkerInfo struct {
+	Method     string `json:"method"`
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+}
+
+// Owns reports whether the marker was written by workflow run (id, run).
+func (m MarkerInfo) Owns(workflowID, runID string) bool {
+	return workflowID != "" && runID != "" && m.WorkflowID == workflowID && m.RunID == runID
+}
+
+// ReadMarker returns the marker in datadir, if there is one. A marker
+// that does not parse (one written by an older Strata) has no owner.
+func ReadMarker(datadir string) (MarkerInfo, bool) {
+	b, err := os.ReadFile(filepath.Join(datadir, Marker))
+	if err != nil {
+		return MarkerInfo{}, false
+	}
+	var m MarkerInfo
+	if json.Unmarshal(b, &m) != nil {
+		return MarkerInfo{}, true
+	}
+	return m, true
+}
+
 // Methods.
 const (
 	MethodReplica = "replica"
@@ -56,6 +88,10 @@ type Params struct {
 	Mariadbd string   // server binary ("" = look up)
 	Scratch  string   // temp dir for the client method
 	Tick     func()   // called while waiting, e.g. to heartbeat
+	// WorkflowID and RunID name the workflow run of the replay: the
+	// marker records them, so that only this run clears the datadir or
+	// stops a replay server it left running.
+	WorkflowID, RunID string
 }
 
 // Result reports a replay.
@@ -84,13 +120,24 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		// A retry after the replay finished (its report was lost).
 		return &Result{Method: method}, nil
 	}
-	// A replay server that a killed agent left running must not keep
-	// writing into the datadir.
-	if err := server.KillStale(ctx, p.Datadir); err != nil {
-		return nil, err
+	// A replay server that a killed agent of this run left running must
+	// not keep writing into the datadir; any other server is not ours.
+	if pid, ok := server.Running(p.Datadir); ok {
+		if mk, _ := ReadMarker(p.Datadir); !mk.Owns(p.WorkflowID, p.RunID) {
+			return nil, fmt.Errorf("%w: %s (pid %d) was not started by this replay; stop it, or restore into another directory", ErrServerRunning, p.Datadir, pid)
+		}
+		if err := server.KillStale(ctx, p.Datadir); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(marker); err == nil {
 		return nil, fmt.Errorf("%w (%s exists)", ErrInterrupted, marker)
+	}
+	// From here on the datadir changes (the server's start-up already
+	// changes it): mark it, with the run, until the replay is done.
+	mk, _ := json.Marshal(MarkerInfo{Method: method, WorkflowID: p.WorkflowID, RunID: p.RunID})
+	if err := os.WriteFile(marker, append(mk, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("mark the replay: %w", err)
 	}
 	extra := []string{"--skip-grant-tables", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"}
 	if method == MethodReplica {
@@ -101,15 +148,13 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 			"--relay-log-purge=0", "--skip-slave-start", "--replicate-same-server-id",
 			fmt.Sprintf("--slave-parallel-threads=%d", p.Threads), "--slave-parallel-mode=optimistic")
 	}
-	st, err := server.Start(ctx, server.Options{Binary: p.Mariadbd, Datadir: p.Datadir, User: "root", Extra: extra, Tick: p.Tick})
+	// Without grant tables anyone who reaches the server is root: no TCP
+	// listener, and the socket in a directory only the agent's user enters.
+	st, err := server.Start(ctx, ServerOptions(p.Mariadbd, p.Datadir, extra, p.Tick))
 	if err != nil {
 		return nil, fmt.Errorf("start a server for the replay: %w", err)
 	}
 	defer func() { _ = server.Stop(context.WithoutCancel(ctx), st) }()
-	// From here on the datadir changes: mark it until the replay is done.
-	if err := os.WriteFile(marker, []byte(method+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("mark the replay: %w", err)
-	}
 	ep := mysqlx.Endpoint{Socket: st.Socket, User: "root"}
 	t0 := time.Now()
 	switch method {
@@ -135,6 +180,12 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Method: method, Seconds: secs}, nil
+}
+
+// ServerOptions are the options of the replay server: socket only, in a
+// private directory, never a TCP port.
+func ServerOptions(mariadbd, datadir string, extra []string, tick func()) server.Options {
+	return server.Options{Binary: mariadbd, Datadir: datadir, User: "root", Port: 0, PrivateSocket: true, Extra: extra, Tick: tick}
 }
 
 // replica points the SQL thread at the relay logs and waits until it has

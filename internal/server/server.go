@@ -35,6 +35,11 @@ type Options struct {
 	Extra []string
 	// Tick is called while waiting, e.g. to heartbeat.
 	Tick func()
+	// PrivateSocket puts the socket in a new directory of mode 0700 that
+	// only the agent's user can enter (removed by Stop), for a server that
+	// must not be reachable by other local users, such as the replay
+	// server, which runs without grant tables. It requires Port 0.
+	PrivateSocket bool
 }
 
 // Started describes a running server.
@@ -44,6 +49,8 @@ type Started struct {
 	Socket   string
 	ErrorLog string
 	Version  string
+	// SocketDir is the private socket directory (PrivateSocket), removed by Stop.
+	SocketDir string
 }
 
 // ErrPortInUse is wrapped when the requested port is taken.
@@ -101,12 +108,24 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		_ = l.Close()
 	}
 	st := &Started{Port: o.Port, Socket: socketPath(o.Datadir, o.Port), ErrorLog: filepath.Join(o.Datadir, "strata-server.err")}
+	if o.PrivateSocket {
+		if o.Port != 0 {
+			return nil, errors.New("a server with a private socket listens on no port")
+		}
+		// MkdirTemp creates the directory 0700; the short base keeps the
+		// path within sun_path.
+		dir, err := os.MkdirTemp("", "strata-sock-")
+		if err != nil {
+			return nil, fmt.Errorf("create private socket dir: %w", err)
+		}
+		st.SocketDir, st.Socket = dir, filepath.Join(dir, "mysqld.sock")
+	}
 	args := []string{"--no-defaults", "--datadir=" + o.Datadir, "--socket=" + st.Socket,
 		"--pid-file=" + filepath.Join(o.Datadir, "strata-server.pid"), "--log-error=" + st.ErrorLog}
 	if o.Port > 0 {
 		args = append(args, "--port="+strconv.Itoa(o.Port), "--bind-address="+o.BindAddress)
 	} else {
-		args = append(args, "--skip-networking")
+		args = append(args, "--skip-networking", "--port=0")
 	}
 	if u, err := user.Current(); err == nil {
 		args = append(args, "--user="+u.Username)
@@ -121,6 +140,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	defer devnull.Close()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	if err := cmd.Start(); err != nil {
+		removeSocketDir(st)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	st.PID = cmd.Process.Pid
@@ -145,9 +165,11 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		}
 		select {
 		case err := <-exited:
+			removeSocketDir(st)
 			return nil, fmt.Errorf("server exited during start-up (%v); last lines of %s:\n%s", err, st.ErrorLog, tailFile(st.ErrorLog, 20))
 		case <-ctx.Done():
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			removeSocketDir(st)
 			return nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
@@ -156,6 +178,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			removeSocketDir(st)
 			return nil, fmt.Errorf("server did not answer within %s; last lines of %s:\n%s", o.ReadyTimeout, st.ErrorLog, tailFile(st.ErrorLog, 20))
 		}
 	}
@@ -195,6 +218,12 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+func removeSocketDir(st *Started) {
+	if st.SocketDir != "" {
+		_ = os.RemoveAll(st.SocketDir)
+	}
+}
+
 // Stop shuts a started server down cleanly (SIGTERM) and waits for it.
 func Stop(ctx context.Context, st *Started) error {
 	if st == nil || st.PID <= 0 {
@@ -202,12 +231,14 @@ func Stop(ctx context.Context, st *Started) error {
 	}
 	if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
+			removeSocketDir(st)
 			return nil
 		}
 		return err
 	}
 	for {
 		if err := syscall.Kill(st.PID, 0); errors.Is(err, syscall.ESRCH) {
+			removeSocketDir(st)
 			return nil
 		}
 		select {
@@ -219,9 +250,44 @@ func Stop(ctx context.Context, st *Started) error {
 	}
 }
 
+// Running returns the pid of a server running on datadir: the process of
+// the pid file Start writes, or any process whose command line names
+// --datadir=datadir.
+func Running(datadir string) (int, bool) {
+	datadir = filepath.Clean(datadir)
+	if b, err := os.ReadFile(filepath.Join(datadir, "strata-server.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && servesDatadir(pid, datadir) {
+			return pid, true
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err == nil && pid > 0 && servesDatadir(pid, datadir) {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// servesDatadir reports whether process pid runs with --datadir=datadir.
+func servesDatadir(pid int, datadir string) bool {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	for _, arg := range strings.Split(string(cmdline), "\x00") {
+		if v, ok := strings.CutPrefix(arg, "--datadir="); ok && filepath.Clean(v) == datadir {
+			return true
+		}
+	}
+	return false
+}
+
 // KillStale stops a server that Start left running on datadir (per its pid
 // file), e.g. the replay server of an agent that was killed: SIGKILL, since
-// whatever it was doing is being redone.
+// whatever it was doing is being redone. Callers must know the server is
+// their own (see replay.Run); a restore never kills a server.
 func KillStale(ctx context.Context, datadir string) error {
 	b, err := os.ReadFile(filepath.Join(datadir, "strata-server.pid"))
 	if err != nil {
@@ -231,8 +297,7 @@ func KillStale(ctx context.Context, datadir string) error {
 	if err != nil || pid <= 0 {
 		return nil
 	}
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil || !strings.Contains(string(cmdline), "--datadir="+datadir) {
+	if !servesDatadir(pid, filepath.Clean(datadir)) {
 		return nil // not running, or the pid belongs to another process now
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -71,7 +71,11 @@ func (r *Report) OK() bool { return r != nil && len(r.Problems) == 0 }
 // number of backups done and to do. An error is returned only when the
 // repository cannot be listed, an id is unknown or ctx is done; problems
 // with the backups themselves are in the report.
-func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, parallelism int, progress func(id string, done, total int)) (*Report, error) {
+func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, parallelism int, progress func(id string, done, total int), opts ...Option) (*Report, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if rp == nil {
 		return nil, fmt.Errorf("verify: nil repository")
 	}
@@ -120,6 +124,9 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 		}
 		rep.Problems = append(rep.Problems, checkChain(instance, m, byID)...)
 		rep.Problems = append(rep.Problems, checkChunks(ctx, rp, instance, m, parallelism)...)
+		if o.keys != nil {
+			rep.Problems = append(rep.Problems, checkAuth(ctx, rp, m, o.keys)...)
+		}
 		if err := ctx.Err(); err != nil {
 			// Chunks not read were reported as problems; they are not.
 			return nil, fmt.Errorf("verify: %w", err)

@@ -1,0 +1,71 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/crypt/crypttest"
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/storage/memory"
+	"github.com/strata-backup/strata/internal/verify"
+)
+
+func authProblems(rep *verify.Report) []string {
+	var out []string
+	for _, p := range rep.Problems {
+		if strings.Contains(p.What, "MAC") || strings.Contains(p.What, "authenticated") {
+			out = append(out, p.Key+": "+p.What)
+		}
+	}
+	return out
+}
+
+// With the keys, verify refuses a manifest planted or altered without them.
+func TestVerifyAuthenticatesManifestsWithKeys(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	r := repo.New(b)
+	ring := crypttest.Ring(t, crypttest.KEK(t))
+	put := func(id string, dk []byte, ring *crypt.Keyring, seal bool, edit func(*manifest.Manifest)) {
+		kekID, wrapped, err := ring.Wrap(dk)
+		require.NoError(t, err)
+		require.NoError(t, r.BackupKeys("db1", id).Write(ctx, repo.KeyObject{KEKID: kekID, Wrapped: wrapped}))
+		m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, BackupID: id, Instance: "db1", Type: manifest.TypeFull,
+			StartTime: time.Unix(0, 0).UTC(), Compression: "none", Encrypted: true, EncryptionKeyID: kekID, GTIDSet: "0-1-5"}
+		if seal {
+			require.NoError(t, repo.SealManifest(m, dk))
+		}
+		if edit != nil {
+			edit(m)
+		}
+		require.NoError(t, r.WriteManifest(ctx, m))
+	}
+	dk := func() []byte { k, err := crypt.NewDataKey(); require.NoError(t, err); return k }
+	put("good", dk(), ring, true, nil)
+	put("altered", dk(), ring, true, func(m *manifest.Manifest) { m.GTIDSet = "0-1-999" })
+	put("nomac", dk(), ring, false, nil)
+	put("planted", dk(), crypttest.Ring(t, crypttest.KEK(t)), true, nil)
+	put("badmac", dk(), ring, false, func(m *manifest.Manifest) {
+		require.NoError(t, repo.SealManifest(m, bytes.Repeat([]byte{1}, crypt.KeySize)))
+	})
+
+	rep, err := verify.Backups(ctx, r, "db1", nil, 1, nil)
+	require.NoError(t, err)
+	assert.Empty(t, authProblems(rep), "without keys, manifests are not authenticated")
+
+	rep, err = verify.Backups(ctx, r, "db1", nil, 1, nil, verify.WithKeys(ring))
+	require.NoError(t, err)
+	got := authProblems(rep)
+	require.Len(t, got, 4, "%v", got)
+	for i, id := range []string{"altered", "badmac", "nomac", "planted"} {
+		assert.True(t, strings.HasPrefix(got[i], "db1/backups/"+id+"/manifest.json: "), got[i])
+	}
+}
