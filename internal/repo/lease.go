@@ -217,11 +217,11 @@ func (l *Lease) Record() LeaseRecord {
 }
 
 // Due reports whether the lease should be renewed at now: a third of its
-// ttl has passed since the last renewal.
+// ttl has passed since the last renewal, and it was not released.
 func (l *Lease) Due(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return !now.Before(l.rec.Renewed.Add(l.ttl / 3))
+	return !l.released && !now.Before(l.rec.Renewed.Add(l.ttl/3))
 }
 
 // Renew extends the lease to now + ttl: it stores a new lease object, then

@@ -138,6 +138,7 @@ func TestReleasedLeaseIsNotRenewed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
 	assert.Empty(t, leaseKeys(t, mem, "b1"))
+	assert.False(t, l.Due(t0.Add(time.Hour)))
 	require.Error(t, l.Renew(ctx, t0.Add(time.Minute)), "a late heartbeat stores nothing")
 	assert.Empty(t, leaseKeys(t, mem, "b1"))
 }
