@@ -124,7 +124,7 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 	st := a.binlogStore(p.Instance) // with the agent's keys, to read encrypted segments
 	ix, err := st.ReadIndex(ctx)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	segs, err := ix.Covering(p.StartFile, p.StartPos)
 	if err != nil {

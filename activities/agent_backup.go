@@ -7,18 +7,16 @@ import (
 	"io"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
-	"github.com/strata-backup/strata/internal/config"
-	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/repo"
-	"github.com/strata-backup/strata/internal/storage"
 )
 
 // Backup takes a hot physical backup of a local instance and streams it into
@@ -26,8 +24,15 @@ import (
 // (when enabled) → sha256 → storage. The manifest is written last; a backup
 // exists only when it does.
 //
-// It is safe to retry. A retry after the manifest was written returns it.
-// Any other retry streams again (a backup tool cannot resume a stream), but
+// It is safe to retry. A retry after the manifest was written returns it:
+// an existing manifest is accepted only when this workflow run wrote it
+// (the manifest records the run); any other backup with the id is refused
+// as BackupIDTaken. While it uploads, the backup holds a lease in its
+// directory (repo.AcquireLease), renewed with the heartbeat, so that the
+// cleanup of partial uploads leaves it alone; before the manifest is
+// written, every object it names is checked to exist, and a missing one
+// fails the attempt retryably (the retry uploads it again). Any other
+// retry streams again (a backup tool cannot resume a stream), but
 // chunks are cut by content and named by a keyed hash of it, with the
 // backup's own data key or salt read back from the repository, so the
 // chunks an interrupted attempt stored are recognized and not uploaded
@@ -48,9 +53,13 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	if err := a.checkBase(ctx, p); err != nil {
 		return nil, err
 	}
+	holder := a.leaseHolder(ctx)
 	if m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID); err == nil {
+		if err := ownManifest(m, holder.Run); err != nil {
+			return nil, err
+		}
 		log.Info("backup already complete, returning its manifest")
-		a.removeUnreferenced(ctx, m, log) // in case the attempt that wrote it died before
+		a.afterManifest(ctx, m, nil, log) // in case the attempt that wrote it died before
 		return Summarize(m), nil
 	} else if !errors.Is(err, repo.ErrBackupNotFound) {
 		return nil, classify(err)
@@ -84,15 +93,27 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		return nil, fail(ErrConfig, "instance %s: %v", in.ID, err)
 	}
 
-	keys, err := a.backupKeys(ctx, in, p.BackupID, log)
+	if in.EncryptionEnabled() && a.Keys == nil {
+		return nil, fail(ErrConfig, "instance %s has encryption enabled but agent %s has no key encryption key loaded: give the agent the config's encryption block (key_file or key_env) and restart it", in.ID, a.Host)
+	}
+	lease, err := a.Repo.AcquireLease(ctx, p.Instance, p.BackupID, holder, a.leaseTTL(), time.Now())
+	if errors.Is(err, repo.ErrLeaseHeld) {
+		return nil, fail(ErrBackupIDTaken, "%v: choose another backup id, or wait for that backup to finish", err)
+	} else if err != nil {
+		return nil, classify(err)
+	}
+	keys, err := a.Repo.OpenUploadKeys(ctx, in.ID, p.BackupID, in.EncryptionEnabled(), a.Keys)
 	if err != nil {
 		return nil, classify(err)
 	}
+	if keys.Discarded != "" {
+		log.Warn("discarded the partial upload of an earlier attempt", zap.String("because", keys.Discarded))
+	}
 
-	hb := startHeartbeat(ctx, a.heartbeatEvery(), BackupProgress{Phase: "starting"})
+	hb := startHeartbeatTick(ctx, a.heartbeatEvery(), BackupProgress{Phase: "starting"}, func() { a.renewLease(ctx, lease, log) })
 	defer hb.close()
 	log.Info("backup starting", zap.String("tool", tool.Backup), zap.String("server", si.Version), zap.String("compression", codec),
-		zap.Bool("encrypted", keys.cipher != nil), zap.Bool("resuming", keys.resumed))
+		zap.Bool("encrypted", keys.Cipher != nil), zap.Bool("resuming", keys.Resumed))
 
 	prefix := repo.BackupPrefix(p.Instance, p.BackupID)
 	var up *pipeline.UploadResult
@@ -114,9 +135,9 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 				hb.update(ctx, BackupProgress{Phase: "streaming", Chunks: pr.Chunks, RawBytes: pr.RawBytes,
 					StoredBytes: pr.StoredBytes, ReusedBytes: pr.ReusedBytes})
 			},
-			Cipher:  keys.cipher,
-			NameKey: keys.nameKey,
-			Resume:  keys.resumed,
+			Cipher:  keys.Cipher,
+			NameKey: keys.NameKey,
+			Resume:  keys.Resumed,
 			Limiter: a.Limiter,
 		})
 		return err
@@ -133,6 +154,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 			// not a backup, and nothing will resume them.
 			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
+			_ = lease.Release(cctx) // and stop renewing it; DeleteBackupData removes it anyway
 			if derr := a.Repo.DeleteBackupData(cctx, p.Instance, p.BackupID); derr != nil {
 				log.Warn("could not remove partial upload", zap.Error(derr))
 			}
@@ -143,9 +165,13 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		return nil, err
 	}
 
-	if p.Type != manifest.TypeFull && outcome.Checkpoints.FromLSN != p.FromLSN {
-		_ = a.Repo.DeleteBackupData(ctx, p.Instance, p.BackupID)
-		return nil, fmt.Errorf("%s reported from_lsn %d for a %s backup from LSN %d", tool.Name, outcome.Checkpoints.FromLSN, p.Type, p.FromLSN)
+	if err := checkFromLSN(tool.Name, p, outcome.Checkpoints.FromLSN); err != nil {
+		// Streaming again would give the same LSN: the upload is of no use.
+		_ = lease.Release(ctx)
+		if derr := a.Repo.DeleteBackupData(ctx, p.Instance, p.BackupID); derr != nil {
+			log.Warn("could not remove the upload", zap.Error(derr))
+		}
+		return nil, err
 	}
 	hb.update(ctx, BackupProgress{Phase: "writing manifest", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
 	m := &manifest.Manifest{
@@ -177,35 +203,126 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		CompressionLevel: in.Backup.CompressionLevel,
 		ChunkSize:        int64(in.Backup.ChunkSize),
 		Chunks:           up.Chunks,
-		Encrypted:        keys.cipher != nil,
-		EncryptionKeyID:  keys.kekID,
+		Encrypted:        keys.Cipher != nil,
+		EncryptionKeyID:  keys.KEKID,
 		UploadedBytes:    up.UploadedBytes,
 		ReusedBytes:      up.ReusedBytes,
+		WorkflowID:       holder.WorkflowID,
+		RunID:            holder.RunID,
 	}
-	if keys.dataKey != nil {
-		if err := repo.SealManifest(m, keys.dataKey); err != nil {
+	if err := a.checkUploaded(ctx, lease, m); err != nil {
+		return nil, err
+	}
+	if keys.DataKey != nil {
+		if err := repo.SealManifest(m, keys.DataKey); err != nil {
 			return nil, err
 		}
 	}
 	if err := a.Repo.WriteManifest(ctx, m); err != nil {
 		return nil, fmt.Errorf("write manifest of %s: %w", p.BackupID, classify(err))
 	}
-	a.removeUnreferenced(ctx, m, log)
+	a.afterManifest(ctx, m, lease, log)
 	log.Info("backup complete", zap.Int64("raw_bytes", m.RawSize), zap.Int64("stored_bytes", m.StoredSize),
 		zap.Int64("uploaded_bytes", m.UploadedBytes), zap.Int64("reused_bytes", m.ReusedBytes),
 		zap.Int("chunks", len(m.Chunks)), zap.String("gtid", m.GTIDSet), zap.Duration("commits_blocked", outcome.CommitsBlocked))
 	return Summarize(m), nil
 }
 
-// removeUnreferenced deletes the chunks of interrupted attempts that the
+// afterManifest deletes the chunks of interrupted attempts that the
 // manifest does not reference (the stream differs from one run of the tool
-// to the next). A failure is only logged: the backup is complete.
-func (a *Agent) removeUnreferenced(ctx context.Context, m *manifest.Manifest, log *zap.Logger) {
+// to the next) and releases the backup's lease (l, or the lease objects an
+// attempt that died left). A failure is only logged: the backup is complete.
+func (a *Agent) afterManifest(ctx context.Context, m *manifest.Manifest, l *repo.Lease, log *zap.Logger) {
+	release := func() error { return a.Repo.DeleteLeases(ctx, m.Instance, m.BackupID) }
+	if l != nil {
+		release = func() error { return l.Release(ctx) }
+	}
+	if err := release(); err != nil {
+		log.Warn("could not release the backup's lease", zap.Error(err))
+	}
 	if n, size, err := a.Repo.DeleteUnreferencedChunks(ctx, m); err != nil {
 		log.Warn("could not remove chunks of an earlier attempt that the manifest does not reference", zap.Error(err))
 	} else if n > 0 {
 		log.Info("removed chunks of an earlier attempt", zap.Int("chunks", n), zap.Int64("bytes", size))
 	}
+}
+
+// ownManifest accepts an existing manifest as the result of this backup
+// only when this workflow run wrote it (an earlier attempt that died after
+// writing it). Any other is an older backup with the same id: reporting it
+// as this backup's success would pass old data off as new.
+func ownManifest(m *manifest.Manifest, run repo.Run) error {
+	if run.Same(repo.Run{WorkflowID: m.WorkflowID, RunID: m.RunID}) {
+		return nil
+	}
+	by := "an older version of Strata"
+	if m.WorkflowID != "" {
+		by = fmt.Sprintf("workflow %q run %q", m.WorkflowID, m.RunID)
+	}
+	return fail(ErrBackupIDTaken, "backup id %q of instance %s is already taken: a backup with that id completed at %s, written by %s; choose another backup id (--id)",
+		m.BackupID, m.Instance, m.EndTime.UTC().Format(time.RFC3339), by)
+}
+
+// leaseHolder describes this activity attempt for the backup's lease.
+func (a *Agent) leaseHolder(ctx context.Context) repo.LeaseRecord {
+	h := repo.LeaseRecord{Host: a.Host}
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		h.Run = repo.Run{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+		h.Attempt = info.Attempt
+	}
+	return h
+}
+
+// leaseTTL is how long one renewal of a backup's lease holds: three
+// heartbeat timeouts, at least two minutes. Renewals come every third of
+// it, so a live agent never lets it lapse; a dead agent's lease lapses soon
+// after Temporal has given up on its attempt.
+func (a *Agent) leaseTTL() time.Duration {
+	hb := a.Config.Temporal.HeartbeatTimeout.Std()
+	if hb <= 0 {
+		hb = 30 * time.Second
+	}
+	return min(repo.MaxLeaseTTL, max(2*time.Minute, 3*hb))
+}
+
+// renewLease renews the lease when due; it runs on the heartbeat's ticks.
+// A failure is logged and tried again on the next tick: the lease holds for
+// a whole ttl, and checkUploaded renews it once more before the manifest.
+func (a *Agent) renewLease(ctx context.Context, l *repo.Lease, log *zap.Logger) {
+	now := time.Now()
+	if ctx.Err() != nil || !l.Due(now) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := l.Renew(rctx, now); err != nil {
+		log.Warn("could not renew the backup's lease; trying again", zap.Error(err))
+	}
+}
+
+// checkUploaded renews the lease, so that it holds while the manifest is
+// written, and checks that every object m names is stored. Either failure
+// is retryable: the next attempt uploads what is missing.
+func (a *Agent) checkUploaded(ctx context.Context, l *repo.Lease, m *manifest.Manifest) error {
+	if err := l.Renew(ctx, time.Now()); err != nil {
+		return fmt.Errorf("before writing the manifest of %s: %w", m.BackupID, err)
+	}
+	if err := a.Repo.CheckUploaded(ctx, m); err != nil {
+		return fmt.Errorf("before writing the manifest of %s: %w", m.BackupID, err)
+	}
+	return nil
+}
+
+// checkFromLSN checks that an incremental or differential backup starts
+// where it was asked to. A mismatch is not retryable: the tool would start
+// at the same LSN again.
+func checkFromLSN(tool string, p BackupParams, got uint64) error {
+	if p.Type == manifest.TypeFull || got == p.FromLSN {
+		return nil
+	}
+	return fail(ErrLSNMismatch, "%s reported from_lsn %d for %s backup %s from LSN %d (the end of parent %s): the server's redo log does not continue from the parent; take a full backup",
+		tool, got, p.Type, p.BackupID, p.FromLSN, p.ParentID)
 }
 
 // finalFailure decides whether a failed backup attempt is the last one, so
@@ -230,113 +347,6 @@ func finalFailure(ctx context.Context, err error) (final bool, why string) {
 		return true, "the error is not retryable"
 	}
 	return false, "the error may be transient"
-}
-
-// backupKeys holds how one backup's chunks are named and encrypted.
-type backupKeys struct {
-	nameKey []byte             // keys the chunk names (ContentChunkKey)
-	cipher  *crypt.ChunkCipher // nil: not encrypted
-	dataKey []byte             // nil: not encrypted; authenticates the manifest
-	kekID   string             // the KEK that wrapped the data key
-	// resumed is true when the key or salt was stored by an earlier
-	// attempt: some chunks may be stored already.
-	resumed bool
-}
-
-// backupKeys returns the naming key (and, for an encrypted backup, the
-// cipher) of backup id: read back from the repository when an earlier
-// attempt stored them, so that identical chunks get identical names, or
-// created and stored before any chunk. An encrypted backup's data key is
-// stored wrapped by the agent's current key encryption key under
-// keys/<kek-id>.json; an unencrypted backup's chunk names are keyed by a
-// random salt in salt.json. A partial upload made in the other mode, or
-// whose data key this agent cannot unwrap, is discarded.
-func (a *Agent) backupKeys(ctx context.Context, in *config.Instance, id string, log *zap.Logger) (*backupKeys, error) {
-	encrypt := in.EncryptionEnabled()
-	if encrypt && a.Keys == nil {
-		return nil, fail(ErrConfig, "instance %s has encryption enabled but agent %s has no key encryption key loaded: give the agent the config's encryption block (key_file or key_env) and restart it", in.ID, a.Host)
-	}
-	ks := a.Repo.BackupKeys(in.ID, id)
-	objs, err := ks.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	hasSalt, err := a.Repo.HasSalt(ctx, in.ID, id)
-	if err != nil {
-		return nil, err
-	}
-	discard := func(why string) error {
-		log.Warn("discarding the partial upload of an earlier attempt", zap.String("because", why))
-		if err := a.Repo.DeleteBackupData(ctx, in.ID, id); err != nil {
-			return fmt.Errorf("discard partial upload of %s: %w", id, err)
-		}
-		objs, hasSalt = nil, false
-		return nil
-	}
-	if !encrypt {
-		if len(objs) > 0 {
-			if err := discard("it was stored encrypted and this instance's backups are not encrypted now"); err != nil {
-				return nil, err
-			}
-		}
-		salt, found, err := a.Repo.BackupSalt(ctx, in.ID, id)
-		if err != nil {
-			return nil, err
-		}
-		return &backupKeys{nameKey: salt, resumed: found}, nil
-	}
-
-	if hasSalt {
-		if err := discard("it was stored unencrypted and this instance's backups are encrypted now"); err != nil {
-			return nil, err
-		}
-	}
-	if len(objs) > 0 {
-		dk, kekID, err := repo.UnwrapAny(ks.What, objs, a.Keys)
-		switch {
-		case err == nil:
-			return newBackupKeys(dk, id, kekID, true)
-		case errors.Is(err, repo.ErrNoUsableKey):
-			if err := discard("its data key is wrapped by a key this agent does not have"); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, err
-		}
-	}
-	dk, err := crypt.NewDataKey()
-	if err != nil {
-		return nil, err
-	}
-	kekID, wrapped, err := a.Keys.Wrap(dk)
-	if err != nil {
-		return nil, err
-	}
-	err = ks.Write(ctx, repo.KeyObject{KEKID: kekID, Wrapped: wrapped})
-	if errors.Is(err, storage.ErrExists) {
-		// Another attempt of this backup stored its key first: use it.
-		dk, kekID, err = ks.Unwrap(ctx, a.Keys)
-		if err != nil {
-			return nil, err
-		}
-		return newBackupKeys(dk, id, kekID, true)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return newBackupKeys(dk, id, kekID, false)
-}
-
-func newBackupKeys(dataKey []byte, backupID, kekID string, resumed bool) (*backupKeys, error) {
-	c, err := crypt.NewChunkCipher(dataKey, backupID)
-	if err != nil {
-		return nil, err
-	}
-	nk, err := crypt.ChunkNameKey(dataKey)
-	if err != nil {
-		return nil, err
-	}
-	return &backupKeys{nameKey: nk, cipher: c, dataKey: dataKey, kekID: kekID, resumed: resumed}, nil
 }
 
 // checkBase validates the base of an incremental or differential backup

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
@@ -44,6 +45,8 @@ const (
 	ErrInvalidTarget        = "InvalidTarget"
 	ErrUnencryptedBackup    = "UnencryptedBackup"
 	ErrManifestNotAuthentic = "ManifestNotAuthentic"
+	ErrBackupIDTaken        = "BackupIDTaken"
+	ErrLSNMismatch          = "LSNMismatch"
 )
 
 // fail returns a non-retryable application error of the given type.
@@ -76,6 +79,8 @@ func classify(err error) error {
 		return fail(ErrToolMissing, "%v", err)
 	case errors.Is(err, repo.ErrBackupNotFound):
 		return fail(ErrBackupNotFound, "%v", err)
+	case errors.Is(err, manifest.ErrInvalid):
+		return fail(ErrCorruptBackup, "%v", err)
 	case errors.Is(err, repo.ErrBrokenChain):
 		return fail(ErrBrokenChain, "%v", err)
 	case errors.Is(err, repo.ErrNoUsableKey), crypt.IsKeyError(err):

@@ -19,6 +19,13 @@ type heartbeater struct {
 }
 
 func startHeartbeat(ctx context.Context, every time.Duration, initial any) *heartbeater {
+	return startHeartbeatTick(ctx, every, initial, nil)
+}
+
+// startHeartbeatTick is startHeartbeat that also calls tick (when not nil)
+// on every tick, after the heartbeat: for work that must go on while the
+// activity lives, such as renewing a backup's lease.
+func startHeartbeatTick(ctx context.Context, every time.Duration, initial any, tick func()) *heartbeater {
 	h := &heartbeater{details: initial, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
@@ -35,6 +42,9 @@ func startHeartbeat(ctx context.Context, every time.Duration, initial any) *hear
 				d := h.details
 				h.mu.Unlock()
 				activity.RecordHeartbeat(ctx, d)
+				if tick != nil {
+					tick()
+				}
 			}
 		}
 	}()

@@ -16,13 +16,15 @@ import (
 )
 
 // An instance of the same server with a retention policy: keep the newest
-// full (and its chain); abandoned partial uploads go after one second.
+// full (and its chain); abandoned partial uploads go after 15 minutes (more
+// than its backups can take: 5 × (2m + 15s) + 75s).
 const retained extraInstance = `
   - id: ret
     host: h1
     connect: {address: "127.0.0.1:%[1]d", user: root, password_env: STRATA_E2E_PASSWORD}
     datadir: %[2]s
-    retention: {keep_full: 1, partial_grace: 1s}
+    backup: {timeout: 2m}
+    retention: {keep_full: 1, partial_grace: 15m}
 `
 
 func (s *stack) backupOf(instance, id, typ string) workflows.BackupResult {
@@ -143,7 +145,8 @@ func TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable(t *testing.T) {
 	assert.Equal(t, []string{"zombie"}, partial)
 
 	// The real prune, after the grace period of the partial upload.
-	time.Sleep(1100 * time.Millisecond)
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(root, "ret", "backups", "zombie", "chunks", "00000000.zst"), old, old))
 	done := s.prune("ret", false)
 	assert.Len(t, done.Result.Deleted, 2)
 	assert.Equal(t, []string{"zombie"}, done.Result.PartialRemoved)

@@ -167,6 +167,9 @@ func (a *Agent) Run(stop <-chan interface{}) error {
 // by all its backups and restores.
 func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, log *zap.Logger) *Agent {
 	ring, kerr := LoadKeyring(cfg)
+	if kerr == nil {
+		kerr = checkMemory(cfg, host)
+	}
 	acts := &activities.Agent{Host: host, Config: cfg, Repo: r, Log: log, Keys: ring,
 		Limiter: ratelimit.New(int64(cfg.Agent.BandwidthLimit))}
 	opts := worker.Options{
@@ -185,4 +188,14 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 	bl := worker.New(c, config.ArchiveTaskQueue(host), opts)
 	bl.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 	return &Agent{Heavy: heavy, Binlog: bl, Activities: acts, err: kerr}
+}
+
+// checkMemory refuses to start an agent whose instances' upload buffers or
+// prepare memory cannot fit in this machine's memory.
+func checkMemory(cfg *config.Config, host string) error {
+	total, err := config.MachineMemory()
+	if err != nil {
+		return err
+	}
+	return cfg.CheckHostMemory(host, total)
 }

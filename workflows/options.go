@@ -10,15 +10,17 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/config"
 )
 
 // Retry policy for activities: transient faults are retried with backoff by
 // the engine; typed application errors are non-retryable by construction.
+// The config validates partial_grace against it (config.MaxBackupSpan).
 var retry = &temporal.RetryPolicy{
-	InitialInterval:    5 * time.Second,
-	BackoffCoefficient: 2,
-	MaximumInterval:    2 * time.Minute,
-	MaximumAttempts:    5,
+	InitialInterval:    config.RetryInitialInterval,
+	BackoffCoefficient: config.RetryBackoff,
+	MaximumInterval:    config.RetryMaxInterval,
+	MaximumAttempts:    config.ActivityAttempts,
 }
 
 // catalogCtx is for short activities on the strata worker.

@@ -151,7 +151,9 @@ type Retention struct {
 	KeepDays int `yaml:"keep_days"` // keep every backup that ended within D days
 	KeepMin  int `yaml:"keep_min"`  // never keep fewer than M backups
 	// PartialGrace is how old an abandoned partial upload (chunks without a
-	// manifest) must be before it is removed; default 24h.
+	// manifest, and no live lease) must be before it is removed. It must
+	// exceed the longest one backup can take (MaxBackupSpan); default that
+	// plus an hour, rounded up to hours, at least 24h.
 	PartialGrace Duration `yaml:"partial_grace"`
 }
 
@@ -244,6 +246,9 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
+	if err := oneDocument(dec); err != nil {
+		return nil, err
+	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -289,9 +294,6 @@ func (c *Config) applyDefaults() {
 	if d.BackupTimeout == 0 {
 		d.BackupTimeout = Duration(24 * time.Hour)
 	}
-	if c.Retention.PartialGrace == 0 {
-		c.Retention.PartialGrace = Duration(24 * time.Hour)
-	}
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
 		if r.KeepFull == 0 {
@@ -306,6 +308,7 @@ func (c *Config) applyDefaults() {
 		if r.PartialGrace == 0 {
 			r.PartialGrace = c.Retention.PartialGrace
 		}
+		// r.PartialGrace == 0 is defaulted below, from the backup timeout.
 		if c.Instances[i].Encryption.Enabled == nil {
 			on := c.Encryption.Configured()
 			c.Instances[i].Encryption.Enabled = &on
@@ -345,6 +348,9 @@ func (c *Config) applyDefaults() {
 		if b.MaxChainLength == 0 {
 			b.MaxChainLength = d.MaxChainLength
 		}
+		if r.PartialGrace == 0 {
+			r.PartialGrace = Duration(c.defaultPartialGrace(&c.Instances[i]))
+		}
 	}
 }
 
@@ -374,14 +380,15 @@ func (c *Config) Validate() error {
 	default:
 		bad("storage.type", "%q is not a storage type; use local or gcs", c.Storage.Type)
 	}
-	if c.Agent.MaxConcurrentHeavy < 0 {
-		bad("agent.max_concurrent", "must be at least 1")
+	if c.Agent.MaxConcurrentHeavy < 0 || c.Agent.MaxConcurrentHeavy > maxConcurrent {
+		bad("agent.max_concurrent", "%d is out of range (1-%d backups/restores at once per agent)", c.Agent.MaxConcurrentHeavy, maxConcurrent)
 	}
 	if c.Agent.BandwidthLimit < 0 {
 		bad("agent.bandwidth_limit", "must not be negative (0 = no limit)")
 	} else if c.Agent.BandwidthLimit > 0 && c.Agent.BandwidthLimit < 64<<10 {
 		bad("agent.bandwidth_limit", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", c.Agent.BandwidthLimit)
 	}
+	c.validateLimits(bad)
 	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)
@@ -423,6 +430,7 @@ func (c *Config) Validate() error {
 		}
 		validateBackup(key+".backup", &in.Backup, bad)
 		validateRetention(key+".retention", &in.Retention, bad)
+		c.validatePartialGrace(key, in, bad)
 		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
 			bad(key+".archive.flush_interval", "must be at least 10ms")
 		}

@@ -142,8 +142,10 @@ instances:
 	require.NoError(t, err)
 	a, _ := c.Instance("a")
 	b, _ := c.Instance("b")
-	assert.Equal(t, Retention{KeepFull: 2, KeepDays: 7, PartialGrace: Duration(24 * time.Hour)}, a.Retention)
-	assert.Equal(t, Retention{KeepFull: 5, KeepDays: 7, KeepMin: 3, PartialGrace: Duration(24 * time.Hour)}, b.Retention)
+	// partial_grace defaults to the longest a backup can take (5 × (24h +
+	// 5m) + 75s of backoff) plus an hour, rounded up to hours.
+	assert.Equal(t, Retention{KeepFull: 2, KeepDays: 7, PartialGrace: Duration(122 * time.Hour)}, a.Retention)
+	assert.Equal(t, Retention{KeepFull: 5, KeepDays: 7, KeepMin: 3, PartialGrace: Duration(122 * time.Hour)}, b.Retention)
 	assert.Equal(t, 6, a.Backup.MaxChainLength)
 	assert.Equal(t, 2, b.Backup.MaxChainLength)
 

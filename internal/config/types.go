@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +65,9 @@ func ParseByteSize(v string) (int64, error) {
 	for _, u := range units {
 		if strings.HasSuffix(t, u.suffix) {
 			n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), 64)
-			if err != nil || n < 0 {
+			// !(n >= 0) also refuses NaN; the bound refuses Inf and sizes
+			// that do not fit in int64.
+			if err != nil || !(n >= 0) || n*float64(u.mult) >= math.MaxInt64 {
 				return 0, fmt.Errorf("%q is not a size (use e.g. 16MiB)", v)
 			}
 			return int64(n * float64(u.mult)), nil

@@ -75,6 +75,12 @@ type Manifest struct {
 	UploadedBytes int64 `json:"uploaded_bytes,omitempty"`
 	ReusedBytes   int64 `json:"reused_bytes,omitempty"`
 
+	// WorkflowID and RunID name the Temporal workflow run that wrote the
+	// backup (absent in older manifests). A backup activity accepts an
+	// existing manifest as its own result only when they name its run.
+	WorkflowID string `json:"workflow_id,omitempty"`
+	RunID      string `json:"run_id,omitempty"`
+
 	Chunks []Chunk `json:"chunks"`
 
 	// MAC authenticates an encrypted backup's manifest: the hex

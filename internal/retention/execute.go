@@ -102,13 +102,17 @@ func checkPlan(ctx context.Context, r *repo.Repo, instance string, plan *Plan) e
 
 // GCPartial removes the data of instance's partial uploads: backup
 // directories without a manifest, left by interrupted backups or deletions.
-// A partial upload is removed only when the newest of its objects is older
-// than grace at time now, so that a backup still being uploaded is left
-// alone; grace must therefore exceed the longest pause between two writes of
-// a running backup. An object whose modification time is unknown (zero)
-// makes its backup's age unknown, and that backup is left alone. Nothing is
-// ever deleted from a backup directory that holds a manifest: it is checked
-// again just before deleting.
+// A backup directory with a live lease (repo.AcquireLease: a backup is
+// uploading into it) is never touched. Without one (no lease, or an expired
+// one: its agent died), a partial upload is removed only when the newest of
+// its objects, lease objects included, is older than grace at time now;
+// grace must exceed the longest one backup can take (config validates
+// partial_grace against the backup timeout × attempts), since a retried
+// attempt reuses chunks stored long before without rewriting them. An
+// object whose modification time is unknown (zero) makes its backup's age
+// unknown, and that backup is left alone. Nothing is ever deleted from a
+// backup directory that holds a manifest: it is checked again just before
+// deleting.
 //
 // It returns the IDs of the partial uploads removed (with dryRun, that would
 // be removed; nothing is deleted), in ID order. On error, it returns the IDs
@@ -151,6 +155,13 @@ func GCPartial(ctx context.Context, r *repo.Repo, instance string, grace time.Du
 		}
 		if !eligible || now.Sub(newest) <= grace {
 			continue
+		}
+		leases, err := r.ReadLeases(ctx, instance, id)
+		if err != nil {
+			return removed, fmt.Errorf("retention: gc partial %s: %w", id, err)
+		}
+		if _, live := repo.LiveLease(leases, now); live {
+			continue // a backup is uploading into it
 		}
 		if !dryRun {
 			// Last check: the upload may have completed meanwhile.
