@@ -105,3 +105,36 @@ func TestLoadKeyring(t *testing.T) {
 	}
 	assert.True(t, crypt.IsKeyError(crypt.ErrUnknownKey))
 }
+
+func TestAuthKeyAndMAC(t *testing.T) {
+	dk := bytes.Repeat([]byte{7}, crypt.KeySize)
+	other := bytes.Repeat([]byte{8}, crypt.KeySize)
+	k := crypt.AuthKey(dk, "binlog index/db1")
+	if len(k) != crypt.KeySize {
+		t.Fatalf("auth key has %d bytes", len(k))
+	}
+	if bytes.Equal(k, dk) || bytes.Equal(k, crypt.AuthKey(dk, "binlog index/db2")) || bytes.Equal(k, crypt.AuthKey(other, "binlog index/db1")) {
+		t.Fatal("auth keys of different purposes or data keys must differ, and differ from the data key")
+	}
+	if !bytes.Equal(k, crypt.AuthKey(dk, "binlog index/db1")) {
+		t.Fatal("AuthKey is not deterministic")
+	}
+	msg := []byte("record")
+	mac := crypt.MAC(k, msg)
+	if !crypt.CheckMAC(k, msg, mac) {
+		t.Fatal("CheckMAC refuses its own MAC")
+	}
+	bad := append([]byte(nil), mac...)
+	bad[3] ^= 1
+	for name, c := range map[string]struct{ key, msg, mac []byte }{
+		"flipped mac": {k, msg, bad},
+		"other msg":   {k, []byte("recorD"), mac},
+		"other key":   {crypt.AuthKey(other, "binlog index/db1"), msg, mac},
+		"short mac":   {k, msg, mac[:16]},
+		"empty mac":   {k, msg, nil},
+	} {
+		if crypt.CheckMAC(c.key, c.msg, c.mac) {
+			t.Errorf("%s: CheckMAC accepted", name)
+		}
+	}
+}
