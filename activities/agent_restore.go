@@ -22,6 +22,7 @@ import (
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/server"
 	"github.com/strata-backup/strata/internal/storage"
+	"github.com/strata-backup/strata/internal/xbstream"
 )
 
 // Restore phases, recorded in the staging directory so that a retried
@@ -252,7 +253,7 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 // was not touched; anything else (a storage hiccup) is retried.
 func fetchError(m *manifest.Manifest, staging string, err error) error {
 	switch {
-	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound), errors.Is(err, xbstream.ErrCorrupt):
 		_ = os.RemoveAll(staging)
 		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
 	case errors.Is(err, crypt.ErrDecrypt), errors.Is(err, pipeline.ErrEncrypted), errors.Is(err, crypt.ErrNotEncrypted):
@@ -370,10 +371,12 @@ func (a *Agent) prepareMemory(instance string) int64 {
 func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backend, cipher *crypt.ChunkCipher, tool *physical.Tool, dir string, hb *heartbeater) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, wait, err := tool.Extract(cctx, dir)
+	x, wait, err := tool.Extract(cctx, dir)
 	if err != nil {
 		return err
 	}
+	// Member names are checked before the extractor, which writes them, sees them.
+	w := xbstream.NewChecker(x)
 	_, derr := pipeline.Download(cctx, b, repo.BackupPrefix(m.Instance, m.BackupID), m.Chunks, m.Compression, w,
 		pipeline.DownloadOptions{
 			Parallelism:     a.parallelism(m.Instance),

@@ -37,11 +37,11 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 	}
 	backups, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}).ReadIndex(ctx)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	windows := binlog.Windows(backups, ix)
 	for i := len(backups) - 1; i >= 0; i-- {
@@ -82,11 +82,11 @@ type ArchiveCoverage struct {
 func (c *Catalog) ArchiveWindows(ctx context.Context, req InstanceRequest) (*ArchiveCoverage, error) {
 	backups, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}).ReadIndex(ctx)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return &ArchiveCoverage{Windows: binlog.Windows(backups, ix), Gaps: ix.Gaps}, nil
 }

@@ -55,6 +55,10 @@ type RestoreRequest struct {
 	// backup before the target (or BackupID) is restored and archived
 	// binlogs are replayed up to the target.
 	Target binlog.Target `json:"target,omitempty"`
+	// AllowUnencrypted accepts, for an instance with encryption enabled,
+	// old data stored unencrypted or without authentication (archived
+	// binlog segments); without it such data is refused.
+	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
 }
 
 // RestoreResult reports the restore.

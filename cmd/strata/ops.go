@@ -186,6 +186,8 @@ func restoreCmd(a *app) *cobra.Command {
 	f.IntVar(&req.Port, "port", 0, "port for the restored server (with --start)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
+	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
+		"on an instance with encryption enabled, accept old data stored unencrypted or unauthenticated (archived binlog segments)")
 	return cmd
 }
 
