@@ -16,6 +16,13 @@ import (
 type VerifyRequest struct {
 	Instance string `json:"instance"`
 	BackupID string `json:"backup_id,omitempty"`
+	// Archive also reads back every archived binlog segment behind every
+	// recovery window (size and sha256; the worker holds no key, so
+	// encrypted segments are not decrypted).
+	Archive bool `json:"archive,omitempty"`
+	// AllowUnencrypted accepts old unencrypted segments of an instance
+	// with encryption enabled.
+	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
 }
 
 // VerifyProgress is heartbeated while backups are verified.
@@ -44,6 +51,11 @@ func (c *Catalog) VerifyBackups(ctx context.Context, req VerifyRequest) (*verify
 	})
 	if err != nil {
 		return nil, classify(err)
+	}
+	if req.Archive {
+		if err := verify.Archive(ctx, c.Repo, req.Instance, verify.ArchiveOptions{Encrypted: in.EncryptionEnabled(), AllowUnencrypted: req.AllowUnencrypted}, rep); err != nil {
+			return nil, classify(err)
+		}
 	}
 	return rep, nil
 }

@@ -529,3 +529,38 @@ func (s *Store) authenticate(ctx context.Context, seg *Segment) (*segmentKey, er
 	}
 	return k, nil
 }
+
+// CheckStored reads a segment's data object back and checks its size and
+// sha256 against the index record, without a key: what can be checked of
+// an encrypted segment by someone who cannot decrypt it. An unencrypted
+// segment is decompressed and its length checked too. Errors wrap
+// ErrCorrupt.
+func (s *Store) CheckStored(ctx context.Context, seg *Segment) error {
+	if err := seg.Validate(); err != nil {
+		return err
+	}
+	if seg.KeyRef != "" {
+		dataKey := s.segmentDataKey(seg)
+		stored, err := s.getLimited(ctx, dataKey, seg.StoredSize)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: segment %d: the data object %s is missing", ErrCorrupt, seg.Seq, dataKey)
+		}
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(stored)
+		if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
+			return fmt.Errorf("%w: segment %d (%s): size or sha256 mismatch", ErrCorrupt, seg.Seq, dataKey)
+		}
+		return nil
+	}
+	// The encryption policy is the caller's; this checks the data.
+	_, err := (&Store{B: s.B, Instance: s.Instance}).ReadSegment(ctx, seg)
+	return err
+}
+
+// IndexKey returns the object key of segment seq's index record.
+func (s *Store) IndexKey(seq uint64) string { return s.indexKey(seq) }
+
+// DataKey returns the object key of a segment's data.
+func (s *Store) DataKey(seg *Segment) string { return s.segmentDataKey(seg) }
