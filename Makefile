@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench fuzz lint fmt clean
 
 all: build
 
@@ -51,6 +51,16 @@ e2e: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/binlog/ ./internal/replay/
+
+## fuzz: run each fuzz target (decoders of what is read from the repository) for FUZZTIME;
+##   their seed corpora run in every `go test`
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzDecode:./internal/manifest/ FuzzDecodeSegment:./internal/binlog/ FuzzDecodeKeyObject:./internal/repo/
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done
 
 ## lint: gofmt, go vet and staticcheck
 lint:
