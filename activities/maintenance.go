@@ -101,7 +101,7 @@ func (c *Catalog) PlanRetention(ctx context.Context, req RetentionRequest) (*Ret
 	}
 	all, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
-		return nil, err
+		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
 	now := time.Now().UTC()
 	plan, err := retention.Compute(all, pol, now)
