@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/strata-backup/strata/internal/manifest"
 )
@@ -116,9 +115,6 @@ func (s *Segment) Validate() error {
 		if len(v) > maxNameLen || strings.ContainsRune(v, 0) {
 			add("%s is longer than %d bytes or holds NUL", name, maxNameLen)
 		}
-	}
-	if s.LastTime.Before(s.FirstTime) {
-		add("last_time %s is before first_time %s", s.LastTime.Format(time.RFC3339), s.FirstTime.Format(time.RFC3339))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: invalid index record of segment %d: %s", ErrCorrupt, s.Seq, strings.Join(problems, "; "))

@@ -275,7 +275,7 @@ func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) e
 func (s *Store) put(ctx context.Context, key string, b []byte) error {
 	err := s.B.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, storage.ErrExists) {
-		old, rerr := s.get(ctx, key)
+		old, rerr := s.getLimited(ctx, key, int64(len(b)))
 		if rerr == nil && bytes.Equal(old, b) {
 			return nil
 		}

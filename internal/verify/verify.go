@@ -52,9 +52,9 @@ type Report struct {
 	// Segments and SegmentBytes count the archived binlog segments read
 	// back (Archive) and their stored bytes; Windows the recovery windows
 	// they make up.
-	Segments     int   `json:"segments,omitempty"`
-	SegmentBytes int64 `json:"segment_bytes,omitempty"`
-	Windows      int   `json:"windows,omitempty"`
+	Segments     int
+	SegmentBytes int64
+	Windows      int
 	// Problems lists every problem found, sorted by backup ID then chunk
 	// index (the archive's, with an empty backup ID, first).
 	Problems []Problem
