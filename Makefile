@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench histories lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench fuzz histories lint fmt clean
 
 all: build
 
@@ -60,6 +60,16 @@ histories: deps
 	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d); mkdir -p $$dir; \
 	STRATA_RECORD_HISTORIES=$(CURDIR)/$$dir $(GO) test -count=1 -timeout 25m -run '^($(HISTORY_TESTS))$$' ./tests/ && \
 	ls $$dir
+
+## fuzz: run each fuzz target (decoders of what is read from the repository) for FUZZTIME;
+##   their seed corpora run in every `go test`
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzDecode:./internal/manifest/ FuzzDecodeSegment:./internal/binlog/ FuzzDecodeKeyObject:./internal/repo/
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -95,6 +95,9 @@ type ReplayParams struct {
 	Target    binlog.Target `json:"target"`
 	// TargetDir is the restored datadir; no server may run on it.
 	TargetDir string `json:"target_dir"`
+	// AllowUnencrypted replays, on an instance with encryption enabled,
+	// segments archived unencrypted or without authentication (old data).
+	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
 }
 
 // ReplayResult reports a replay.
@@ -122,9 +125,10 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
 	st := a.binlogStore(p.Instance) // with the agent's keys, to read encrypted segments
+	st.AllowUnencrypted = p.AllowUnencrypted
 	ix, err := st.ReadIndex(ctx)
 	if err != nil {
-		return nil, classify(err)
+		return nil, outsideWindow(p.Instance, err)
 	}
 	segs, err := ix.Covering(p.StartFile, p.StartPos)
 	if err != nil {
@@ -185,6 +189,10 @@ func outsideWindow(instance string, err error) error {
 		return fail(ErrDecryptFailed, "instance %s: archived binlogs cannot be decrypted: %v", instance, err)
 	case errors.Is(err, binlog.ErrCorrupt):
 		return fail(ErrCorruptBackup, "instance %s: %v", instance, err)
+	case errors.Is(err, binlog.ErrUnencrypted):
+		return fail(ErrUnencrypted, "instance %s: %v", instance, err)
+	case errors.Is(err, binlog.ErrUnauthenticated):
+		return fail(ErrUnauthenticated, "instance %s: %v", instance, err)
 	}
-	return err
+	return classify(err)
 }

@@ -374,7 +374,7 @@ func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
 		// The base's LSN must be the one its backup recorded (a manifest
 		// without MAC, from an older Strata, is left to the restore's check).
 		if _, err := a.Repo.AuthenticateManifest(ctx, parent, a.Keys); errors.Is(err, repo.ErrManifestNotAuthentic) {
-			return fail(ErrManifestNotAuthentic, "base of %s backup %s: %v", p.Type, p.BackupID, err)
+			return fail(ErrUnauthenticated, "base of %s backup %s: %v", p.Type, p.BackupID, err)
 		}
 	}
 	if p.Type == manifest.TypeDifferential && parent.Type != manifest.TypeFull {

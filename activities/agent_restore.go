@@ -19,6 +19,7 @@ import (
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/restore"
 	"github.com/strata-backup/strata/internal/storage"
+	"github.com/strata-backup/strata/internal/xbstream"
 )
 
 // RestoreBackup restores a chain (a full, then its incrementals or its
@@ -181,7 +182,7 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 // was not touched; anything else (a storage hiccup) is retried.
 func fetchError(m *manifest.Manifest, err error) error {
 	switch {
-	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound), errors.Is(err, xbstream.ErrCorrupt):
 		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
 	case errors.Is(err, crypt.ErrDecrypt), errors.Is(err, pipeline.ErrEncrypted), errors.Is(err, crypt.ErrNotEncrypted):
 		return fail(ErrDecryptFailed, "backup %s of %s cannot be decrypted: %v", m.BackupID, m.Instance, err)
@@ -202,7 +203,7 @@ func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest, al
 		if !m.Encrypted {
 			if in, err := a.Config.Instance(m.Instance); err == nil && in.EncryptionEnabled() {
 				if !allowUnencrypted {
-					return nil, fail(ErrUnencryptedBackup, "backup %s of %s (%s) is not encrypted, but instance %s has encryption enabled: it may have been planted by a writer of the bucket; if it is old data taken before encryption was enabled, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)",
+					return nil, fail(ErrUnencrypted, "backup %s of %s (%s) is not encrypted, but instance %s has encryption enabled: it may have been planted by a writer of the bucket; if it is old data taken before encryption was enabled, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)",
 						m.BackupID, m.Instance, repo.ManifestKey(m.Instance, m.BackupID), m.Instance)
 				}
 				log.Warn("restoring an unencrypted backup of an instance with encryption enabled, as allowed", zap.String("member", m.BackupID))
@@ -220,9 +221,9 @@ func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest, al
 		case errors.Is(err, repo.ErrManifestNoMAC) && allowUnencrypted:
 			log.Warn("restoring a backup whose manifest carries no MAC, as allowed", zap.String("member", m.BackupID))
 		case errors.Is(err, repo.ErrManifestNoMAC):
-			return nil, fail(ErrManifestNotAuthentic, "%v; if it is an old backup, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)", err)
+			return nil, fail(ErrUnauthenticated, "%v; if it is an old backup, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)", err)
 		case err != nil:
-			return nil, fail(ErrManifestNotAuthentic, "%v", err)
+			return nil, fail(ErrUnauthenticated, "%v", err)
 		}
 		if out[i], err = crypt.NewChunkCipher(dk, m.BackupID); err != nil {
 			return nil, fail(ErrDecryptFailed, "backup %s of %s: %v", m.BackupID, m.Instance, err)
@@ -278,10 +279,12 @@ func (a *Agent) prepareMemory(instance string) int64 {
 func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backend, cipher *crypt.ChunkCipher, tool *physical.Tool, dir string, hb *heartbeater) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, wait, err := tool.Extract(cctx, dir)
+	x, wait, err := tool.Extract(cctx, dir)
 	if err != nil {
 		return err
 	}
+	// Member names are checked before the extractor, which writes them, sees them.
+	w := xbstream.NewChecker(x)
 	_, derr := pipeline.Download(cctx, b, repo.BackupPrefix(m.Instance, m.BackupID), m.Chunks, m.Compression, w,
 		pipeline.DownloadOptions{
 			Parallelism:     a.parallelism(m.Instance),

@@ -10,11 +10,13 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/xbstream"
 )
 
 // Application error types. Each is non-retryable: retrying cannot fix it,
@@ -41,12 +43,16 @@ const (
 	ErrDecryptFailed     = "DecryptFailed"
 	ErrReplayInterrupted = "ReplayInterrupted"
 	// Restore target guard and repository trust.
-	ErrTargetInUse          = "TargetInUse"
-	ErrInvalidTarget        = "InvalidTarget"
-	ErrUnencryptedBackup    = "UnencryptedBackup"
-	ErrManifestNotAuthentic = "ManifestNotAuthentic"
-	ErrBackupIDTaken        = "BackupIDTaken"
-	ErrLSNMismatch          = "LSNMismatch"
+	ErrTargetInUse   = "TargetInUse"
+	ErrInvalidTarget = "InvalidTarget"
+	ErrBackupIDTaken = "BackupIDTaken"
+	ErrLSNMismatch   = "LSNMismatch"
+	// ErrUnencrypted: an instance has encryption enabled and the data read
+	// is not encrypted (see --allow-unencrypted for old data).
+	ErrUnencrypted = "Unencrypted"
+	// ErrUnauthenticated: metadata read from the repository does not carry
+	// a valid MAC: planted or altered without the key.
+	ErrUnauthenticated = "Unauthenticated"
 )
 
 // fail returns a non-retryable application error of the given type.
@@ -85,6 +91,13 @@ func classify(err error) error {
 		return fail(ErrBrokenChain, "%v", err)
 	case errors.Is(err, repo.ErrNoUsableKey), crypt.IsKeyError(err):
 		return fail(ErrDecryptFailed, "%v", err)
+	case errors.Is(err, binlog.ErrUnencrypted):
+		return fail(ErrUnencrypted, "%v", err)
+	case errors.Is(err, binlog.ErrUnauthenticated):
+		return fail(ErrUnauthenticated, "%v", err)
+	case errors.Is(err, manifest.ErrInvalid), errors.Is(err, binlog.ErrCorrupt), errors.Is(err, repo.ErrInvalidKeyObject),
+		errors.Is(err, xbstream.ErrCorrupt):
+		return fail(ErrCorruptBackup, "%v", err)
 	case errors.Is(err, syscall.ENOSPC):
 		return fail(ErrInsufficientSpace, "no space left on device: %v; free space or point storage/target elsewhere, then run again", err)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EROFS):

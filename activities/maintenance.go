@@ -17,6 +17,13 @@ import (
 type VerifyRequest struct {
 	Instance string `json:"instance"`
 	BackupID string `json:"backup_id,omitempty"`
+	// Archive also reads back every archived binlog segment behind every
+	// recovery window (size and sha256; the worker holds no key, so
+	// encrypted segments are not decrypted).
+	Archive bool `json:"archive,omitempty"`
+	// AllowUnencrypted accepts old unencrypted segments of an instance
+	// with encryption enabled.
+	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
 }
 
 // VerifyProgress is heartbeated while backups are verified.
@@ -45,6 +52,11 @@ func (c *Catalog) VerifyBackups(ctx context.Context, req VerifyRequest) (*verify
 	})
 	if err != nil {
 		return nil, classify(err)
+	}
+	if req.Archive {
+		if err := verify.Archive(ctx, c.Repo, req.Instance, verify.ArchiveOptions{Encrypted: in.EncryptionEnabled(), AllowUnencrypted: req.AllowUnencrypted}, rep); err != nil {
+			return nil, classify(err)
+		}
 	}
 	return rep, nil
 }
@@ -100,7 +112,7 @@ func (c *Catalog) PlanRetention(ctx context.Context, req RetentionRequest) (*Ret
 	}
 	all, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
 	now := time.Now().UTC()
 	plan, err := retention.Compute(all, pol, now)

@@ -26,7 +26,7 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 	}
 	all, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
 	var base *manifest.Manifest
 	for i := len(all) - 1; i >= 0 && base == nil; i-- {
@@ -68,7 +68,7 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 func (c *Catalog) ResolveChain(ctx context.Context, ref BackupRef) ([]BackupSummary, error) {
 	all, err := c.Repo.ListBackups(ctx, ref.Instance)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
 	chain, err := repo.Chain(all, ref.BackupID)
 	if err != nil {

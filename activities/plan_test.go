@@ -36,7 +36,8 @@ var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 func bk(id, typ, parent string, from, to uint64, hour int) *manifest.Manifest {
 	return &manifest.Manifest{FormatVersion: manifest.FormatVersion, BackupID: id, Instance: "db1", Type: typ, ParentID: parent,
 		FromLSN: from, ToLSN: to, StartTime: t0.Add(time.Duration(hour) * time.Hour), EndTime: t0.Add(time.Duration(hour)*time.Hour + time.Minute),
-		Compression: "zstd", Chunks: []manifest.Chunk{}, RawSHA256: strings.Repeat("0", 64)}
+		Compression: "zstd", RawSHA256: strings.Repeat("0", 64), RawSize: 1, StoredSize: 1,
+		Chunks: []manifest.Chunk{{Key: "chunks/00000000.zst", RawSize: 1, StoredSize: 1, SHA256: strings.Repeat("0", 64)}}}
 }
 
 func appErrType(err error) string {

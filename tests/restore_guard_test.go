@@ -70,7 +70,7 @@ func TestEncryptedInstanceRefusesPlantedAndAlteredBackups(t *testing.T) {
 	})
 	target := filepath.Join(t.TempDir(), "planted")
 	_, err = s.tryRestore("enc", "p1", target, false)
-	requireAppError(t, err, activities.ErrUnencryptedBackup, "enc/backups/p1/manifest.json")
+	requireAppError(t, err, activities.ErrUnencrypted, "enc/backups/p1/manifest.json")
 	assert.Contains(t, err.Error(), "--allow-unencrypted")
 	assert.NoDirExists(t, target)
 	assert.NoDirExists(t, restore.StagingDir(target))
@@ -86,13 +86,13 @@ func TestEncryptedInstanceRefusesPlantedAndAlteredBackups(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		target := filepath.Join(t.TempDir(), "altered")
 		_, err = s.tryRestore("enc", "e1", target, allow)
-		requireAppError(t, err, activities.ErrManifestNotAuthentic, "enc/backups/e1/manifest.json")
+		requireAppError(t, err, activities.ErrUnauthenticated, "enc/backups/e1/manifest.json")
 		assert.NoDirExists(t, target)
 	}
 	// Nor does a backup build an incremental on it.
 	var br workflows.BackupResult
 	_, err = s.run("backup/enc/i1", workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "enc", BackupID: "i1", Type: "incremental"}, &br)
-	requireAppError(t, err, activities.ErrManifestNotAuthentic, "enc/backups/e1/manifest.json")
+	requireAppError(t, err, activities.ErrUnauthenticated, "enc/backups/e1/manifest.json")
 	out, err = s.cli("verify", "enc", "--local")
 	require.Error(t, err, "verify with the keys fails on the altered manifest:\n%s", out)
 	assert.Contains(t, out, "enc/backups/e1/manifest.json")

@@ -83,7 +83,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		res.Replay = &activities.ReplayResult{}
 		err := workflow.ExecuteActivity(actx, agent.ReplayBinlogs, activities.ReplayParams{
 			Instance: req.Instance, StartFile: pitrPlan.StartFile, StartPos: pitrPlan.StartPos, Target: req.Target,
-			TargetDir: req.TargetDir,
+			TargetDir: req.TargetDir, AllowUnencrypted: req.AllowUnencrypted,
 		}).Get(ctx, res.Replay)
 		var ae *temporal.ApplicationError
 		if err != nil && errors.As(err, &ae) && ae.Type() == activities.ErrReplayInterrupted && attempt < 3 {

@@ -55,9 +55,10 @@ type RestoreRequest struct {
 	// backup before the target (or BackupID) is restored and archived
 	// binlogs are replayed up to the target.
 	Target binlog.Target `json:"target,omitempty"`
-	// AllowUnencrypted restores, for an instance with encryption enabled,
-	// backups that are not encrypted or whose manifest carries no MAC:
-	// old data from before encryption (or manifest authentication).
+	// AllowUnencrypted accepts, for an instance with encryption enabled,
+	// old data stored unencrypted or without authentication (backups whose
+	// manifest carries no MAC, archived binlog segments without a MAC);
+	// without it such data is refused.
 	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
 }
 

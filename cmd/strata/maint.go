@@ -14,14 +14,16 @@ import (
 
 func verifyCmd(a *app) *cobra.Command {
 	var (
-		id          string
-		local, asJS bool
+		id                            string
+		local, asJS, archive, allowUn bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify INSTANCE [--backup ID]",
+		Use:   "verify INSTANCE [--backup ID] [--archive]",
 		Short: "Read back every chunk and check sizes, sha256s, parents and LSN continuity (VerifyWorkflow)",
 		Long: "Verify checks one backup and every backup on its chain, or all backups of the instance.\n" +
-			"It exits non-zero when any problem is found. --local runs it in this process without Temporal.",
+			"It exits non-zero when any problem is found. --local runs it in this process without Temporal.\n" +
+			"--archive also reads back every archived binlog segment behind every recovery window (with --local and\n" +
+			"the config's encryption keys, encrypted segments are decrypted and their index records authenticated).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rep verify.Report
@@ -48,6 +50,16 @@ func verifyCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if archive {
+					ring, err := workers.LoadKeyring(a.cfg)
+					if err != nil {
+						return err
+					}
+					opt := verify.ArchiveOptions{Keys: ring, Encrypted: in.EncryptionEnabled(), AllowUnencrypted: allowUn}
+					if err := verify.Archive(cmd.Context(), r, args[0], opt, got); err != nil {
+						return err
+					}
+				}
 				rep = *got
 			} else {
 				if _, err := a.loadFor(args[0]); err != nil {
@@ -56,7 +68,7 @@ func verifyCmd(a *app) *cobra.Command {
 				var res workflows.VerifyResult
 				wid := fmt.Sprintf("verify/%s/%s", args[0], time.Now().UTC().Format(workflows.BackupIDFormat))
 				if _, err := a.start(cmd.Context(), wid, workflows.VerifyWorkflowName,
-					workflows.VerifyRequest{Instance: args[0], BackupID: id}, true, &res); err != nil {
+					workflows.VerifyRequest{Instance: args[0], BackupID: id, Archive: archive, AllowUnencrypted: allowUn}, true, &res); err != nil {
 					return err
 				}
 				rep = res.Report
@@ -67,6 +79,9 @@ func verifyCmd(a *app) *cobra.Command {
 				}
 			} else {
 				fmt.Printf("verified %d backups of %s: %d chunks, %s\n", len(rep.Checked), args[0], rep.Chunks, human(rep.Bytes))
+				if archive {
+					fmt.Printf("verified the binlog archive of %s: %d recovery windows, %d segments, %s\n", args[0], rep.Windows, rep.Segments, human(rep.SegmentBytes))
+				}
 				for _, p := range rep.Problems {
 					fmt.Printf("  PROBLEM  %s\n", p)
 				}
@@ -82,6 +97,8 @@ func verifyCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "backup", "", "verify this backup and its chain (default: all)")
 	cmd.Flags().BoolVar(&local, "local", false, "verify in this process, without Temporal")
+	cmd.Flags().BoolVar(&archive, "archive", false, "also read back every archived binlog segment behind every recovery window")
+	cmd.Flags().BoolVar(&allowUn, "allow-unencrypted", false, "with --archive on an instance with encryption enabled: accept old unencrypted or unauthenticated segments")
 	cmd.Flags().BoolVar(&asJS, "json", false, "print the report as JSON")
 	return cmd
 }

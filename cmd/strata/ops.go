@@ -188,6 +188,8 @@ func restoreCmd(a *app) *cobra.Command {
 	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false, "for an instance with encryption enabled, also restore backups that are not encrypted or whose manifest has no MAC (old data)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
+	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
+		"on an instance with encryption enabled, accept old data stored unencrypted or unauthenticated (archived binlog segments)")
 	return cmd
 }
 

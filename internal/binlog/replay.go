@@ -85,13 +85,23 @@ func (ix *Index) Runs() [][]Segment {
 	for _, g := range ix.Gaps {
 		gapAt[g.BeforeSeq] = true
 	}
+	missing := map[uint64]bool{}
+	for _, s := range ix.Missing {
+		missing[s.Seq] = true
+	}
 	var runs [][]Segment
+	var prev *Segment // the last segment of the current run; nil: none open
 	for i := range ix.Segments {
 		s := ix.Segments[i]
-		if i == 0 || gapAt[s.Seq] || !contiguous(&ix.Segments[i-1], &s) {
+		if missing[s.Seq] {
+			prev = nil // a missing segment ends the run
+			continue
+		}
+		if prev == nil || gapAt[s.Seq] || !contiguous(prev, &s) {
 			runs = append(runs, nil)
 		}
 		runs[len(runs)-1] = append(runs[len(runs)-1], s)
+		prev = &ix.Segments[i]
 	}
 	return runs
 }
@@ -197,6 +207,9 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 				return nil, err
 			}
 			outFile = seg.File
+			if err := CheckFileName(seg.File); err != nil { // never a path out of dir
+				return nil, fmt.Errorf("%w: segment %d: file: %v", ErrCorrupt, seg.Seq, err)
+			}
 			p := filepath.Join(dir, seg.File)
 			if out, err = os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
 				return nil, fmt.Errorf("create rebuilt binlog: %w", err)
@@ -209,9 +222,12 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 		}
 		off := seg.Start
 		for p := 0; p < len(raw); {
+			if len(raw)-p < headerSize {
+				return nil, fmt.Errorf("%w: segment %d at %s:%d: %d bytes left, shorter than an event header", ErrCorrupt, seg.Seq, seg.File, off, len(raw)-p)
+			}
 			h, err := parseHeader(raw[p:min(len(raw), p+int(binary.LittleEndian.Uint32(raw[p+9:])))])
 			if err != nil {
-				return nil, fmt.Errorf("segment %d at %s:%d: %w", seg.Seq, seg.File, off, err)
+				return nil, fmt.Errorf("%w: segment %d at %s:%d: %v", ErrCorrupt, seg.Seq, seg.File, off, err)
 			}
 			ev := raw[p : p+int(h.Size)]
 			if !started && seg.File == file && off >= pos {

@@ -52,6 +52,11 @@ type Segment struct {
 	// forms are under <instance>/binlogs/keys/<key_ref>/. Empty: not
 	// encrypted.
 	KeyRef string `json:"key_ref,omitempty"`
+	// MAC authenticates the record of an encrypted segment: HMAC-SHA256,
+	// keyed by crypt.AuthKey of the run's data key, of the record without
+	// it (see macMessage). Only a holder of a key encryption key that wraps
+	// the data key can make it. Empty in records of older versions.
+	MAC []byte `json:"mac,omitempty"`
 }
 
 // Gap records a stretch of binlog that is not in the archive: PITR across
@@ -66,6 +71,9 @@ type Gap struct {
 	ResumePos  uint32    `json:"resume_pos"`
 	Reason     string    `json:"reason"`
 	DetectedAt time.Time `json:"detected_at"`
+	// MissingData is set on a gap that ReadIndex found rather than read: a
+	// segment whose data object (this key) is missing. It is never stored.
+	MissingData string `json:"missing_data,omitempty"`
 }
 
 // ErrCorrupt is wrapped when an archived segment does not match its index
@@ -88,8 +96,16 @@ type Store struct {
 	// Keys unwraps the data keys of encrypted segments and, with Encrypt,
 	// wraps the data key of the segments this Store writes (nil: no keys).
 	Keys *crypt.Keyring
-	// Encrypt encrypts the segments this Store writes; it needs Keys.
+	// Encrypt encrypts the segments this Store writes; it needs Keys. It
+	// also says that the instance has encryption enabled: ReadSegment then
+	// refuses segments that are not encrypted (ErrUnencrypted) and records
+	// without a MAC (ErrUnauthenticated), unless AllowUnencrypted.
 	Encrypt bool
+	// AllowUnencrypted accepts, on an instance with encryption enabled,
+	// segments archived unencrypted and records written without a MAC (old
+	// data from before encryption or authentication). A record whose MAC
+	// is wrong is refused regardless.
+	AllowUnencrypted bool
 
 	mu      sync.Mutex
 	runID   string                 // names this Store's data objects
@@ -99,8 +115,9 @@ type Store struct {
 
 // segmentKey is the cipher of one archive run's data key.
 type segmentKey struct {
-	ref    string
-	cipher *crypt.ChunkCipher
+	ref     string
+	cipher  *crypt.ChunkCipher
+	authKey []byte // authenticates the index records of the run
 }
 
 // segmentCipher returns the cipher of the data key ref, bound to the
@@ -138,7 +155,7 @@ func (s *Store) writeKey(ctx context.Context) (*segmentKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.writing = &segmentKey{ref: ref, cipher: c}
+	s.writing = &segmentKey{ref: ref, cipher: c, authKey: crypt.AuthKey(dk, authPurpose(s.Instance, ref))}
 	return s.writing, nil
 }
 
@@ -163,7 +180,7 @@ func (s *Store) readKey(ctx context.Context, ref string) (*segmentKey, error) {
 	if s.reading == nil {
 		s.reading = map[string]*segmentKey{}
 	}
-	k := &segmentKey{ref: ref, cipher: c}
+	k := &segmentKey{ref: ref, cipher: c, authKey: crypt.AuthKey(dk, authPurpose(s.Instance, ref))}
 	s.reading[ref] = k
 	return k, nil
 }
@@ -212,10 +229,11 @@ var (
 // the event fields must be set; sizes and checksum are filled in.
 func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) error {
 	stored := encoder.EncodeAll(events, nil)
-	seg.KeyRef = ""
+	seg.KeyRef, seg.MAC = "", nil
+	var k *segmentKey
 	if s.Encrypt {
-		k, err := s.writeKey(ctx)
-		if err != nil {
+		var err error
+		if k, err = s.writeKey(ctx); err != nil {
 			return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
 		}
 		// Deterministic: a retried write of the segment stores the same bytes.
@@ -226,6 +244,16 @@ func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) e
 	seg.RawSize, seg.StoredSize, seg.SHA256 = int64(len(events)), int64(len(stored)), hex.EncodeToString(sum[:])
 	key := s.runDataKey(seg.Seq)
 	seg.DataKey = strings.TrimPrefix(key, s.prefix())
+	if err := seg.Validate(); err != nil {
+		return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
+	}
+	if k != nil {
+		msg, err := macMessage(seg)
+		if err != nil {
+			return err
+		}
+		seg.MAC = crypt.MAC(k.authKey, msg)
+	}
 	if err := s.put(ctx, key, stored); err != nil {
 		return fmt.Errorf("write binlog segment %d: %w", seg.Seq, err)
 	}
@@ -247,7 +275,7 @@ func (s *Store) WriteSegment(ctx context.Context, seg *Segment, events []byte) e
 func (s *Store) put(ctx context.Context, key string, b []byte) error {
 	err := s.B.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
 	if errors.Is(err, storage.ErrExists) {
-		old, rerr := s.get(ctx, key)
+		old, rerr := s.getLimited(ctx, key, int64(len(b)))
 		if rerr == nil && bytes.Equal(old, b) {
 			return nil
 		}
@@ -256,12 +284,25 @@ func (s *Store) put(ctx context.Context, key string, b []byte) error {
 }
 
 func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	return s.getLimited(ctx, key, maxRecordSize)
+}
+
+// getLimited reads an object of at most limit bytes; a larger one is
+// corrupt (its record says otherwise, or it is no record).
+func (s *Store) getLimited(ctx context.Context, key string, limit int64) ([]byte, error) {
 	r, err := s.B.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, key, limit)
+	}
+	return b, nil
 }
 
 // WriteGap records a gap. A gap is recorded once: when a retried run finds
@@ -282,6 +323,9 @@ func (s *Store) WriteGap(ctx context.Context, g *Gap) error {
 type Index struct {
 	Segments []Segment
 	Gaps     []Gap
+	// Missing lists the segments whose data object is missing (each also
+	// has a gap with MissingData).
+	Missing []Segment
 }
 
 // Last returns the newest segment, or nil.
@@ -292,7 +336,12 @@ func (ix *Index) Last() *Segment {
 	return &ix.Segments[len(ix.Segments)-1]
 }
 
-// ReadIndex reads the archive's index records and gaps.
+// ReadIndex reads the archive's index records and gaps. Every record is
+// validated (DecodeSegment, DecodeGap) and must be stored under the name
+// of its own number: a record that is not fails with an error wrapping
+// ErrCorrupt that names its object. A segment whose data object is missing
+// is listed in Missing and ends its run there: ReadIndex adds a gap
+// (MissingData set) before it, and Runs leaves it out.
 func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	ix := &Index{}
 	objs, err := s.B.List(ctx, s.prefix()+"index/")
@@ -301,14 +350,20 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	}
 	for _, o := range objs {
 		b, err := s.get(ctx, o.Key)
-		if err != nil {
-			return nil, err
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted since listed (pruned)
 		}
-		var seg Segment
-		if err := json.Unmarshal(b, &seg); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
 		}
-		ix.Segments = append(ix.Segments, seg)
+		seg, err := DecodeSegment(b)
+		if err != nil {
+			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
+		}
+		if o.Key != s.indexKey(seg.Seq) {
+			return nil, fmt.Errorf("binlog index record %s: %w: it describes segment %d, whose record is %s", o.Key, ErrCorrupt, seg.Seq, s.indexKey(seg.Seq))
+		}
+		ix.Segments = append(ix.Segments, *seg)
 	}
 	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
 	gaps, err := s.B.List(ctx, s.prefix()+"gaps/")
@@ -317,16 +372,44 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	}
 	for _, o := range gaps {
 		b, err := s.get(ctx, o.Key)
-		if err != nil {
-			return nil, err
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
 		}
-		var g Gap
-		if err := json.Unmarshal(b, &g); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("binlog gap record %s: %w", o.Key, err)
 		}
-		ix.Gaps = append(ix.Gaps, g)
+		g, err := DecodeGap(b)
+		if err != nil {
+			return nil, fmt.Errorf("binlog gap record %s: %w", o.Key, err)
+		}
+		if o.Key != s.gapKey(g.BeforeSeq) {
+			return nil, fmt.Errorf("binlog gap record %s: %w: it describes the gap before segment %d, whose record is %s", o.Key, ErrCorrupt, g.BeforeSeq, s.gapKey(g.BeforeSeq))
+		}
+		ix.Gaps = append(ix.Gaps, *g)
 	}
-	sort.Slice(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	// Data objects are written before their records: listed after the
+	// records, every record's data object is there unless it was deleted.
+	if len(ix.Segments) > 0 {
+		data, err := s.B.List(ctx, s.prefix()+"data/")
+		if err != nil {
+			return nil, fmt.Errorf("list binlog data: %w", err)
+		}
+		have := make(map[string]bool, len(data))
+		for _, o := range data {
+			have[o.Key] = true
+		}
+		for _, seg := range ix.Segments {
+			key := s.segmentDataKey(&seg)
+			if have[key] {
+				continue
+			}
+			ix.Missing = append(ix.Missing, seg)
+			ix.Gaps = append(ix.Gaps, Gap{BeforeSeq: seg.Seq, LastFile: seg.File, LastPos: seg.Start, LastTime: seg.FirstTime,
+				ResumeFile: seg.File, ResumePos: seg.End, MissingData: key,
+				Reason: fmt.Sprintf("the data object %s of segment %d (%s:%d-%d) is missing", key, seg.Seq, seg.File, seg.Start, seg.End)})
+		}
+	}
+	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
 	return ix, nil
 }
 
@@ -367,33 +450,117 @@ func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
 // ReadSegment returns a segment's events after checking size and sha256,
 // decrypting an encrypted segment with Keys. A segment whose data key no
 // key of Keys unwraps fails with an error matching repo.ErrNoUsableKey; one
-// that does not decrypt, crypt.ErrDecrypt.
+// that does not decrypt, crypt.ErrDecrypt; a record that does not
+// authenticate (see Authenticate), ErrUnauthenticated or ErrUnencrypted.
 func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
-	stored, err := s.get(ctx, s.segmentDataKey(seg))
+	where := fmt.Sprintf("binlog segment %d (%s:%d-%d, %s)", seg.Seq, seg.File, seg.Start, seg.End, s.indexKey(seg.Seq))
+	if err := seg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	k, err := s.authenticate(ctx, seg)
 	if err != nil {
-		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	dataKey := s.segmentDataKey(seg)
+	stored, err := s.getLimited(ctx, dataKey, seg.StoredSize)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s: the data object %s is missing", ErrCorrupt, where, dataKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	sum := sha256.Sum256(stored)
 	if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
-		return nil, fmt.Errorf("%w: segment %d (%s:%d-%d): size or sha256 mismatch", ErrCorrupt, seg.Seq, seg.File, seg.Start, seg.End)
+		return nil, fmt.Errorf("%w: segment %d (%s:%d-%d, %s): size or sha256 mismatch", ErrCorrupt, seg.Seq, seg.File, seg.Start, seg.End, dataKey)
 	}
-	if seg.KeyRef != "" {
-		k, err := s.readKey(ctx, seg.KeyRef)
-		if err != nil {
-			return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
-		}
+	if k != nil {
 		if stored, err = k.cipher.Open(nil, stored, seg.Seq); err != nil {
-			return nil, fmt.Errorf("binlog segment %d (%s:%d-%d): %w", seg.Seq, seg.File, seg.Start, seg.End, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	} else if crypt.IsEncrypted(stored) {
-		return nil, fmt.Errorf("binlog segment %d (%s:%d-%d) looks encrypted but its index record names no key", seg.Seq, seg.File, seg.Start, seg.End)
+		return nil, fmt.Errorf("%s looks encrypted but its index record names no key", where)
 	}
 	raw, err := decoder.DecodeAll(stored, make([]byte, 0, seg.RawSize))
 	if err != nil {
-		return nil, fmt.Errorf("binlog segment %d: decompress: %w", seg.Seq, err)
+		return nil, fmt.Errorf("%w: segment %d (%s): decompress: %v", ErrCorrupt, seg.Seq, dataKey, err)
 	}
 	if int64(len(raw)) != seg.RawSize || int64(len(raw)) != int64(seg.End-seg.Start) {
-		return nil, fmt.Errorf("%w: segment %d holds %d bytes, index says %d-%d", ErrCorrupt, seg.Seq, len(raw), seg.Start, seg.End)
+		return nil, fmt.Errorf("%w: segment %d (%s) holds %d bytes, index says %d-%d", ErrCorrupt, seg.Seq, dataKey, len(raw), seg.Start, seg.End)
 	}
 	return raw, nil
 }
+
+// Authenticate checks an index record against the instance's encryption
+// policy and its MAC, unwrapping the run's data key with Keys: on an
+// instance with encryption enabled (Encrypt) a record without a key
+// (ErrUnencrypted) or without a MAC (ErrUnauthenticated) is refused unless
+// AllowUnencrypted; a record with a MAC that does not match is refused
+// always (ErrUnauthenticated).
+func (s *Store) Authenticate(ctx context.Context, seg *Segment) error {
+	_, err := s.authenticate(ctx, seg)
+	return err
+}
+
+// authenticate is Authenticate, returning the segment's key (nil: not
+// encrypted).
+func (s *Store) authenticate(ctx context.Context, seg *Segment) (*segmentKey, error) {
+	if seg.KeyRef == "" {
+		if s.Encrypt && !s.AllowUnencrypted {
+			return nil, fmt.Errorf("%w: instance %s has encryption enabled but this segment's index record names no key: it was archived before encryption was enabled, or planted by a writer of the bucket; pass --allow-unencrypted (allow_unencrypted) to replay old unencrypted segments", ErrUnencrypted, s.Instance)
+		}
+		return nil, nil
+	}
+	k, err := s.readKey(ctx, seg.KeyRef)
+	if err != nil {
+		return nil, err
+	}
+	if len(seg.MAC) == 0 {
+		if s.Encrypt && !s.AllowUnencrypted {
+			return nil, fmt.Errorf("%w: the index record has no MAC: it was written by an older version of Strata, or planted by a writer of the bucket; pass --allow-unencrypted (allow_unencrypted) to accept old records", ErrUnauthenticated)
+		}
+		return k, nil
+	}
+	msg, err := macMessage(seg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	if !crypt.CheckMAC(k.authKey, msg, seg.MAC) {
+		return nil, fmt.Errorf("%w: the MAC of the index record does not match: the record was altered or planted without the key (key ref %s)", ErrUnauthenticated, seg.KeyRef)
+	}
+	return k, nil
+}
+
+// CheckStored reads a segment's data object back and checks its size and
+// sha256 against the index record, without a key: what can be checked of
+// an encrypted segment by someone who cannot decrypt it. An unencrypted
+// segment is decompressed and its length checked too. Errors wrap
+// ErrCorrupt.
+func (s *Store) CheckStored(ctx context.Context, seg *Segment) error {
+	if err := seg.Validate(); err != nil {
+		return err
+	}
+	if seg.KeyRef != "" {
+		dataKey := s.segmentDataKey(seg)
+		stored, err := s.getLimited(ctx, dataKey, seg.StoredSize)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: segment %d: the data object %s is missing", ErrCorrupt, seg.Seq, dataKey)
+		}
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(stored)
+		if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
+			return fmt.Errorf("%w: segment %d (%s): size or sha256 mismatch", ErrCorrupt, seg.Seq, dataKey)
+		}
+		return nil
+	}
+	// The encryption policy is the caller's; this checks the data.
+	_, err := (&Store{B: s.B, Instance: s.Instance}).ReadSegment(ctx, seg)
+	return err
+}
+
+// IndexKey returns the object key of segment seq's index record.
+func (s *Store) IndexKey(seq uint64) string { return s.indexKey(seq) }
+
+// DataKey returns the object key of a segment's data.
+func (s *Store) DataKey(seg *Segment) string { return s.segmentDataKey(seg) }

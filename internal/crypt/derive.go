@@ -34,28 +34,33 @@ func ChunkNameKey(dataKey []byte) ([]byte, error) {
 	return derive(dataKey, labelName)
 }
 
+// MACSize is the length of a MAC made by MAC: an HMAC-SHA256.
+const MACSize = sha256.Size
+
 // AuthKey returns the key that authenticates metadata of one kind (purpose,
-// e.g. "manifest") belonging to the data that dataKey encrypts: HKDF-SHA256
-// of the data key with a purpose-specific label. Only a holder of a key
-// encryption key that unwraps the data key can derive it; rotating the key
-// encryption key re-wraps the data key and leaves this key unchanged.
+// e.g. "binlog index/<instance>") written by the holder of dataKey: an
+// HKDF-SHA256 derivation of the data key with "strata auth v1 " and the
+// purpose as info. Since the data key is stored only wrapped by a key
+// encryption key, only a holder of that key can make a valid MAC; distinct
+// purposes give unrelated keys.
 func AuthKey(dataKey []byte, purpose string) []byte {
-	// hkdf.Key fails only for an output longer than 255 hashes.
 	out, err := hkdf.Key(sha256.New, dataKey, nil, "strata auth v1 "+purpose, KeySize)
 	if err != nil {
-		panic(err)
+		// Only for an output length HKDF-SHA256 cannot produce; KeySize is fine.
+		panic(fmt.Sprintf("crypt: derive auth key: %v", err))
 	}
 	return out
 }
 
-// MAC returns the HMAC-SHA256 of data under key.
-func MAC(key, data []byte) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write(data)
-	return h.Sum(nil)
+// MAC returns HMAC-SHA256(authKey, msg).
+func MAC(authKey, msg []byte) []byte {
+	m := hmac.New(sha256.New, authKey)
+	m.Write(msg)
+	return m.Sum(nil)
 }
 
-// CheckMAC reports, in constant time, whether mac is the MAC of data under key.
-func CheckMAC(key, data, mac []byte) bool {
-	return hmac.Equal(MAC(key, data), mac)
+// CheckMAC reports whether mac is HMAC-SHA256(authKey, msg), in constant
+// time.
+func CheckMAC(authKey, msg, mac []byte) bool {
+	return len(mac) == MACSize && hmac.Equal(MAC(authKey, msg), mac)
 }

@@ -113,28 +113,108 @@ func (m *Manifest) Validate() error {
 	if m.RawSize < 0 || m.StoredSize < 0 || m.ChunkSize < 0 || m.UploadedBytes < 0 || m.ReusedBytes < 0 {
 		add("sizes must not be negative")
 	}
+	if m.ChunkSize > MaxChunkSize {
+		add("chunk_size %d is larger than %d", m.ChunkSize, MaxChunkSize)
+	}
+	if len(m.Chunks) == 0 {
+		add("the chunk list is empty (a backup stream is never empty)")
+	}
+	if len(m.Chunks) > MaxChunks {
+		add("%d chunks are more than %d", len(m.Chunks), MaxChunks)
+	}
+	maxRaw := int64(MaxChunkSize)
+	if m.ChunkSize > 0 && m.ChunkSize < maxRaw {
+		maxRaw = m.ChunkSize // a chunk is cut at chunk_size at the latest
+	}
+	var rawSum, storedSum int64
+	keys := make(map[string]bool, len(m.Chunks))
 	for i, c := range m.Chunks {
-		if c.Index != i {
-			add("chunk %d has index %d (chunk indexes must be 0..n-1 in order)", i, c.Index)
-		}
-		if c.Key == "" {
-			add("chunk %d: key is missing", i)
-		}
-		if !IsSHA256Hex(c.SHA256) {
-			add("chunk %d: sha256 %q is not 64 lowercase hex characters", i, c.SHA256)
-		}
-		if c.RawSize < 0 || c.StoredSize < 0 {
-			add("chunk %d: sizes must not be negative", i)
-		}
 		if len(problems) > 20 {
 			add("...")
 			break
+		}
+		if c.Index != i {
+			add("chunk %d has index %d (chunk indexes must be 0..n-1 in order)", i, c.Index)
+		}
+		if err := CheckChunkKey(c.Key); err != nil {
+			add("chunk %d: key %v", i, err)
+		} else if keys[c.Key] {
+			add("chunk %d: key %q is listed twice", i, c.Key)
+		}
+		keys[c.Key] = true
+		if !IsSHA256Hex(c.SHA256) {
+			add("chunk %d: sha256 %q is not 64 lowercase hex characters", i, clip(c.SHA256))
+		}
+		if c.RawSize < 1 || c.RawSize > maxRaw {
+			add("chunk %d: raw_size %d is out of range 1..%d", i, c.RawSize, maxRaw)
+			continue
+		}
+		if c.StoredSize < 1 || c.StoredSize > MaxStoredSize(c.RawSize) {
+			add("chunk %d: stored_size %d is out of range 1..%d for %d raw bytes", i, c.StoredSize, MaxStoredSize(c.RawSize), c.RawSize)
+			continue
+		}
+		rawSum += c.RawSize
+		storedSum += c.StoredSize
+	}
+	if len(problems) == 0 {
+		if m.RawSize != rawSum {
+			add("raw_size %d is not the sum of the chunks' raw sizes (%d)", m.RawSize, rawSum)
+		}
+		if m.StoredSize != storedSum {
+			add("stored_size %d is not the sum of the chunks' stored sizes (%d)", m.StoredSize, storedSum)
+		}
+		if m.UploadedBytes+m.ReusedBytes != 0 && m.UploadedBytes+m.ReusedBytes != m.StoredSize {
+			add("uploaded_bytes %d + reused_bytes %d is not stored_size %d", m.UploadedBytes, m.ReusedBytes, m.StoredSize)
 		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// Bounds on what a manifest may claim (the pipeline's limits).
+const (
+	// MaxChunkSize is the largest chunk_size, and so the largest raw chunk.
+	MaxChunkSize = 1 << 30
+	// MaxChunks bounds the chunk list (64 MiB of manifest holds fewer).
+	MaxChunks = 1 << 20
+	// encryptionOverhead is what encryption adds to a chunk (crypt.Overhead).
+	encryptionOverhead = 32
+)
+
+// MaxStoredSize is the most bytes a chunk of raw raw bytes may take stored:
+// compressed (no codec grows data by more than this) and encrypted.
+func MaxStoredSize(raw int64) int64 { return raw + raw/6 + 64<<10 + encryptionOverhead }
+
+// CheckChunkKey checks a chunk's object key: "chunks/" and one safe path
+// element (letters, digits, '.', '_', '-'; not "." or ".."), so that it
+// names an object of the backup's own directory and nothing else.
+func CheckChunkKey(key string) error {
+	name, ok := strings.CutPrefix(key, "chunks/")
+	switch {
+	case key == "":
+		return errors.New("is missing")
+	case !ok:
+		return fmt.Errorf("%q is not under chunks/", clip(key))
+	case name == "" || name == "." || name == ".." || len(name) > 255:
+		return fmt.Errorf("%q is not a valid chunk name", clip(key))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%q holds %q (a chunk name has letters, digits, '.', '_' and '-' only)", clip(key), string(rune(c)))
+		}
+	}
+	return nil
+}
+
+// clip shortens a hostile string for a message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // checkName validates an identifier used as a path segment in the repository.

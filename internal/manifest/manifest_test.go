@@ -67,20 +67,23 @@ func TestRoundTrip(t *testing.T) {
 	assert.Equal(t, m, got)
 }
 
-func TestRoundTripFullNoChunks(t *testing.T) {
+// A manifest with no chunks describes no backup (a backup stream is never
+// empty): it is refused, as it would restore nothing.
+func TestEmptyChunkListIsRefused(t *testing.T) {
 	m := sample()
 	m.Type = manifest.TypeFull
 	m.ParentID = ""
-	m.Chunks = nil
-	data, err := manifest.Encode(m)
-	require.NoError(t, err)
-	assert.Contains(t, string(data), `"chunks": []`)
-	assert.NotContains(t, string(data), "parent_id")
-	got, err := manifest.Decode(data)
-	require.NoError(t, err)
-	assert.Empty(t, got.Chunks)
-	assert.Equal(t, m.BackupID, got.BackupID)
+	m.Chunks, m.RawSize, m.StoredSize = nil, 0, 0
+	_, err := manifest.Encode(m)
+	require.ErrorIs(t, err, manifest.ErrInvalid)
+	assert.ErrorContains(t, err, "chunk list is empty")
 	assert.Nil(t, m.Chunks, "Encode must not modify its argument")
+	for _, chunks := range []string{`[]`, `null`} {
+		data := `{"format_version": 1, "backup_id": "x", "instance": "i", "type": "full", "chunks": ` + chunks + `}`
+		_, err = manifest.Decode([]byte(data))
+		require.ErrorIs(t, err, manifest.ErrInvalid)
+		assert.ErrorContains(t, err, "chunk list is empty")
+	}
 }
 
 func TestEncodeValidation(t *testing.T) {
@@ -106,7 +109,20 @@ func TestEncodeValidation(t *testing.T) {
 		{"uppercase sha256", func(m *manifest.Manifest) { m.Chunks[0].SHA256 = strings.ToUpper(sumA) }, "chunk 0: sha256"},
 		{"non-hex sha256", func(m *manifest.Manifest) { m.Chunks[0].SHA256 = strings.Repeat("g", 64) }, "chunk 0: sha256"},
 		{"missing chunk key", func(m *manifest.Manifest) { m.Chunks[0].Key = "" }, "chunk 0: key is missing"},
-		{"negative chunk size", func(m *manifest.Manifest) { m.Chunks[0].RawSize = -1 }, "chunk 0: sizes"},
+		{"negative chunk size", func(m *manifest.Manifest) { m.Chunks[0].RawSize = -1 }, "chunk 0: raw_size -1 is out of range"},
+		{"chunk larger than chunk_size", func(m *manifest.Manifest) { m.Chunks[0].RawSize = 16<<20 + 1 }, "chunk 0: raw_size"},
+		{"huge stored size", func(m *manifest.Manifest) { m.Chunks[1].StoredSize = 1 << 40 }, "chunk 1: stored_size"},
+		{"chunk_size too large", func(m *manifest.Manifest) { m.ChunkSize = 1 << 40 }, "chunk_size"},
+		{"raw_size not the sum", func(m *manifest.Manifest) { m.RawSize = 31 }, "raw_size 31 is not the sum of the chunks' raw sizes (30)"},
+		{"stored_size not the sum", func(m *manifest.Manifest) { m.StoredSize = 19 }, "stored_size 19 is not the sum of the chunks' stored sizes (20)"},
+		{"uploaded+reused not stored", func(m *manifest.Manifest) { m.UploadedBytes, m.ReusedBytes = 5, 5 }, "uploaded_bytes"},
+		{"chunk key traversal", func(m *manifest.Manifest) { m.Chunks[0].Key = "chunks/../../../other/backups/x/manifest.json" }, "chunk 0: key"},
+		{"chunk key outside chunks/", func(m *manifest.Manifest) { m.Chunks[0].Key = "manifest.json" }, "not under chunks/"},
+		{"chunk key absolute", func(m *manifest.Manifest) { m.Chunks[0].Key = "/etc/passwd" }, "not under chunks/"},
+		{"chunk key dotdot", func(m *manifest.Manifest) { m.Chunks[0].Key = "chunks/.." }, "not a valid chunk name"},
+		{"chunk key subdir", func(m *manifest.Manifest) { m.Chunks[0].Key = "chunks/a/b" }, "chunk 0: key"},
+		{"chunk key NUL", func(m *manifest.Manifest) { m.Chunks[0].Key = "chunks/a\x00b" }, "chunk 0: key"},
+		{"chunk key twice", func(m *manifest.Manifest) { m.Chunks[1].Key = m.Chunks[0].Key }, "listed twice"},
 		{"bad raw sha256", func(m *manifest.Manifest) { m.RawSHA256 = "xyz" }, "raw_sha256"},
 		{"negative size", func(m *manifest.Manifest) { m.StoredSize = -5 }, "negative"},
 	}
@@ -182,7 +198,8 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDecodeIgnoresUnknownFields(t *testing.T) {
 	// Same-version manifests may gain optional fields.
-	data := `{"format_version": 1, "backup_id": "x", "instance": "i", "type": "full", "future": true}`
+	data := `{"format_version": 1, "backup_id": "x", "instance": "i", "type": "full", "future": true, "raw_size": 1, "stored_size": 1,
+		"chunks": [{"index": 0, "key": "chunks/00000000", "raw_size": 1, "stored_size": 1, "sha256": "` + sumA + `"}]}`
 	m, err := manifest.Decode([]byte(data))
 	require.NoError(t, err)
 	assert.Equal(t, "x", m.BackupID)

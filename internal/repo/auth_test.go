@@ -36,6 +36,7 @@ func sealedBackup(t *testing.T, r *repo.Repo, ring *crypt.Keyring, id string) *m
 	m.Duration = manifest.Duration(3*time.Hour + 123456789*time.Nanosecond)
 	m.LockDuration = manifest.Duration(1234567 * time.Nanosecond)
 	m.Chunks = []manifest.Chunk{{Index: 0, Key: "chunks/a", RawSize: 10, StoredSize: 12, SHA256: strings.Repeat("a", 64)}}
+	m.RawSize, m.StoredSize, m.UploadedBytes, m.ReusedBytes = 10, 12, 12, 0
 	require.NoError(t, repo.SealManifest(m, dk))
 	require.NoError(t, r.WriteManifest(ctx, m))
 	return m

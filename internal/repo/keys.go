@@ -154,17 +154,58 @@ func readKeyObject(ctx context.Context, b storage.Backend, key string) (*KeyObje
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	var k KeyObject
+	k, err := DecodeKeyObject(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if name := key[strings.LastIndexByte(key, '/')+1:]; name != KeyObjectName(k.KEKID) {
+		return nil, fmt.Errorf("%s: %w: it holds the wrapping by %q, whose object is %s", key, ErrInvalidKeyObject, clipID(k.KEKID), KeyObjectName(k.KEKID))
+	}
+	return k, nil
+}
+
+// ErrInvalidKeyObject is wrapped when a key object read from the
+// repository is malformed.
+var ErrInvalidKeyObject = errors.New("not a valid key object")
+
+// Bounds of a key object.
+const (
+	maxKEKIDLen   = 256
+	maxWrappedLen = 4096 // a local wrapping is 60 bytes; a KMS's a few hundred
+)
+
+// DecodeKeyObject parses and validates a key object: kek_id printable
+// ASCII without control characters, at most 256 bytes; wrapped 1..4096
+// bytes. The error wraps ErrInvalidKeyObject.
+func DecodeKeyObject(data []byte) (*KeyObject, error) {
 	if len(data) > maxKeyObjectSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a key object", key, maxKeyObjectSize)
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidKeyObject, maxKeyObjectSize)
 	}
+	var k KeyObject
 	if err := json.Unmarshal(data, &k); err != nil {
-		return nil, fmt.Errorf("%s is not a valid key object: %w", key, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyObject, err)
 	}
-	if k.KEKID == "" || len(k.Wrapped) == 0 {
-		return nil, fmt.Errorf("%s is not a valid key object: kek_id or wrapped is missing", key)
+	switch {
+	case k.KEKID == "" || len(k.Wrapped) == 0:
+		return nil, fmt.Errorf("%w: kek_id or wrapped is missing", ErrInvalidKeyObject)
+	case len(k.KEKID) > maxKEKIDLen:
+		return nil, fmt.Errorf("%w: kek_id is longer than %d bytes", ErrInvalidKeyObject, maxKEKIDLen)
+	case len(k.Wrapped) > maxWrappedLen:
+		return nil, fmt.Errorf("%w: the wrapped key has %d bytes (at most %d)", ErrInvalidKeyObject, len(k.Wrapped), maxWrappedLen)
+	}
+	for i := 0; i < len(k.KEKID); i++ {
+		if c := k.KEKID[i]; c < 0x21 || c > 0x7e {
+			return nil, fmt.Errorf("%w: kek_id %q holds a byte that is not printable ASCII", ErrInvalidKeyObject, clipID(k.KEKID))
+		}
 	}
 	return &k, nil
+}
+
+func clipID(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // Delete removes the wrapping by KEK kekID (missing: not an error).

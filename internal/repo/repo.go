@@ -125,7 +125,7 @@ func (r *Repo) ReadManifest(ctx context.Context, instance, backupID string) (*ma
 		return nil, fmt.Errorf("read manifest of backup %q of instance %q: %w", backupID, instance, err)
 	}
 	if len(data) > maxManifestSize {
-		return nil, fmt.Errorf("read manifest of backup %q of instance %q: larger than %d bytes", backupID, instance, maxManifestSize)
+		return nil, fmt.Errorf("read manifest %s in %s: %w: larger than %d bytes", key, r.b, manifest.ErrInvalid, maxManifestSize)
 	}
 	m, err := manifest.Decode(data)
 	if err != nil {
@@ -171,13 +171,37 @@ func (r *Repo) scan(ctx context.Context, instance string) (ids []string, hasMani
 // ListBackups returns the manifests of an instance's backups, sorted by start
 // time then backup ID. Backup directories without a manifest (partial
 // uploads) are ignored. A manifest that cannot be read or is invalid is an
-// error.
+// error (naming its object).
 func (r *Repo) ListBackups(ctx context.Context, instance string) ([]*manifest.Manifest, error) {
+	out, invalid, err := r.ReadManifests(ctx, instance)
+	if err != nil {
+		return nil, err
+	}
+	if len(invalid) > 0 {
+		return nil, fmt.Errorf("list backups of instance %q: %w", instance, invalid[0].Err)
+	}
+	return out, nil
+}
+
+// InvalidManifest is a manifest that exists but does not decode or
+// validate.
+type InvalidManifest struct {
+	BackupID string
+	Key      string
+	Err      error // wraps manifest.ErrInvalid (or ErrNewerFormat) and names Key
+}
+
+// ReadManifests is ListBackups that returns the manifests that are invalid
+// beside the valid ones instead of failing on the first: for verify, which
+// reports each. An error is returned only when the repository cannot be
+// listed or read.
+func (r *Repo) ReadManifests(ctx context.Context, instance string) ([]*manifest.Manifest, []InvalidManifest, error) {
 	ids, hasManifest, err := r.scan(ctx, instance)
 	if err != nil {
-		return nil, fmt.Errorf("list backups of instance %q: %w", instance, err)
+		return nil, nil, fmt.Errorf("list backups of instance %q: %w", instance, err)
 	}
 	out := make([]*manifest.Manifest, 0, len(ids))
+	var invalid []InvalidManifest
 	for _, id := range ids {
 		if !hasManifest[id] {
 			continue
@@ -187,7 +211,11 @@ func (r *Repo) ListBackups(ctx context.Context, instance string) ([]*manifest.Ma
 			if errors.Is(err, ErrBackupNotFound) {
 				continue // deleted since listed
 			}
-			return nil, fmt.Errorf("list backups of instance %q: %w", instance, err)
+			if errors.Is(err, manifest.ErrInvalid) || errors.Is(err, manifest.ErrNewerFormat) || checkName("backup ID", id) != nil {
+				invalid = append(invalid, InvalidManifest{BackupID: id, Key: BackupsPrefix(instance) + id + "/" + manifest.FileName, Err: err})
+				continue
+			}
+			return nil, nil, fmt.Errorf("list backups of instance %q: %w", instance, err)
 		}
 		out = append(out, m)
 	}
@@ -197,7 +225,7 @@ func (r *Repo) ListBackups(ctx context.Context, instance string) ([]*manifest.Ma
 		}
 		return out[i].BackupID < out[j].BackupID
 	})
-	return out, nil
+	return out, invalid, nil
 }
 
 // ListPartial returns the sorted IDs of an instance's backups that have

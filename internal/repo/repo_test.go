@@ -30,7 +30,10 @@ func newManifest(instance, id string, start time.Time) *manifest.Manifest {
 		StartTime:     start,
 		EndTime:       start.Add(time.Minute),
 		Compression:   "zstd",
-		Chunks:        []manifest.Chunk{},
+		RawSize:       1,
+		StoredSize:    1,
+		Chunks: []manifest.Chunk{{Index: 0, Key: "chunks/00000000.zst", RawSize: 1, StoredSize: 1,
+			SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}},
 	}
 }
 

@@ -30,13 +30,15 @@ func store(t *testing.T, b storage.Backend, catalog []*manifest.Manifest) *repo.
 	r := repo.New(b)
 	for _, m := range catalog {
 		m := *m
-		m.Chunks = nil
+		m.Chunks, m.RawSize, m.StoredSize = nil, 0, 0
 		for i := range 2 {
 			data := []byte("chunk " + m.BackupID + string(rune('0'+i)))
 			key := "chunks/0000000" + string(rune('0'+i)) + ".zst"
 			require.NoError(t, b.Put(ctx, repo.BackupPrefix(m.Instance, m.BackupID)+key, bytes.NewReader(data), int64(len(data))))
 			sum := sha256.Sum256(data)
 			m.Chunks = append(m.Chunks, manifest.Chunk{Index: i, Key: key, RawSize: int64(len(data)), StoredSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+			m.RawSize += int64(len(data))
+			m.StoredSize += int64(len(data))
 		}
 		require.NoError(t, r.WriteManifest(ctx, &m))
 	}

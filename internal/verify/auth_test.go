@@ -39,7 +39,9 @@ func TestVerifyAuthenticatesManifestsWithKeys(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, r.BackupKeys("db1", id).Write(ctx, repo.KeyObject{KEKID: kekID, Wrapped: wrapped}))
 		m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, BackupID: id, Instance: "db1", Type: manifest.TypeFull,
-			StartTime: time.Unix(0, 0).UTC(), Compression: "none", Encrypted: true, EncryptionKeyID: kekID, GTIDSet: "0-1-5"}
+			StartTime: time.Unix(0, 0).UTC(), Compression: "none", Encrypted: true, EncryptionKeyID: kekID, GTIDSet: "0-1-5",
+			RawSize: 10, StoredSize: 10, ChunkSize: 10,
+			Chunks: []manifest.Chunk{{Index: 0, Key: "chunks/0", RawSize: 10, StoredSize: 10, SHA256: strings.Repeat("a", 64)}}}
 		if seal {
 			require.NoError(t, repo.SealManifest(m, dk))
 		}

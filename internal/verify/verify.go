@@ -31,6 +31,9 @@ type Problem struct {
 
 // String formats the problem for humans.
 func (p Problem) String() string {
+	if p.BackupID == "" {
+		return fmt.Sprintf("binlog archive: %s: %s", p.Key, p.What)
+	}
 	if p.Chunk >= 0 {
 		return fmt.Sprintf("backup %s: chunk %d (%s): %s", p.BackupID, p.Chunk, p.Key, p.What)
 	}
@@ -46,8 +49,14 @@ type Report struct {
 	// checked backups, as recorded in their manifests.
 	Chunks int
 	Bytes  int64
+	// Segments and SegmentBytes count the archived binlog segments read
+	// back (Archive) and their stored bytes; Windows the recovery windows
+	// they make up.
+	Segments     int
+	SegmentBytes int64
+	Windows      int
 	// Problems lists every problem found, sorted by backup ID then chunk
-	// index.
+	// index (the archive's, with an empty backup ID, first).
 	Problems []Problem
 }
 
@@ -79,13 +88,17 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 	if rp == nil {
 		return nil, fmt.Errorf("verify: nil repository")
 	}
-	all, err := rp.ListBackups(ctx, instance)
+	all, invalid, err := rp.ReadManifests(ctx, instance)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	byID := make(map[string]*manifest.Manifest, len(all))
 	for _, m := range all {
 		byID[m.BackupID] = m
+	}
+	bad := make(map[string]repo.InvalidManifest, len(invalid))
+	for _, im := range invalid {
+		bad[im.BackupID] = im
 	}
 
 	selected := make(map[string]bool)
@@ -96,6 +109,9 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 	} else {
 		for _, id := range ids {
 			m, ok := byID[id]
+			if _, isBad := bad[id]; !ok && isBad {
+				continue // reported below
+			}
 			if !ok {
 				return nil, fmt.Errorf("verify: backup %q of instance %q not found in %s: %w", id, instance, rp, repo.ErrBackupNotFound)
 			}
@@ -112,6 +128,12 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 	}
 
 	rep := &Report{Instance: instance, Checked: []string{}, Problems: []Problem{}}
+	for _, im := range invalid {
+		if len(ids) == 0 || slices.Contains(ids, im.BackupID) {
+			rep.Problems = append(rep.Problems, Problem{BackupID: im.BackupID, Chunk: -1, Key: im.Key,
+				What: fmt.Sprintf("the manifest is invalid, the backup cannot be restored: %v", im.Err)})
+		}
+	}
 	var todo []*manifest.Manifest
 	for _, m := range all { // oldest first
 		if selected[m.BackupID] {
@@ -124,6 +146,7 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 		}
 		rep.Problems = append(rep.Problems, checkChain(instance, m, byID)...)
 		rep.Problems = append(rep.Problems, checkChunks(ctx, rp, instance, m, parallelism)...)
+		rep.Problems = append(rep.Problems, checkKeys(ctx, rp, instance, m)...)
 		if o.keys != nil {
 			rep.Problems = append(rep.Problems, checkAuth(ctx, rp, m, o.keys)...)
 		}
@@ -215,4 +238,23 @@ func checkChunks(ctx context.Context, rp *repo.Repo, instance string, m *manifes
 		out = append(out, p)
 	}
 	return out
+}
+
+// checkKeys checks that an encrypted backup has its wrapped data key: at
+// least one valid key object under keys/. Without one it cannot be
+// decrypted by anyone.
+func checkKeys(ctx context.Context, rp *repo.Repo, instance string, m *manifest.Manifest) []Problem {
+	if !m.Encrypted {
+		return nil
+	}
+	ks := rp.BackupKeys(instance, m.BackupID)
+	objs, err := ks.List(ctx)
+	switch {
+	case err != nil:
+		return []Problem{{BackupID: m.BackupID, Chunk: -1, Key: ks.Prefix, What: fmt.Sprintf("cannot read the wrapped data key: %v", err)}}
+	case len(objs) == 0:
+		return []Problem{{BackupID: m.BackupID, Chunk: -1, Key: ks.Prefix,
+			What: fmt.Sprintf("the backup is encrypted but has no key object under %s: its data key is lost, it cannot be decrypted", ks.Prefix)}}
+	}
+	return nil
 }
