@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/xbstream/xbstreamtest"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -89,23 +89,6 @@ func noEscapes(t *testing.T, root string) {
 		}
 		return nil
 	})
-}
-
-// xbChunk encodes one xbstream chunk.
-func xbChunk(typ byte, path string, payload []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("XBSTCK01")
-	b.WriteByte(0)
-	b.WriteByte(typ)
-	_ = binary.Write(&b, binary.LittleEndian, uint32(len(path)))
-	b.WriteString(path)
-	if typ != 'E' {
-		_ = binary.Write(&b, binary.LittleEndian, uint64(len(payload)))
-		_ = binary.Write(&b, binary.LittleEndian, uint64(0))
-		_ = binary.Write(&b, binary.LittleEndian, uint32(0))
-		b.Write(payload)
-	}
-	return b.Bytes()
 }
 
 // A corrupt, truncated or hostile object in the repository makes verify,
@@ -218,8 +201,8 @@ func TestHostileRepositoryObjectsFailTyped(t *testing.T) {
 		p1, err := s.repo.ReadManifest(s.ctx, "plain", "p1")
 		require.NoError(t, err)
 		member := "../../../../ESCAPED-member"
-		stream := append(append(xbChunk('P', "ibdata1", []byte("page")), xbChunk('E', "ibdata1", nil)...),
-			append(xbChunk('P', member, []byte("evil")), xbChunk('E', member, nil)...)...)
+		stream := append(append(xbstreamtest.Chunk('P', "ibdata1", []byte("page")), xbstreamtest.Chunk('E', "ibdata1", nil)...),
+			append(xbstreamtest.Chunk('P', member, []byte("evil")), xbstreamtest.Chunk('E', member, nil)...)...)
 		res, err := pipeline.Upload(s.ctx, s.repo.Backend(), repo.BackupPrefix("plain", "evil"), bytes.NewReader(stream),
 			pipeline.UploadOptions{ChunkSize: pipeline.MinChunkSize, Codec: "zstd", Parallelism: 1})
 		require.NoError(t, err)

@@ -13,26 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/xbstream"
+	"github.com/strata-backup/strata/internal/xbstream/xbstreamtest"
 )
-
-// chunk encodes one xbstream chunk (checksum left 0: the checker does not
-// look at it).
-func chunk(typ byte, path string, payload []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("XBSTCK01")
-	b.WriteByte(0)
-	b.WriteByte(typ)
-	_ = binary.Write(&b, binary.LittleEndian, uint32(len(path)))
-	b.WriteString(path)
-	if typ == 'E' {
-		return b.Bytes()
-	}
-	_ = binary.Write(&b, binary.LittleEndian, uint64(len(payload)))
-	_ = binary.Write(&b, binary.LittleEndian, uint64(0))
-	_ = binary.Write(&b, binary.LittleEndian, uint32(0))
-	b.Write(payload)
-	return b.Bytes()
-}
 
 // sparse encodes an xtrabackup 8 sparse chunk with a map of n entries.
 func sparse(path string, n int, payload []byte) []byte {
@@ -51,10 +33,6 @@ func sparse(path string, n int, payload []byte) []byte {
 	return b.Bytes()
 }
 
-func file(path string, data []byte) []byte {
-	return append(chunk('P', path, data), chunk('E', path, nil)...)
-}
-
 // feed writes stream to a Checker in pieces of n bytes and returns what it
 // forwarded and the first error (of Write or Close).
 func feed(stream []byte, n int) ([]byte, error) {
@@ -71,10 +49,10 @@ func feed(stream []byte, n int) ([]byte, error) {
 }
 
 func TestCheckerPassesAWellFormedStream(t *testing.T) {
-	stream := append(append(file("ibdata1", bytes.Repeat([]byte{1}, 5000)), file("db1/t1.ibd", []byte("rows"))...),
-		file("./xtrabackup_checkpoints", []byte("backup_type = full-backuped\n"))...)
+	stream := append(append(xbstreamtest.File("ibdata1", bytes.Repeat([]byte{1}, 5000)), xbstreamtest.File("db1/t1.ibd", []byte("rows"))...),
+		xbstreamtest.File("./xtrabackup_checkpoints", []byte("backup_type = full-backuped\n"))...)
 	stream = append(stream, sparse("db1/sparse.ibd", 2, []byte("holes"))...)
-	stream = append(stream, chunk('E', "db1/sparse.ibd", nil)...)
+	stream = append(stream, xbstreamtest.Chunk('E', "db1/sparse.ibd", nil)...)
 	for _, n := range []int{1, 3, 13, 14, 15, 4096, len(stream)} {
 		got, err := feed(stream, n)
 		require.NoError(t, err, "pieces of %d", n)
@@ -85,9 +63,9 @@ func TestCheckerPassesAWellFormedStream(t *testing.T) {
 // A hostile member name is refused with an error naming it, and nothing of
 // its chunk reaches the extractor.
 func TestCheckerRefusesUnsafeNames(t *testing.T) {
-	good := file("ibdata1", []byte("data"))
+	good := xbstreamtest.File("ibdata1", []byte("data"))
 	for _, name := range []string{"../ESCAPED", "/tmp/ESCAPED", "db1/../../ESCAPED", "a\x00b", "..", "", `..\x`} {
-		stream := append(append([]byte(nil), good...), file(name, []byte("evil"))...)
+		stream := append(append([]byte(nil), good...), xbstreamtest.File(name, []byte("evil"))...)
 		for _, n := range []int{1, 7, len(stream)} {
 			got, err := feed(stream, n)
 			require.ErrorIs(t, err, xbstream.ErrCorrupt, "%q", name)
@@ -101,14 +79,14 @@ func TestCheckerRefusesUnsafeNames(t *testing.T) {
 }
 
 func TestCheckerRefusesMalformedStreams(t *testing.T) {
-	good := file("ibdata1", []byte("data"))
+	good := xbstreamtest.File("ibdata1", []byte("data"))
 	for name, stream := range map[string][]byte{
 		"bad magic":     append([]byte("XBSTCK02"), good[8:]...),
 		"truncated":     good[:len(good)-3],
 		"truncated hdr": good[:10],
-		"long path":     chunk('P', string(bytes.Repeat([]byte("a"), 600)), nil),
-		"unknown type":  chunk('Z', "x", nil),
-		"huge payload":  append(chunk('P', "x", nil)[:14+1], bytes.Repeat([]byte{0xff}, 20)...),
+		"long path":     xbstreamtest.Chunk('P', string(bytes.Repeat([]byte("a"), 600)), nil),
+		"unknown type":  xbstreamtest.Chunk('Z', "x", nil),
+		"huge payload":  append(xbstreamtest.Chunk('P', "x", nil)[:14+1], bytes.Repeat([]byte{0xff}, 20)...),
 	} {
 		_, err := feed(stream, 5)
 		assert.ErrorIs(t, err, xbstream.ErrCorrupt, name)
@@ -152,7 +130,7 @@ func TestCheckerWithMbstream(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "rows", string(got))
 
-	hostile := append(append([]byte(nil), stream...), file("../../ESCAPED", []byte("evil"))...)
+	hostile := append(append([]byte(nil), stream...), xbstreamtest.File("../../ESCAPED", []byte("evil"))...)
 	root, err = extract(hostile)
 	require.ErrorIs(t, err, xbstream.ErrCorrupt)
 	_, serr := os.Stat(filepath.Join(root, "a", "ESCAPED"))
