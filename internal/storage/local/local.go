@@ -110,7 +110,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return fmt.Errorf("local: put %s: %w", key, storage.ErrExists)
 	}
 	dir := filepath.Dir(dst)
-	tmp, err := createTemp(dir)
+	tmp, created, err := b.createTemp(dir)
 	if err != nil {
 		return fmt.Errorf("local: put %s: %w", key, err)
 	}
@@ -145,28 +145,48 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		}
 		return fmt.Errorf("local: put %s: link into place (the filesystem must support hard links): %w", key, err)
 	}
-	if err := syncDir(dir); err != nil {
-		// The object is in place but may not survive a crash: the caller
-		// must not build on it (a retried Put finds it and reports ErrExists).
-		return fmt.Errorf("local: put %s: %w", key, err)
+	// The new entry, and the entries of the directories this Put created
+	// (each in its parent), must reach the disk before Put returns.
+	syncs := []string{dir}
+	if created != "" {
+		for d := dir; d != filepath.Dir(created); d = filepath.Dir(d) {
+			syncs = append(syncs, filepath.Dir(d))
+		}
+	}
+	for _, d := range syncs {
+		if err := syncDir(d); err != nil {
+			// The object is in place but may not survive a crash: the caller
+			// must not build on it (a retried Put finds it and reports ErrExists).
+			return fmt.Errorf("local: put %s: %w", key, err)
+		}
 	}
 	return nil
 }
 
 // createTemp creates a temporary file in dir, creating dir as needed. It
 // retries when a concurrent Delete removes the (then empty) directory between
-// its creation and the creation of the file.
-func createTemp(dir string) (*os.File, error) {
+// its creation and the creation of the file. created is the topmost
+// directory it created ("" when dir existed), whose entry, like those of the
+// directories below it, is not yet durable.
+func (b *Backend) createTemp(dir string) (f *os.File, created string, err error) {
 	for attempt := 0; ; attempt++ {
+		for d := dir; b.below(d); d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil {
+				break
+			}
+			if created == "" || len(d) < len(created) { // the topmost over all attempts
+				created = d
+			}
+		}
 		if err := os.MkdirAll(dir, dirPerm); err != nil {
-			return nil, fmt.Errorf("create directory: %w", err)
+			return nil, "", fmt.Errorf("create directory: %w", err)
 		}
 		f, err := os.CreateTemp(dir, tmpPrefix+"*")
 		if err == nil {
-			return f, nil // os.CreateTemp creates the file with mode 0600
+			return f, created, nil // os.CreateTemp creates the file with mode 0600
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt >= 10 {
-			return nil, fmt.Errorf("create temporary file: %w", err)
+			return nil, "", fmt.Errorf("create temporary file: %w", err)
 		}
 	}
 }

@@ -88,3 +88,33 @@ func TestDirectoryFsyncErrorsSurface(t *testing.T) {
 	require.NoError(t, b.Put(ctx, "db1/backups/b2/manifest.json", strings.NewReader("m"), 1))
 	require.NoError(t, b.Delete(ctx, "db1/backups/b2/manifest.json"))
 }
+
+// A Put that creates directories must make their entries durable too: the
+// new object's directory is fsynced (its entry), and so is the directory
+// above every directory the Put created. Otherwise a crash can lose a
+// backup's chunks/ directory (or the whole backup directory) that a
+// manifest written later, and fsynced, refers to.
+func TestPutFsyncsCreatedDirectories(t *testing.T) {
+	ctx := context.Background()
+	b, err := New(t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, b.Put(ctx, "db1/backups/b0/manifest.json", strings.NewReader("m"), 1))
+
+	synced := recordSyncs(t, nil)
+	require.NoError(t, b.Put(ctx, "db1/backups/b1/chunks/0001.zst", strings.NewReader("c"), 1))
+	assert.ElementsMatch(t, []string{
+		filepath.Join(b.Root(), "db1/backups/b1/chunks"), // the object's entry
+		filepath.Join(b.Root(), "db1/backups/b1"),        // the entry of chunks/
+		filepath.Join(b.Root(), "db1/backups"),           // the entry of b1/
+	}, synced())
+
+	// Into an existing directory, only that directory is fsynced.
+	synced = recordSyncs(t, nil)
+	require.NoError(t, b.Put(ctx, "db1/backups/b1/chunks/0002.zst", strings.NewReader("c"), 1))
+	assert.Equal(t, []string{filepath.Join(b.Root(), "db1/backups/b1/chunks")}, synced())
+
+	// A failure to fsync a created directory's parent is an error of Put.
+	recordSyncs(t, func(dir string) bool { return dir == filepath.Join(b.Root(), "db1/backups") })
+	err = b.Put(ctx, "db1/backups/b2/manifest.json", strings.NewReader("m"), 1)
+	assert.ErrorContains(t, err, "fsync directory")
+}
