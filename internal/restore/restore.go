@@ -119,6 +119,33 @@ func StagingDir(target string) string {
 
 const stateFile = "state.json"
 
+// DoneFile is written into the target once the move-back is complete: it
+// names the workflow run and the chain, so that a retry of that run whose
+// earlier attempt finished (and removed its staging dir) but could not
+// report it knows the restore is done, rather than finding a non-empty
+// target. Like the replay's markers, it stays in the restored datadir.
+const DoneFile = "strata-restore.done"
+
+// done is the content of DoneFile.
+type done struct {
+	Owner    Owner    `json:"owner"`
+	BackupID string   `json:"backup_id"`
+	Chain    []string `json:"chain"`
+}
+
+// restoredByJob says whether target holds the DoneFile of job.
+func restoredByJob(target string, job Job) bool {
+	b, err := os.ReadFile(filepath.Join(target, DoneFile))
+	if err != nil {
+		return false
+	}
+	var d done
+	if json.Unmarshal(b, &d) != nil {
+		return false
+	}
+	return job.matches(State{Owner: d.Owner, BackupID: d.BackupID, Chain: d.Chain})
+}
+
 // ReadState returns the staging dir's state; found is false when there is
 // no state.json. A state.json that does not parse has no owner.
 func ReadState(staging string) (s State, found bool) {
@@ -130,6 +157,18 @@ func ReadState(staging string) (s State, found bool) {
 		return State{}, true
 	}
 	return s, true
+}
+
+// firstStateOf says whether staging holds nothing but the temporary file
+// of owner's first state: an attempt killed before it renamed it.
+func firstStateOf(staging string, owner Owner) bool {
+	entries, err := os.ReadDir(staging)
+	if err != nil || len(entries) != 1 || entries[0].Name() != stateFile+".tmp" {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(staging, stateFile+".tmp"))
+	var s State
+	return err == nil && json.Unmarshal(b, &s) == nil && s.Owner == owner
 }
 
 func writeState(staging string, s State) error {
@@ -172,6 +211,11 @@ func Run(ctx context.Context, job Job, steps Steps) (*Result, error) {
 		return &Result{AlreadyDone: true}, nil
 	}
 	if err := checkTarget(target, job.Owner, st.Phase == PhaseMoving); err != nil {
+		if errors.Is(err, ErrTargetNotEmpty) && st.Phase == "" && restoredByJob(target, job) {
+			// A retry after the move-back finished and the staging dir was
+			// removed (the report was lost): the work is done.
+			return &Result{AlreadyDone: true}, nil
+		}
 		return nil, err
 	}
 	if st.Phase == PhaseMoving {
@@ -257,6 +301,13 @@ func Run(ctx context.Context, job Job, steps Steps) (*Result, error) {
 	if err := steps.MoveBack(ctx, base, target); err != nil {
 		return nil, err
 	}
+	db, err := json.Marshal(done{Owner: job.Owner, BackupID: job.BackupID, Chain: job.Chain})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(target, DoneFile), append(db, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("mark the restore done: %w", err)
+	}
 	st.Phase = PhaseDone
 	if err := writeState(staging, st); err != nil {
 		return nil, err
@@ -284,7 +335,7 @@ func ownState(staging string, owner Owner) (State, error) {
 	if found && st.Owner == owner {
 		return st, nil
 	}
-	if !found && isEmpty(staging) {
+	if !found && (isEmpty(staging) || firstStateOf(staging, owner)) {
 		return State{}, nil // created, then interrupted before its state
 	}
 	who := "an unknown restore"

@@ -356,3 +356,62 @@ func TestOwnerRequired(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "run id"))
 }
+
+// A kill between writing the first state.json.tmp and renaming it left a
+// staging dir the same run's retry refused as another restore's. The
+// retry of the run that wrote it starts over; another run's is refused.
+func TestCrashWritingFirstState(t *testing.T) {
+	for _, tc := range []struct {
+		owner restore.Owner
+		ok    bool
+	}{{me, true}, {other, false}} {
+		t.Run(tc.owner.RunID, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "data")
+			staging := restore.StagingDir(target)
+			require.NoError(t, os.MkdirAll(staging, 0o700))
+			b, err := json.Marshal(restore.State{Owner: tc.owner, BackupID: "f1", Chain: []string{"f1"}})
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(staging, "state.json.tmp"), b, 0o600))
+			f := &fake{t: t, chain: []string{"f1"}}
+			_, err = restore.Run(context.Background(), job(target, "f1"), f.steps())
+			if !tc.ok {
+				require.ErrorIs(t, err, restore.ErrTargetInUse)
+				assert.FileExists(t, filepath.Join(staging, "state.json.tmp"))
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, "0 ", restored(t, target))
+			assert.NoDirExists(t, staging)
+		})
+	}
+}
+
+// A kill after the staging dir was removed, before the attempt reported
+// success (or a report lost while the Temporal server restarts): the
+// retry of the same run found a non-empty target and failed with
+// ErrTargetNotEmpty, so a finished restore was reported as failed. It now
+// finds the target restored by this run and does nothing; another run is
+// still refused.
+func TestRetryAfterStagingRemoved(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "data")
+	f := &fake{t: t, chain: []string{"f1", "i1"}}
+	_, err := restore.Run(context.Background(), job(target, f.chain...), f.steps())
+	require.NoError(t, err)
+	require.NoDirExists(t, restore.StagingDir(target))
+
+	f.fetched = nil
+	res, err := restore.Run(context.Background(), job(target, f.chain...), f.steps())
+	require.NoError(t, err)
+	assert.True(t, res.AlreadyDone)
+	assert.Empty(t, f.fetched)
+	assert.Equal(t, "0 1 ", restored(t, target))
+
+	// Another chain of the same run, or another run, is not done.
+	_, err = restore.Run(context.Background(), job(target, "f1"), f.steps())
+	require.ErrorIs(t, err, restore.ErrTargetNotEmpty)
+	j := job(target, f.chain...)
+	j.Owner = other
+	_, err = restore.Run(context.Background(), j, f.steps())
+	require.ErrorIs(t, err, restore.ErrTargetNotEmpty)
+	assert.Equal(t, "0 1 ", restored(t, target))
+}
