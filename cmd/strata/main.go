@@ -48,8 +48,8 @@ func (a *app) loadFor(instance string) (*config.Instance, error) {
 	return a.cfg.Instance(instance)
 }
 
-func main() {
-	a := &app{}
+// newRoot builds the command tree.
+func newRoot(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "strata",
 		Short:         "Hot physical backups and restores of MySQL and MariaDB, run as Temporal workflows",
@@ -60,7 +60,12 @@ func main() {
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "log as JSON")
 	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), keyCmd(a), devCmd(a))
+	return root
+}
 
+func main() {
+	a := &app{}
+	root := newRoot(a)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -185,11 +185,10 @@ func restoreCmd(a *app) *cobra.Command {
 	f.StringVar(&req.TargetHost, "target-host", "", "agent host to restore on (default: the instance's host)")
 	f.BoolVar(&req.Start, "start", false, "start a server on the restored datadir and check it answers")
 	f.IntVar(&req.Port, "port", 0, "port for the restored server (with --start)")
-	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false, "for an instance with encryption enabled, also restore backups that are not encrypted or whose manifest has no MAC (old data)")
+	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
+		"for an instance with encryption enabled, also accept old data stored unencrypted or without a MAC (backups and archived binlog segments)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
-	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
-		"on an instance with encryption enabled, accept old data stored unencrypted or unauthenticated (archived binlog segments)")
 	return cmd
 }
 
