@@ -49,7 +49,7 @@ func (c *Catalog) VerifyBackups(ctx context.Context, req VerifyRequest) (*verify
 	defer hb.close()
 	rep, err := verify.Backups(ctx, c.Repo, req.Instance, ids, in.Backup.Parallelism, func(id string, done, total int) {
 		hb.update(ctx, VerifyProgress{BackupID: id, Done: done, Total: total})
-	})
+	}, verify.RequireEncrypted(in.EncryptionEnabled(), req.AllowUnencrypted))
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -38,7 +38,7 @@ func verifyCmd(a *app) *cobra.Command {
 					ids = []string{id}
 				}
 				// With the config's keys, manifests are authenticated too.
-				var opts []verify.Option
+				opts := []verify.Option{verify.RequireEncrypted(in.EncryptionEnabled(), allowUn)}
 				if a.cfg.Encryption.Configured() {
 					ring, err := workers.LoadKeyring(a.cfg)
 					if err != nil {

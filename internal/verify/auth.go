@@ -13,7 +13,8 @@ import (
 type Option func(*options)
 
 type options struct {
-	keys *crypt.Keyring
+	keys             *crypt.Keyring
+	requireEncrypted bool
 }
 
 // WithKeys makes Backups authenticate the manifest of every encrypted
@@ -21,6 +22,25 @@ type options struct {
 // planted without the key, or one carrying no MAC, is a problem.
 func WithKeys(ring *crypt.Keyring) Option {
 	return func(o *options) { o.keys = ring }
+}
+
+// RequireEncrypted, for an instance with encryption enabled, makes every
+// backup that is not encrypted a problem, as a restore refuses it: old data
+// from before encryption was enabled, or a backup planted by a writer of the
+// bucket. With allowUnencrypted (the restore's --allow-unencrypted) such
+// backups are accepted, as the restore would accept them.
+func RequireEncrypted(encryptionEnabled, allowUnencrypted bool) Option {
+	return func(o *options) { o.requireEncrypted = encryptionEnabled && !allowUnencrypted }
+}
+
+// checkEncrypted reports a backup that is not encrypted when o requires
+// encryption.
+func checkEncrypted(o options, m *manifest.Manifest) []Problem {
+	if !o.requireEncrypted || m.Encrypted {
+		return nil
+	}
+	return []Problem{{BackupID: m.BackupID, Chunk: -1, Key: repo.ManifestKey(m.Instance, m.BackupID),
+		What: "the backup is not encrypted, but the instance has encryption enabled: a restore refuses it (old data restores with --allow-unencrypted; otherwise it may have been planted)"}}
 }
 
 // checkAuth checks the MAC of an encrypted backup's manifest.

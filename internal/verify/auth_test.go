@@ -71,3 +71,31 @@ func TestVerifyAuthenticatesManifestsWithKeys(t *testing.T) {
 		assert.True(t, strings.HasPrefix(got[i], "db1/backups/"+id+"/manifest.json: "), got[i])
 	}
 }
+
+// On an instance with encryption enabled, an unencrypted backup is a problem
+// (a restore refuses it), unless unencrypted old data is allowed.
+func TestVerifyRequireEncryptedReportsPlaintextBackups(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(memory.New())
+	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, BackupID: "plain", Instance: "db1", Type: manifest.TypeFull,
+		StartTime: time.Unix(0, 0).UTC(), Compression: "none", RawSize: 10, StoredSize: 10, ChunkSize: 10,
+		Chunks: []manifest.Chunk{{Index: 0, Key: "chunks/0", RawSize: 10, StoredSize: 10, SHA256: strings.Repeat("a", 64)}}}
+	require.NoError(t, r.WriteManifest(ctx, m))
+	plaintext := func(rep *verify.Report) (n int) {
+		for _, p := range rep.Problems {
+			if strings.Contains(p.What, "not encrypted") {
+				assert.Equal(t, "db1/backups/plain/manifest.json", p.Key)
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range []struct {
+		enabled, allow bool
+		want           int
+	}{{false, false, 0}, {true, false, 1}, {true, true, 0}} {
+		rep, err := verify.Backups(ctx, r, "db1", nil, 1, nil, verify.RequireEncrypted(c.enabled, c.allow))
+		require.NoError(t, err)
+		assert.Equal(t, c.want, plaintext(rep), "encryption enabled %v, allow unencrypted %v", c.enabled, c.allow)
+	}
+}

@@ -147,6 +147,7 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 		rep.Problems = append(rep.Problems, checkChain(instance, m, byID)...)
 		rep.Problems = append(rep.Problems, checkChunks(ctx, rp, instance, m, parallelism)...)
 		rep.Problems = append(rep.Problems, checkKeys(ctx, rp, instance, m)...)
+		rep.Problems = append(rep.Problems, checkEncrypted(o, m)...)
 		if o.keys != nil {
 			rep.Problems = append(rep.Problems, checkAuth(ctx, rp, m, o.keys)...)
 		}
