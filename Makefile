@@ -53,11 +53,11 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/binlog/ ./internal/replay/
 
 ## histories: record the histories of real runs of every workflow (end-to-end tests against the Temporal
-##   dev server) into workflows/testdata/histories/<date>/; TestReplayRecordedHistories replays every
+##   dev server) into workflows/testdata/histories/<date>-<time>/; TestReplayRecordedHistories replays every
 ##   recorded set against today's workflow code. Record a new set whenever a workflow changes; keep the old.
 HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition
 histories: deps
-	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d); mkdir -p $$dir; \
+	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d-%H%M); mkdir -p $$dir; \
 	STRATA_RECORD_HISTORIES=$(CURDIR)/$$dir $(GO) test -count=1 -timeout 25m -run '^($(HISTORY_TESTS))$$' ./tests/ && \
 	ls $$dir
 
