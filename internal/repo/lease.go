@@ -76,10 +76,13 @@ type LeaseRecord struct {
 	Until time.Time `json:"until"`
 }
 
-// LiveAt reports whether the lease holds at now: it has not expired, and it
-// does not claim more than MaxLeaseTTL past its renewal.
+// LiveAt reports whether the lease holds at now: it has not expired, it
+// does not claim more than MaxLeaseTTL past its renewal, and its renewal is
+// not more than MaxLeaseTTL ahead of now (clock skew between agents is
+// tolerated up to that; a lease dated further ahead, planted or from a
+// clock far off, would otherwise hold until then).
 func (l LeaseRecord) LiveAt(now time.Time) bool {
-	return now.Before(l.Until) && l.Until.Sub(l.Renewed) <= MaxLeaseTTL
+	return now.Before(l.Until) && l.Until.Sub(l.Renewed) <= MaxLeaseTTL && l.Renewed.Sub(now) <= MaxLeaseTTL
 }
 
 func (l LeaseRecord) String() string {
@@ -104,6 +107,25 @@ func IsLeaseKey(instance, backupID, key string) bool {
 // lease object that is not valid JSON of a lease is skipped: it holds
 // nothing (and its age still counts for the cleanup's age rule).
 func (r *Repo) ReadLeases(ctx context.Context, instance, backupID string) ([]LeaseRecord, error) {
+	objs, err := r.readLeaseObjects(ctx, instance, backupID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LeaseRecord, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.rec)
+	}
+	return out, nil
+}
+
+// leaseObject is a lease record and the key of its object.
+type leaseObject struct {
+	key string
+	rec LeaseRecord
+}
+
+// readLeaseObjects returns the valid lease objects of a backup.
+func (r *Repo) readLeaseObjects(ctx context.Context, instance, backupID string) ([]leaseObject, error) {
 	if err := checkIDs(instance, backupID); err != nil {
 		return nil, fmt.Errorf("read lease: %w", err)
 	}
@@ -111,7 +133,7 @@ func (r *Repo) ReadLeases(ctx context.Context, instance, backupID string) ([]Lea
 	if err != nil {
 		return nil, fmt.Errorf("read lease of backup %q of instance %q: %w", backupID, instance, err)
 	}
-	out := make([]LeaseRecord, 0, len(objs))
+	out := make([]leaseObject, 0, len(objs))
 	for _, o := range objs {
 		if !IsLeaseKey(instance, backupID, o.Key) {
 			continue
@@ -126,7 +148,7 @@ func (r *Repo) ReadLeases(ctx context.Context, instance, backupID string) ([]Lea
 		if err != nil {
 			return nil, fmt.Errorf("read lease of backup %q of instance %q: %w", backupID, instance, err)
 		}
-		out = append(out, rec)
+		out = append(out, leaseObject{key: o.Key, rec: rec})
 	}
 	return out, nil
 }
@@ -179,8 +201,10 @@ type Lease struct {
 // Host; Renewed and Until are set here) for ttl from now, storing a lease
 // object. A live lease of the same workflow run (an earlier attempt, which
 // Temporal has given up on) is taken over. A live lease of another run is
-// refused with an error wrapping ErrLeaseHeld that names the holder.
-// Expired lease objects and those taken over are deleted.
+// refused with an error wrapping ErrLeaseHeld that names the holder, also
+// when it appears while this lease is being stored (the lease stored is
+// then withdrawn). Expired lease objects and those taken over are deleted;
+// another run's live lease never is.
 func (r *Repo) AcquireLease(ctx context.Context, instance, backupID string, holder LeaseRecord, ttl time.Duration, now time.Time) (*Lease, error) {
 	if err := checkIDs(instance, backupID); err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
@@ -201,10 +225,31 @@ func (r *Repo) AcquireLease(ctx context.Context, instance, backupID string, hold
 	if err := l.Renew(ctx, now); err != nil {
 		return nil, err
 	}
-	// What was there before is expired or ours: remove it, so that only
-	// the current lease object remains.
-	if err := l.deleteOthers(ctx); err != nil {
+	// Storage has no compare-and-swap: another run may have stored its
+	// lease between the read above and the write. Read again; if another
+	// run's live lease is there now, withdraw ours (both may withdraw,
+	// neither goes on while the other may), else remove what is expired or
+	// ours from earlier attempts.
+	objs, err := r.readLeaseObjects(ctx, instance, backupID)
+	if err != nil {
 		return nil, err
+	}
+	cur := l.Record()
+	var stale []string
+	for _, o := range objs {
+		if o.key == l.key {
+			continue
+		}
+		if o.rec.LiveAt(now) && !o.rec.Run.Same(cur.Run) {
+			l.withdraw(ctx)
+			return nil, fmt.Errorf("%w: backup %q of instance %q is leased by %s", ErrLeaseHeld, backupID, instance, o.rec)
+		}
+		stale = append(stale, o.key)
+	}
+	for _, key := range stale {
+		if err := r.b.Delete(ctx, key); err != nil {
+			return nil, fmt.Errorf("lease of backup %q of instance %q: delete stale lease object: %w", backupID, instance, err)
+		}
 	}
 	return l, nil
 }
@@ -256,24 +301,13 @@ func (l *Lease) Renew(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// deleteOthers deletes the backup's lease objects other than the current one.
-func (l *Lease) deleteOthers(ctx context.Context) error {
+// withdraw gives up a lease just stored: it deletes its own object only.
+func (l *Lease) withdraw(ctx context.Context) {
 	l.mu.Lock()
-	cur := l.key
+	l.released = true
+	key := l.key
 	l.mu.Unlock()
-	objs, err := l.r.b.List(ctx, LeasePrefix(l.instance, l.backupID))
-	if err != nil {
-		return fmt.Errorf("lease of backup %q of instance %q: %w", l.backupID, l.instance, err)
-	}
-	for _, o := range objs {
-		if o.Key == cur {
-			continue
-		}
-		if err := l.r.b.Delete(ctx, o.Key); err != nil {
-			return fmt.Errorf("lease of backup %q of instance %q: delete stale lease object: %w", l.backupID, l.instance, err)
-		}
-	}
-	return nil
+	_ = l.r.b.Delete(ctx, key)
 }
 
 // Release releases the lease: it deletes every lease object of the backup,

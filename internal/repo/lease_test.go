@@ -1,7 +1,10 @@
 package repo_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +144,53 @@ func TestReleasedLeaseIsNotRenewed(t *testing.T) {
 	assert.False(t, l.Due(t0.Add(time.Hour)))
 	require.Error(t, l.Renew(ctx, t0.Add(time.Minute)), "a late heartbeat stores nothing")
 	assert.Empty(t, leaseKeys(t, mem, "b1"))
+}
+
+// racingLease stores another run's lease just before the first lease
+// object is stored: that run read no lease either and wrote first.
+type racingLease struct {
+	*memory.Backend
+	other []byte
+	done  bool
+}
+
+func (b *racingLease) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if !b.done && strings.HasPrefix(key, repo.LeasePrefix("db1", "b1")) {
+		b.done = true
+		other := repo.LeasePrefix("db1", "b1") + "00000000000000000001-other.json"
+		if err := b.Backend.Put(ctx, other, bytes.NewReader(b.other), int64(len(b.other))); err != nil {
+			return err
+		}
+	}
+	return b.Backend.Put(ctx, key, r, size)
+}
+
+// Two runs that take the lease at the same time never both go on, and
+// neither deletes the other's live lease.
+func TestLeaseAcquireRaceWithAnotherRun(t *testing.T) {
+	ctx := context.Background()
+	other, err := json.Marshal(repo.LeaseRecord{Run: repo.Run{WorkflowID: "w2", RunID: "run-b"}, Attempt: 1, Host: "h2",
+		Renewed: t0, Until: t0.Add(5 * time.Minute)})
+	require.NoError(t, err)
+	mem := &racingLease{Backend: memory.New(), other: other}
+	r := repo.New(mem)
+	a := repo.LeaseRecord{Run: repo.Run{WorkflowID: "w1", RunID: "run-a"}, Attempt: 1, Host: "h1"}
+	_, err = r.AcquireLease(ctx, "db1", "b1", a, 5*time.Minute, t0)
+	require.ErrorIs(t, err, repo.ErrLeaseHeld)
+	recs, err := r.ReadLeases(ctx, "db1", "b1")
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "the other run's lease is kept, ours withdrawn")
+	assert.Equal(t, "run-b", recs[0].RunID)
+	_, live := repo.LiveLease(recs, t0.Add(time.Minute))
+	assert.True(t, live)
+}
+
+// A lease renewed in the future (a planted object, or an agent whose clock
+// is far off) does not hold the directory until then.
+func TestLeaseRenewedFarInTheFutureIsNotLive(t *testing.T) {
+	future := t0.AddDate(50, 0, 0)
+	l := repo.LeaseRecord{Renewed: future, Until: future.Add(5 * time.Minute)}
+	assert.False(t, l.LiveAt(t0))
+	near := repo.LeaseRecord{Renewed: t0.Add(time.Minute), Until: t0.Add(6 * time.Minute)}
+	assert.True(t, near.LiveAt(t0), "a little clock skew still holds")
 }
