@@ -201,10 +201,10 @@ func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest, al
 	out := make([]*crypt.ChunkCipher, len(chain))
 	for i, m := range chain {
 		if !m.Encrypted {
-			if in, err := a.Config.Instance(m.Instance); err == nil && in.EncryptionEnabled() {
+			if required, why := a.encryptionRequired(m.Instance); required {
 				if !allowUnencrypted {
-					return nil, fail(ErrUnencrypted, "backup %s of %s (%s) is not encrypted, but instance %s has encryption enabled: it may have been planted by a writer of the bucket; if it is old data taken before encryption was enabled, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)",
-						m.BackupID, m.Instance, repo.ManifestKey(m.Instance, m.BackupID), m.Instance)
+					return nil, fail(ErrUnencrypted, "backup %s of %s (%s) is not encrypted, but %s: it may have been planted by a writer of the bucket; if it is old data taken before encryption was enabled, restore it with --allow-unencrypted (allow_unencrypted in the RestoreWorkflow input)",
+						m.BackupID, m.Instance, repo.ManifestKey(m.Instance, m.BackupID), why)
 				}
 				log.Warn("restoring an unencrypted backup of an instance with encryption enabled, as allowed", zap.String("member", m.BackupID))
 			}
@@ -230,6 +230,19 @@ func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest, al
 		}
 	}
 	return out, nil
+}
+
+// encryptionRequired reports whether backups of instance must be encrypted
+// on this agent, and why: the instance's config says so, or, for an
+// instance this agent's config does not list (a restore on another host),
+// the agent has key encryption keys. A writer of the bucket cannot then
+// get a planted unencrypted backup restored by restoring on a host whose
+// config lacks the instance.
+func (a *Agent) encryptionRequired(instance string) (bool, string) {
+	if in, err := a.Config.Instance(instance); err == nil {
+		return in.EncryptionEnabled(), fmt.Sprintf("instance %s has encryption enabled", instance)
+	}
+	return a.Keys != nil, fmt.Sprintf("instance %s is not in agent %s's config and the agent has key encryption keys", instance, a.Host)
 }
 
 // loadChain reads the chain's manifests and checks that they link up.
