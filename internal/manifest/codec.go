@@ -36,6 +36,10 @@ func Encode(m *Manifest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
+	if len(data)+1 > MaxEncodedSize {
+		return nil, fmt.Errorf("encode manifest: %w: %d bytes for %d chunks is more than a manifest may hold (%d bytes); use a larger chunk_size",
+			ErrInvalid, len(data)+1, len(c.Chunks), MaxEncodedSize)
+	}
 	return append(data, '\n'), nil
 }
 
@@ -177,8 +181,12 @@ func (m *Manifest) Validate() error {
 const (
 	// MaxChunkSize is the largest chunk_size, and so the largest raw chunk.
 	MaxChunkSize = 1 << 30
-	// MaxChunks bounds the chunk list (64 MiB of manifest holds fewer).
+	// MaxChunks bounds the chunk list.
 	MaxChunks = 1 << 20
+	// MaxEncodedSize bounds an encoded manifest, written or read: enough
+	// for MaxChunks chunks (about 240 bytes each, encoded), so that every
+	// manifest a backup writes can be read back.
+	MaxEncodedSize = 320 << 20
 	// encryptionOverhead is what encryption adds to a chunk (crypt.Overhead).
 	encryptionOverhead = 32
 )

@@ -32,7 +32,7 @@ func (e *notFoundError) Error() string { return e.msg }
 func (e *notFoundError) Unwrap() error { return ErrBackupNotFound }
 
 // maxManifestSize bounds the size of a manifest read from the repository.
-const maxManifestSize = 64 << 20
+const maxManifestSize = manifest.MaxEncodedSize
 
 // BackupsPrefix returns the prefix of all backups of an instance:
 // "<instance>/backups/".

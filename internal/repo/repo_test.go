@@ -285,3 +285,29 @@ func TestBackupLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, data, out.Bytes())
 }
+
+// A manifest with as many chunks as a multi-terabyte backup has (more than
+// 64 MiB encoded) is written and read back: a backup reported complete can
+// be listed and restored.
+func TestLargeManifestReadsBack(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(memory.New())
+	m := newManifest("db1", "big", t0)
+	const n = 300_000
+	m.ChunkSize = 16 << 20
+	m.Chunks = make([]manifest.Chunk, n)
+	m.RawSize, m.StoredSize = 0, 0
+	for i := range m.Chunks {
+		m.Chunks[i] = manifest.Chunk{Index: i, Key: fmt.Sprintf("chunks/%032x.zst", i), RawSize: 16 << 20, StoredSize: 16<<20 + 32,
+			SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+		m.RawSize += 16 << 20
+		m.StoredSize += 16<<20 + 32
+	}
+	data, err := manifest.Encode(m)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 64<<20)
+	require.NoError(t, r.WriteManifest(ctx, m))
+	got, err := r.ReadManifest(ctx, "db1", "big")
+	require.NoError(t, err)
+	assert.Len(t, got.Chunks, n)
+}
