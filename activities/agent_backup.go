@@ -370,6 +370,9 @@ func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
 	if err != nil {
 		return classify(err)
 	}
+	if in, err := a.Config.Instance(p.Instance); err == nil && in.EncryptionEnabled() && !parent.Encrypted {
+		return fail(ErrUnencrypted, "base %s of %s backup %s is not encrypted, but instance %s has encryption enabled: a restore would refuse the chain; take a full backup", p.ParentID, p.Type, p.BackupID, p.Instance)
+	}
 	if parent.Encrypted && a.Keys != nil {
 		// The base's LSN must be the one its backup recorded (a manifest
 		// without MAC, from an older Strata, is left to the restore's check).

@@ -52,6 +52,20 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 		}
 		return nil, fail(ErrBrokenChain, "cannot base a %s on %s: %v; take a full backup", req.Type, base.BackupID, err)
 	}
+	if in.EncryptionEnabled() {
+		// An encrypted incremental on an unencrypted base makes a chain
+		// that a restore refuses (it may be planted): start a new chain.
+		for _, m := range chain {
+			if m.Encrypted {
+				continue
+			}
+			note := fmt.Sprintf("base %s is in a chain with unencrypted backup %s, but instance %s has encryption enabled", base.BackupID, m.BackupID, req.Instance)
+			if req.AutoFull {
+				return &BackupPlan{Type: manifest.TypeFull, ChainLength: 1, Note: note + ": taking a full"}, nil
+			}
+			return nil, fail(ErrUnencrypted, "cannot base a %s on it: %s; take a full backup (strata backup %s --type full) or pass --auto-full", req.Type, note, req.Instance)
+		}
+	}
 	length := len(chain) + 1
 	if req.Type == manifest.TypeDifferential {
 		length = 2

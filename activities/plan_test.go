@@ -112,3 +112,35 @@ func TestResolveChain(t *testing.T) {
 	_, err = c.ResolveChain(ctx, BackupRef{Instance: "db1", BackupID: "nope"})
 	assert.Equal(t, ErrBackupNotFound, appErrType(err))
 }
+
+// On an instance with encryption enabled, an incremental or differential
+// is never based on a chain with an unencrypted member (old, or planted by
+// a writer of the bucket): a restore would refuse that chain.
+func TestPlanBackupSkipsUnencryptedBaseOfEncryptedInstance(t *testing.T) {
+	ctx := context.Background()
+	f1 := bk("f1", "full", "", 0, 100, 0)
+	i1 := bk("i1", "incremental", "f1", 100, 150, 6)
+	i1.Encrypted, i1.EncryptionKeyID = true, "local:00"
+	c := testCatalog(t, 0, f1, i1)
+	on := true
+	c.Config.Instances[0].Encryption.Enabled = &on
+	for _, typ := range []string{"incremental", "differential"} {
+		_, err := c.PlanBackup(ctx, PlanRequest{Instance: "db1", Type: typ})
+		assert.Equal(t, ErrUnencrypted, appErrType(err), typ)
+		p, err := c.PlanBackup(ctx, PlanRequest{Instance: "db1", Type: typ, AutoFull: true})
+		require.NoError(t, err)
+		assert.Equal(t, "full", p.Type, typ)
+		assert.Contains(t, p.Note, "unencrypted backup f1")
+	}
+
+	// The agent refuses a hand-written request on such a base too.
+	a := &Agent{Host: "h1", Config: c.Config, Repo: c.Repo}
+	err := a.checkBase(ctx, BackupParams{Instance: "db1", BackupID: "i2", Type: "differential", ParentID: "f1", FromLSN: 100})
+	assert.Equal(t, ErrUnencrypted, appErrType(err))
+
+	off := false
+	c.Config.Instances[0].Encryption.Enabled = &off
+	p, err := c.PlanBackup(ctx, PlanRequest{Instance: "db1", Type: "incremental"})
+	require.NoError(t, err)
+	assert.Equal(t, "i1", p.ParentID)
+}
