@@ -41,7 +41,7 @@ func recordOf(t *testing.T, st *Store, seq uint64) map[string]any {
 func TestReadIndexRefusesHostileRecords(t *testing.T) {
 	for name, mutate := range map[string]func(r map[string]any){
 		"file traversal":      func(r map[string]any) { r["file"] = "../../../ESCAPED.000001" },
-		"file absolute":       func(r map[string]any) { r["file"] = "/tmp/ESCAPED.000001" },
+		"file absolute":       func(r map[string]any) { r["file"] = "/srv/ESCAPED.000001" },
 		"file not a binlog":   func(r map[string]any) { r["file"] = "binlog" },
 		"file with NUL":       func(r map[string]any) { r["file"] = "bin\x00log.000001" },
 		"next traversal":      func(r map[string]any) { r["next"] = "../x.000002" },
