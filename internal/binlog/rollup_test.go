@@ -1,0 +1,250 @@
+package binlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/crypt/crypttest"
+	"github.com/strata-backup/strata/internal/storage/counting"
+	"github.com/strata-backup/strata/internal/storage/memory"
+)
+
+var synthStart = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+
+// smallArchive is 5 closed files of 40 segments and an open one of 15.
+func smallArchive(t *testing.T, st *Store) {
+	t.Helper()
+	files, err := Synthetic{Segments: 215, PerFile: 40, SegmentEvents: 64, Start: synthStart}.Generate(context.Background(), st)
+	require.NoError(t, err)
+	require.Equal(t, 6, files)
+}
+
+func segmentsJSON(t *testing.T, ix *Index) string {
+	t.Helper()
+	b, err := json.Marshal(ix.Segments)
+	require.NoError(t, err)
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%d segments, sha256 %x", len(ix.Segments), sum)
+}
+
+func TestRollUpBoundsReadIndex(t *testing.T) {
+	ctx := context.Background()
+	cb := counting.New(memory.New())
+	st := &Store{B: cb, Instance: "i1"}
+	smallArchive(t, st)
+	before, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, before.Segments, 215)
+
+	n, err := st.RollUp(ctx, before)
+	require.NoError(t, err)
+	assert.Equal(t, 5, n, "one roll-up per closed file; the open file stays individual records")
+	n, err = st.RollUp(ctx, before)
+	require.NoError(t, err)
+	assert.Zero(t, n, "idempotent")
+
+	cb.Reset()
+	after, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, segmentsJSON(t, before), segmentsJSON(t, after), "the same segments, each once")
+	assert.Empty(t, after.Missing)
+	c := cb.Counts()
+	// 3 listings (roll-ups, records, gaps) + the tail's data + 5 roll-ups + 15 records.
+	assert.Equal(t, 5+15, c.Get, c.String())
+	assert.LessOrEqual(t, c.Requests(), 5+15+4, c.String())
+	objs, err := cb.B.List(ctx, "i1/binlogs/index/")
+	require.NoError(t, err)
+	assert.Len(t, objs, 15, "rolled-up records are deleted")
+
+	// The archive reads back byte for byte from rolled-up records.
+	for _, seg := range after.Segments[:3] {
+		_, err := st.ReadSegment(ctx, &seg)
+		require.NoError(t, err)
+	}
+}
+
+// TestRollUpCrashAtEveryWrite stops a roll-up after each of its writes
+// and deletes in turn: what is left reads as the same archive, and the
+// next roll-up finishes the job.
+func TestRollUpCrashAtEveryWrite(t *testing.T) {
+	ctx := context.Background()
+	for _, encrypt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("encrypt=%v", encrypt), func(t *testing.T) {
+			mk := func() (*counting.Backend, *Store) {
+				cb := counting.New(memory.New())
+				st := &Store{B: cb, Instance: "i1"}
+				if encrypt {
+					st.Keys, st.Encrypt = crypttest.Ring(t, crypttest.KEK(t)), true
+				}
+				_, err := Synthetic{Segments: 25, PerFile: 10, SegmentEvents: 32, Start: synthStart}.Generate(ctx, st)
+				require.NoError(t, err)
+				return cb, st
+			}
+			cb, st := mk()
+			ix, err := st.ReadIndex(ctx)
+			require.NoError(t, err)
+			cb.Reset()
+			_, err = st.RollUp(ctx, ix)
+			require.NoError(t, err)
+			total := cb.Counts().Put + cb.Counts().Delete
+			require.Equal(t, 2+20, total, "2 roll-ups, 20 deletes")
+			for n := 1; n < total; n++ {
+				cb, st := mk()
+				ix, err := st.ReadIndex(ctx)
+				require.NoError(t, err)
+				want := segmentsJSON(t, ix)
+				cb.FailAfter(n)
+				_, err = st.RollUp(ctx, ix)
+				require.ErrorIs(t, err, counting.ErrInjected, "after %d writes", n)
+				cb.FailAfter(0)
+				// A fresh reader (another process) sees the same archive.
+				r := &Store{B: cb, Instance: "i1", Keys: st.Keys, Encrypt: st.Encrypt}
+				got, err := r.ReadIndex(ctx)
+				require.NoError(t, err, "after %d writes", n)
+				require.Equal(t, want, segmentsJSON(t, got), "after %d writes", n)
+				_, err = r.RollUp(ctx, got)
+				require.NoError(t, err)
+				got, err = r.ReadIndex(ctx)
+				require.NoError(t, err)
+				require.Equal(t, want, segmentsJSON(t, got))
+				require.Empty(t, got.stale, "no record is left inside a roll-up")
+				objs, err := cb.B.List(ctx, "i1/binlogs/rollup/")
+				require.NoError(t, err)
+				require.Len(t, objs, 2)
+			}
+		})
+	}
+}
+
+func TestRollUpAuthenticated(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	kek := crypttest.KEK(t)
+	st := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}
+	smallArchive(t, st)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	_, err = st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	reader := &Store{B: b, Instance: "i1", Keys: crypttest.Ring(t, kek), Encrypt: true}
+	got, err := reader.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, got.Segments, 215)
+	for _, seg := range got.Segments[:2] {
+		_, err := reader.ReadSegment(ctx, &seg)
+		require.NoError(t, err, "the records in a roll-up keep their MACs")
+	}
+
+	key := got.Rollups[0].Key
+	orig := get(t, b, key)
+	replace := func(data []byte) {
+		require.NoError(t, b.Delete(ctx, key))
+		require.NoError(t, b.Put(ctx, key, bytes.NewReader(data), int64(len(data))))
+	}
+	var r Rollup
+	require.NoError(t, json.Unmarshal(orig, &r))
+
+	// Altered records with a matching checksum but the old MAC.
+	r2 := r
+	r2.Segments = append([]Segment(nil), r.Segments...)
+	r2.Segments[3].LastGTID = "0-1-999999"
+	r2.SHA256, _ = rollupSum(r2.Segments)
+	data, _ := json.Marshal(&r2)
+	replace(data)
+	_, err = reader.ReadIndex(ctx)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+
+	// Planted without a MAC: refused on an encrypted instance unless allowed.
+	r2.KeyRef, r2.MAC = "", nil
+	data, _ = json.Marshal(&r2)
+	replace(data)
+	_, err = reader.ReadIndex(ctx)
+	require.ErrorIs(t, err, ErrUnauthenticated)
+	lax := &Store{B: b, Instance: "i1", Keys: reader.Keys, Encrypt: true, AllowUnencrypted: true}
+	_, err = lax.ReadIndex(ctx)
+	require.NoError(t, err)
+	replace(orig)
+	_, err = reader.ReadIndex(ctx)
+	require.NoError(t, err)
+}
+
+func TestRollUpHostile(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	st := &Store{B: b, Instance: "i1"}
+	smallArchive(t, st)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	_, err = st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	key := ix.Rollups[1].Key
+	orig := get(t, b, key)
+	var r Rollup
+	require.NoError(t, json.Unmarshal(orig, &r))
+	plant := func(k string, v any) {
+		t.Helper()
+		data, ok := v.([]byte)
+		if !ok {
+			data, _ = json.Marshal(v)
+		}
+		_ = b.Delete(ctx, k)
+		require.NoError(t, b.Put(ctx, k, bytes.NewReader(data), int64(len(data))))
+	}
+	saved := map[string][]byte{}
+	for _, rr := range ix.Rollups {
+		saved[rr.Key] = get(t, b, rr.Key)
+	}
+	cases := map[string]func(){
+		"bad name": func() { plant("i1/binlogs/rollup/x.json", orig) },
+		"range of another name": func() {
+			plant(st.rollupKey(r.FirstSeq, r.LastSeq+1), orig)
+		},
+		"hole in the range": func() {
+			c := r
+			c.Segments = append(append([]Segment(nil), r.Segments[:5]...), r.Segments[6:]...)
+			c.LastSeq--
+			c.SHA256, _ = rollupSum(c.Segments)
+			plant(st.rollupKey(c.FirstSeq, c.LastSeq), c)
+		},
+		"hostile file name in an entry": func() {
+			c := r
+			c.Segments = append([]Segment(nil), r.Segments...)
+			c.Segments[0].File = "../../../etc.000001"
+			c.SHA256, _ = rollupSum(c.Segments)
+			plant(key, c)
+		},
+		"checksum": func() {
+			c := r
+			c.Segments = append([]Segment(nil), r.Segments...)
+			c.Segments[0].End++
+			c.Segments[0].RawSize++
+			plant(key, c)
+		},
+		"too large": func() { plant(key, append(bytes.Repeat([]byte(" "), maxRollupSize), orig...)) },
+	}
+	for name, tamper := range cases {
+		t.Run(name, func(t *testing.T) {
+			tamper()
+			_, err := st.ReadIndex(ctx)
+			require.ErrorIs(t, err, ErrCorrupt)
+			objs, err := b.List(ctx, "i1/binlogs/rollup/")
+			require.NoError(t, err)
+			for _, o := range objs {
+				require.NoError(t, b.Delete(ctx, o.Key))
+			}
+			for k, v := range saved {
+				plant(k, v)
+			}
+			_, err = st.ReadIndex(ctx)
+			require.NoError(t, err)
+		})
+	}
+}
