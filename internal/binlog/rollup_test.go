@@ -248,3 +248,59 @@ func TestRollUpHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneRolledUp prunes the two oldest files of a rolled-up archive,
+// stopping after each deletion in turn: what remains is always a suffix
+// of the archive, each segment once, none with a missing data object.
+func TestPruneRolledUp(t *testing.T) {
+	ctx := context.Background()
+	mk := func() (*counting.Backend, *Store, *Index, *PruneSet) {
+		cb := counting.New(memory.New())
+		st := &Store{B: cb, Instance: "i1"}
+		smallArchive(t, st)
+		ix, err := st.ReadIndex(ctx)
+		require.NoError(t, err)
+		_, err = st.RollUp(ctx, ix)
+		require.NoError(t, err)
+		// A roll-up that stopped before deleting its records left one behind.
+		seg := ix.Segments[3]
+		b, _ := json.Marshal(&seg)
+		require.NoError(t, cb.Put(ctx, st.indexKey(seg.Seq), bytes.NewReader(b), int64(len(b))))
+		ix, err = st.ReadIndex(ctx)
+		require.NoError(t, err)
+		p := &PruneSet{Segments: ix.Segments[:80], Rollups: []string{ix.Rollups[0].Key, ix.Rollups[1].Key}}
+		for _, seg := range ix.Segments[:80] {
+			p.Data = append(p.Data, st.segmentDataKey(&seg))
+		}
+		return cb, st, ix, p
+	}
+	cb, st, _, p := mk()
+	cb.Reset()
+	require.NoError(t, st.Prune(ctx, p, nil))
+	total := cb.Counts().Delete
+	assert.Equal(t, 2+1+80, total, "the roll-ups, the record left behind and the data objects: %s", cb.Counts())
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, ix.Segments, 135)
+	assert.Equal(t, uint64(81), ix.Segments[0].Seq)
+	objs, _ := cb.B.List(ctx, "i1/binlogs/index/")
+	assert.Len(t, objs, 15)
+
+	for n := 1; n < total; n++ {
+		cb, st, _, p := mk()
+		cb.FailAfter(n)
+		require.ErrorIs(t, st.Prune(ctx, p, nil), counting.ErrInjected)
+		cb.FailAfter(0)
+		ix, err := st.ReadIndex(ctx)
+		require.NoError(t, err, "after %d deletes", n)
+		assert.Empty(t, ix.Missing, "after %d deletes", n)
+		for _, seg := range ix.Segments {
+			_, err := cb.B.Stat(ctx, st.segmentDataKey(&seg))
+			require.NoError(t, err, "after %d deletes: segment %d has its data", n, seg.Seq)
+		}
+		for i := 1; i < len(ix.Segments); i++ {
+			require.Equal(t, ix.Segments[i-1].Seq+1, ix.Segments[i].Seq, "after %d deletes: a suffix, each segment once", n)
+		}
+		assert.Equal(t, uint64(215), ix.Last().Seq)
+	}
+}
