@@ -304,3 +304,93 @@ func TestPruneRolledUp(t *testing.T) {
 		assert.Equal(t, uint64(215), ix.Last().Seq)
 	}
 }
+
+// TestOrphanSweepBounded: a run's sweep lists only the pages of the
+// newest roll-up and the tail, and removes nothing a roll-up names; an
+// older page is swept in turn, reading the roll-ups over it.
+func TestOrphanSweepBounded(t *testing.T) {
+	ctx := context.Background()
+	cb := counting.New(memory.New())
+	st := &Store{B: cb, Instance: "i1"}
+	_, err := Synthetic{Segments: 3500, PerFile: 1300, SegmentEvents: 16, Start: synthStart}.Generate(ctx, st)
+	require.NoError(t, err)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	_, err = st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	// Orphans: a loser of an overlap in an old page, and one in the tail's.
+	old, old2, tail := "i1/binlogs/data/000000000500-deadbeef.zst", "i1/binlogs/data/000000001100-deadbeef.zst", "i1/binlogs/data/000000003400-deadbeef.zst"
+	for _, k := range []string{old, old2, tail} {
+		require.NoError(t, cb.Put(ctx, k, bytes.NewReader([]byte("x")), 1))
+	}
+
+	cb.Reset()
+	ix, err = st.ReadTail(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.RemoveOrphans(ctx, ix))
+	c := cb.Counts()
+	assert.Equal(t, 1, c.Delete, c.String())
+	assert.LessOrEqual(t, c.List, 3+1+3, "listings of roll-ups, records, gaps, the tail's data and 3 pages: %s", c)
+	_, err = cb.B.Stat(ctx, tail)
+	assert.Error(t, err, "the tail's orphan is removed")
+	_, err = cb.B.Stat(ctx, old)
+	assert.NoError(t, err, "an old page is not listed at every run")
+
+	// Pages that begin before the newest roll-up (segments 1301-2600): 0
+	// and 1; the time picks page 0, then page 1.
+	require.NoError(t, st.SweepOrphanPage(ctx, ix, time.Unix(0, 0), time.Minute))
+	_, err = cb.B.Stat(ctx, old)
+	assert.Error(t, err, "the old page's orphan is removed")
+	_, err = cb.B.Stat(ctx, old2)
+	assert.NoError(t, err)
+	require.NoError(t, st.SweepOrphanPage(ctx, ix, time.Unix(60, 0), time.Minute))
+	_, err = cb.B.Stat(ctx, old2)
+	assert.Error(t, err, "the page the newest roll-up begins in is swept too")
+	full, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, full.Segments, 3500)
+	for _, seg := range full.Segments {
+		_, err := cb.B.Stat(ctx, st.segmentDataKey(&seg))
+		require.NoError(t, err, "segment %d keeps its data", seg.Seq)
+	}
+	for _, at := range []int64{1, 2, 3} {
+		require.NoError(t, st.SweepOrphanPage(ctx, ix, time.Unix(at*60, 0), time.Minute))
+	}
+	data, err := st.ListData(ctx)
+	require.NoError(t, err)
+	assert.Len(t, data, 3500, "no segment's data is removed by any page")
+}
+
+// TestPlantedRollupNameDeletesNothing: a roll-up planted under a name that
+// claims records no genuine roll-up holds is not read by a resume
+// (ReadTail reads the newest only), and its records are skipped there but
+// never deleted; a full read refuses it.
+func TestPlantedRollupNameDeletesNothing(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	st := &Store{B: b, Instance: "i1"}
+	smallArchive(t, st)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	// File 1 keeps its records: one of its data objects is missing.
+	require.NoError(t, b.Delete(ctx, st.segmentDataKey(&ix.Segments[20])))
+	ix, err = st.ReadIndex(ctx)
+	require.NoError(t, err)
+	n, err := st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	planted := st.rollupKey(1, 5)
+	require.NoError(t, b.Put(ctx, planted, bytes.NewReader([]byte("{}")), 2))
+
+	tail, err := st.ReadTail(ctx)
+	require.NoError(t, err)
+	_, err = st.RollUp(ctx, tail)
+	require.NoError(t, err)
+	for seq := uint64(1); seq <= 5; seq++ {
+		_, err := b.Stat(ctx, st.indexKey(seq))
+		require.NoError(t, err, "record %d is still there", seq)
+	}
+	_, err = st.ReadIndex(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), planted)
+}

@@ -367,6 +367,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	}
 	ix.Rollups = rollups
 	bySeq := map[uint64]int{}
+	var read []RollupRange // validated and authenticated
 	newest := -1
 	for i, rr := range rollups {
 		if newest < 0 || rr.LastSeq > rollups[newest].LastSeq {
@@ -384,6 +385,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 		if err != nil {
 			return nil, err
 		}
+		read = append(read, rr)
 		for _, seg := range r.Segments {
 			if j, ok := bySeq[seg.Seq]; ok {
 				// Two roll-ups overlap: both copies of a record are the same.
@@ -405,7 +407,11 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	var tail []int
 	for _, o := range objs {
 		if seq, ok := s.indexSeq(o.Key); ok && covered(rollups, seq) {
-			ix.stale = append(ix.stale, o.Key) // a roll-up holds it
+			if covered(read, seq) {
+				// A roll-up read holds it: RollUp may delete it. (One listed
+				// but not read may be planted: its records are only skipped.)
+				ix.stale = append(ix.stale, o.Key)
+			}
 			continue
 		}
 		b, err := s.get(ctx, o.Key)
@@ -499,20 +505,93 @@ func commonPrefix(a, b string) string {
 	return a[:i]
 }
 
-// RemoveOrphans deletes data objects that no index record names: for
-// segment numbers the index already has (the loser of an overlap), and, for
-// later numbers, those over an hour old (a run that died between data and
-// index; a younger one may belong to an archiver still running).
+// orphanPage is the number of segment numbers one page of the orphan
+// sweep covers: the data objects whose keys share a 9-digit prefix (about
+// one listing request each).
+const orphanPage = 1000
+
+// RemoveOrphans deletes data objects that no index record names, in the
+// pages (orphanPage segment numbers) from the first segment of ix to the
+// one after its last: for segment numbers the index already has (the loser
+// of an overlap), and, for later numbers, those over an hour old (a run
+// that died between data and index; a younger one may belong to an
+// archiver still running). With ix from ReadTail that is the newest
+// roll-up and the open tail: a bounded number of listings. Older pages are
+// swept one at a time by SweepOrphanPage.
 func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
-	objs, err := s.B.List(ctx, s.prefix()+"data/")
-	if err != nil {
-		return err
+	if len(ix.Segments) == 0 {
+		return nil
 	}
 	used := map[string]bool{}
 	var lastSeq uint64
 	for i := range ix.Segments {
 		used[s.segmentDataKey(&ix.Segments[i])] = true
 		lastSeq = max(lastSeq, ix.Segments[i].Seq)
+	}
+	from := ix.newestRun()
+	for page := from / orphanPage; page <= (lastSeq+1)/orphanPage; page++ {
+		if err := s.sweepPage(ctx, page, from, used, lastSeq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepOrphanPage removes the orphans of the one page, of those that
+// begin before the newest roll-up, that the time now picks (a page per interval every
+// in turn, so that each page is swept once in pages×every): the roll-ups
+// over the page are read to know its segments. ix is from ReadTail.
+func (s *Store) SweepOrphanPage(ctx context.Context, ix *Index, now time.Time, every time.Duration) error {
+	if len(ix.Segments) == 0 || every <= 0 {
+		return nil
+	}
+	pages := (ix.newestRun() + orphanPage - 1) / orphanPage
+	if pages == 0 {
+		return nil
+	}
+	page := uint64(now.UnixNano()/int64(every)) % pages
+	lo, hi := page*orphanPage, page*orphanPage+orphanPage-1
+	used := map[string]bool{}
+	var lastSeq uint64
+	for i := range ix.Segments {
+		used[s.segmentDataKey(&ix.Segments[i])] = true
+		lastSeq = max(lastSeq, ix.Segments[i].Seq)
+	}
+	for _, rr := range ix.Rollups {
+		if rr.LastSeq < lo || rr.FirstSeq > hi {
+			continue
+		}
+		r, err := s.readRollup(ctx, rr)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for i := range r.Segments {
+			used[s.segmentDataKey(&r.Segments[i])] = true
+		}
+	}
+	return s.sweepPage(ctx, page, 0, used, lastSeq)
+}
+
+// newestRun returns the first segment of the newest stretch of
+// consecutive segment numbers in ix (records of old files that could not
+// be rolled up are left to SweepOrphanPage).
+func (ix *Index) newestRun() uint64 {
+	i := len(ix.Segments) - 1
+	for i > 0 && ix.Segments[i-1].Seq+1 == ix.Segments[i].Seq {
+		i--
+	}
+	return ix.Segments[i].Seq
+}
+
+// sweepPage deletes the unused data objects of one page, from segment
+// from on (below it, used does not know the segments).
+func (s *Store) sweepPage(ctx context.Context, page, from uint64, used map[string]bool, lastSeq uint64) error {
+	objs, err := s.B.List(ctx, fmt.Sprintf("%sdata/%09d", s.prefix(), page))
+	if err != nil {
+		return err
 	}
 	for _, o := range objs {
 		if used[o.Key] {
@@ -521,7 +600,7 @@ func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
 		name := strings.TrimSuffix(path.Base(o.Key), ".zst")
 		seqPart, _, _ := strings.Cut(name, "-")
 		n, err := strconv.ParseUint(seqPart, 10, 64)
-		if err != nil {
+		if err != nil || len(seqPart) != 12 || n < from {
 			continue
 		}
 		if n <= lastSeq || time.Since(o.ModTime) > time.Hour {
