@@ -64,7 +64,7 @@ histories: deps
 ## fuzz: run each fuzz target (decoders of what is read from the repository) for FUZZTIME;
 ##   their seed corpora run in every `go test`
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzDecode:./internal/manifest/ FuzzDecodeSegment:./internal/binlog/ FuzzDecodeKeyObject:./internal/repo/
+FUZZ_TARGETS := FuzzDecode:./internal/manifest/ FuzzDecodeSegment:./internal/binlog/ FuzzDecodeRollup:./internal/binlog/ FuzzDecodeKeyObject:./internal/repo/
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \

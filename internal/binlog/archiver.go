@@ -40,6 +40,64 @@ type Options struct {
 	Progress func(Status)
 	// Log receives the archiver's events (optional).
 	Log func(msg string, kv ...any)
+	// NoRollUp leaves closed binlog files as individual index records
+	// (Store.RollUp is not run in the background).
+	NoRollUp bool
+}
+
+// orphanSweepEvery is how often each older page of data objects is swept
+// for orphans (Store.SweepOrphanPage): one page per run start, the page
+// chosen by the time in steps of this.
+const orphanSweepEvery = 10 * time.Minute
+
+// roller rolls up the index of closed binlog files in the background of a
+// run (Store.RollUp), so that the stream never waits for it: at the run's
+// start and after every segment that ends a file. A failed roll-up is
+// logged and done again at the next trigger; a crash in one leaves nothing
+// a reader miscounts (see RollUp).
+type roller struct {
+	st   *Store
+	logf func(string, ...any)
+	kick chan struct{}
+	done chan struct{}
+}
+
+func startRoller(ctx context.Context, st *Store, logf func(string, ...any)) *roller {
+	r := &roller{st: st, logf: logf, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for range r.kick {
+			if ctx.Err() != nil {
+				continue
+			}
+			ix, err := st.ReadTail(ctx)
+			n := 0
+			if err == nil {
+				n, err = st.RollUp(ctx, ix)
+			}
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.logf("binlog index roll-up failed (done again after the next file)", "error", err.Error())
+			case n > 0:
+				r.logf("binlog index rolled up", "rollups", n)
+			}
+		}
+	}()
+	return r
+}
+
+// trigger asks for a roll-up (one pending at most).
+func (r *roller) trigger() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stop waits for the roll-up under way, if any.
+func (r *roller) stop() {
+	close(r.kick)
+	<-r.done
 }
 
 // Status is the archiver's progress.
@@ -179,7 +237,8 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	ix, err := st.ReadIndex(ctx)
+	// The newest objects only: the newest roll-up and the open tail.
+	ix, err := st.ReadTail(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +247,9 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 		lastSeq = l.Seq
 	}
 	if err := st.RemoveOrphans(ctx, ix); err != nil {
+		return nil, fmt.Errorf("remove unindexed segments: %w", err)
+	}
+	if err := st.SweepOrphanPage(ctx, ix, time.Now(), orphanSweepEvery); err != nil {
 		return nil, fmt.Errorf("remove unindexed segments: %w", err)
 	}
 	si, err := Inspect(ctx, db, src.Flavor)
@@ -227,6 +289,11 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 
 	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum,
 		cur: file, curPos: pos, lags: newLagWindow(20000)}
+	if !opt.NoRollUp {
+		a.roller = startRoller(ctx, st, logf)
+		defer a.roller.stop()
+		a.roller.trigger() // what earlier runs left closed
+	}
 	began := time.Now()
 	lastProgress := time.Now()
 	for {
@@ -334,6 +401,7 @@ type run struct {
 	seg     Segment
 	lags    *lagWindow
 	uploads []time.Duration
+	roller  *roller
 }
 
 func (a *run) add(h header, raw []byte) {
@@ -397,6 +465,9 @@ func (a *run) flush(ctx context.Context, next string) error {
 	s.Segments++
 	s.Bytes += a.seg.RawSize
 	a.buf, a.segRecv = a.buf[:0], a.segRecv[:0]
+	if next != "" && a.roller != nil {
+		a.roller.trigger()
+	}
 	if a.opt.Progress != nil {
 		a.opt.Progress(a.snapshot())
 	}

@@ -96,17 +96,20 @@ type PruneSet struct {
 	KeyRefs []string `json:"key_refs,omitempty"`
 	// Data are the keys of the data objects to delete.
 	Data []string `json:"data,omitempty"`
+	// Rollups are the keys of the index roll-ups to delete: each holds
+	// only segments of Segments.
+	Rollups []string `json:"rollups,omitempty"`
 }
 
 // Empty says whether the set deletes nothing.
 func (p *PruneSet) Empty() bool {
-	return len(p.Segments)+len(p.Gaps)+len(p.KeyRefs)+len(p.Data) == 0
+	return len(p.Segments)+len(p.Gaps)+len(p.KeyRefs)+len(p.Data)+len(p.Rollups) == 0
 }
 
 // Prune deletes p in an order that is safe at every point of a crash:
-// first the index records (ascending, so that what remains is always a
-// suffix of the archive and no record ever points to a missing data object
-// or key), then the gap records before the first remaining segment, then
+// first the index records and roll-ups (ascending, a roll-up after the
+// records left inside it, so that what remains is always a suffix of the
+// archive and no record ever points to a missing data object or key), then the gap records before the first remaining segment, then
 // the data keys, then the data objects. A crash leaves at most
 // unreferenced keys and data objects, which the next prune removes.
 // progress, if not nil, is called after each deletion with the number done.
@@ -128,6 +131,28 @@ func (s *Store) Prune(ctx context.Context, p *PruneSet, progress func(done int))
 			return fmt.Errorf("prune binlog archive of %s: key ref %q is invalid", s.Instance, ref)
 		}
 	}
+	var rollups []RollupRange
+	for _, k := range p.Rollups {
+		rr, err := s.parseRollupKey(k)
+		if err != nil {
+			return fmt.Errorf("prune binlog archive of %s: %w", s.Instance, err)
+		}
+		rollups = append(rollups, rr)
+	}
+	slices.SortFunc(rollups, func(a, b RollupRange) int { return cmpSeq(a.FirstSeq, b.FirstSeq) })
+	// A segment inside a pruned roll-up has an individual record only if a
+	// roll-up stopped before deleting it: delete those that are listed.
+	var records map[string]bool
+	if len(rollups) > 0 {
+		objs, err := s.B.List(ctx, s.prefix()+"index/")
+		if err != nil {
+			return fmt.Errorf("prune binlog archive of %s: list index: %w", s.Instance, err)
+		}
+		records = make(map[string]bool, len(objs))
+		for _, o := range objs {
+			records[o.Key] = true
+		}
+	}
 	done := 0
 	step := func() {
 		done++
@@ -135,11 +160,28 @@ func (s *Store) Prune(ctx context.Context, p *PruneSet, progress func(done int))
 			progress(done)
 		}
 	}
+	deleteRollupsBefore := func(seq uint64) error {
+		for len(rollups) > 0 && rollups[0].LastSeq < seq {
+			if err := s.B.Delete(ctx, rollups[0].Key); err != nil {
+				return fmt.Errorf("prune binlog archive of %s: delete index roll-up %s: %w", s.Instance, rollups[0].Key, err)
+			}
+			rollups = rollups[1:]
+		}
+		return nil
+	}
 	for _, seg := range p.Segments {
-		if err := s.B.Delete(ctx, s.indexKey(seg.Seq)); err != nil {
-			return fmt.Errorf("prune binlog archive of %s: delete index record of segment %d: %w", s.Instance, seg.Seq, err)
+		if err := deleteRollupsBefore(seg.Seq); err != nil {
+			return err
+		}
+		if key := s.indexKey(seg.Seq); !covered(rollups, seg.Seq) || records[key] {
+			if err := s.B.Delete(ctx, key); err != nil {
+				return fmt.Errorf("prune binlog archive of %s: delete index record of segment %d: %w", s.Instance, seg.Seq, err)
+			}
 		}
 		step()
+	}
+	if err := deleteRollupsBefore(^uint64(0)); err != nil {
+		return err
 	}
 	for _, g := range p.Gaps {
 		if err := s.B.Delete(ctx, s.gapKey(g)); err != nil {

@@ -324,8 +324,15 @@ type Index struct {
 	Segments []Segment
 	Gaps     []Gap
 	// Missing lists the segments whose data object is missing (each also
-	// has a gap with MissingData).
+	// has a gap with MissingData). Only individual records (the open tail)
+	// are checked: a roll-up is written after its data objects were seen,
+	// and one deleted since is found by verify and by ReadSegment.
 	Missing []Segment
+	// Rollups are the archive's index roll-ups, ascending (see RollUp).
+	Rollups []RollupRange
+	// stale are individual records inside a roll-up, not read, left by a
+	// roll-up that stopped before deleting them.
+	stale []string
 }
 
 // Last returns the newest segment, or nil.
@@ -336,22 +343,80 @@ func (ix *Index) Last() *Segment {
 	return &ix.Segments[len(ix.Segments)-1]
 }
 
-// ReadIndex reads the archive's index records and gaps. Every record is
-// validated (DecodeSegment, DecodeGap) and must be stored under the name
-// of its own number: a record that is not fails with an error wrapping
-// ErrCorrupt that names its object. A segment whose data object is missing
-// is listed in Missing and ends its run there: ReadIndex adds a gap
-// (MissingData set) before it, and Runs leaves it out.
-func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
+// ReadIndex reads the archive's index: its roll-ups, then the individual
+// records that no roll-up holds, and the gaps. It makes O(roll-ups + open
+// tail + gaps) requests. Every record and roll-up is validated
+// (DecodeSegment, DecodeRollup, DecodeGap) and must be stored under the
+// name of its own number or range: one that is not fails with an error
+// wrapping ErrCorrupt that names its object. A roll-up is authenticated
+// when the Store has Keys (authenticateRollup). A segment whose data object
+// is missing is listed in Missing and ends its run there: ReadIndex adds a
+// gap (MissingData set) before it, and Runs leaves it out.
+func (s *Store) ReadIndex(ctx context.Context) (*Index, error) { return s.readIndex(ctx, false) }
+
+// ReadTail reads what an archiver needs to resume: the newest roll-up and
+// the individual records after the roll-ups, and the gaps; the other
+// roll-ups are listed (Rollups) but not read. Its Last is the archive's.
+func (s *Store) ReadTail(ctx context.Context) (*Index, error) { return s.readIndex(ctx, true) }
+
+func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) {
 	ix := &Index{}
+	rollups, err := s.listRollups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ix.Rollups = rollups
+	bySeq := map[uint64]int{}
+	var read []RollupRange // validated and authenticated
+	newest := -1
+	for i, rr := range rollups {
+		if newest < 0 || rr.LastSeq > rollups[newest].LastSeq {
+			newest = i
+		}
+	}
+	for i, rr := range rollups {
+		if newestOnly && i != newest {
+			continue
+		}
+		r, err := s.readRollup(ctx, rr)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted since listed (pruned)
+		}
+		if err != nil {
+			return nil, err
+		}
+		read = append(read, rr)
+		for _, seg := range r.Segments {
+			if j, ok := bySeq[seg.Seq]; ok {
+				// Two roll-ups overlap: both copies of a record are the same.
+				a, _ := json.Marshal(&ix.Segments[j])
+				b, _ := json.Marshal(&seg)
+				if !bytes.Equal(a, b) {
+					return nil, fmt.Errorf("binlog index roll-up %s: %w: its record of segment %d differs from another roll-up's", rr.Key, ErrCorrupt, seg.Seq)
+				}
+				continue
+			}
+			bySeq[seg.Seq] = len(ix.Segments)
+			ix.Segments = append(ix.Segments, seg)
+		}
+	}
 	objs, err := s.B.List(ctx, s.prefix()+"index/")
 	if err != nil {
 		return nil, fmt.Errorf("list binlog index: %w", err)
 	}
+	var tail []int
 	for _, o := range objs {
+		if seq, ok := s.indexSeq(o.Key); ok && covered(rollups, seq) {
+			if covered(read, seq) {
+				// A roll-up read holds it: RollUp may delete it. (One listed
+				// but not read may be planted: its records are only skipped.)
+				ix.stale = append(ix.stale, o.Key)
+			}
+			continue
+		}
 		b, err := s.get(ctx, o.Key)
 		if errors.Is(err, storage.ErrNotFound) {
-			continue // deleted since listed (pruned)
+			continue // deleted since listed (pruned or rolled up)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
@@ -363,9 +428,9 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 		if o.Key != s.indexKey(seg.Seq) {
 			return nil, fmt.Errorf("binlog index record %s: %w: it describes segment %d, whose record is %s", o.Key, ErrCorrupt, seg.Seq, s.indexKey(seg.Seq))
 		}
+		tail = append(tail, len(ix.Segments))
 		ix.Segments = append(ix.Segments, *seg)
 	}
-	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
 	gaps, err := s.B.List(ctx, s.prefix()+"gaps/")
 	if err != nil {
 		return nil, err
@@ -389,8 +454,13 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 	}
 	// Data objects are written before their records: listed after the
 	// records, every record's data object is there unless it was deleted.
-	if len(ix.Segments) > 0 {
-		data, err := s.B.List(ctx, s.prefix()+"data/")
+	// Only the tail's are listed, under the longest key prefix they share.
+	if len(tail) > 0 {
+		lo, hi := ix.Segments[tail[0]].Seq, ix.Segments[tail[0]].Seq
+		for _, i := range tail {
+			lo, hi = min(lo, ix.Segments[i].Seq), max(hi, ix.Segments[i].Seq)
+		}
+		data, err := s.B.List(ctx, s.prefix()+"data/"+commonPrefix(fmt.Sprintf("%012d", lo), fmt.Sprintf("%012d", hi)))
 		if err != nil {
 			return nil, fmt.Errorf("list binlog data: %w", err)
 		}
@@ -398,7 +468,8 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 		for _, o := range data {
 			have[o.Key] = true
 		}
-		for _, seg := range ix.Segments {
+		for _, i := range tail {
+			seg := ix.Segments[i]
 			key := s.segmentDataKey(&seg)
 			if have[key] {
 				continue
@@ -409,24 +480,118 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) {
 				Reason: fmt.Sprintf("the data object %s of segment %d (%s:%d-%d) is missing", key, seg.Seq, seg.File, seg.Start, seg.End)})
 		}
 	}
+	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
+	sort.Slice(ix.Missing, func(i, j int) bool { return ix.Missing[i].Seq < ix.Missing[j].Seq })
 	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
 	return ix, nil
 }
 
-// RemoveOrphans deletes data objects that no index record names: for
-// segment numbers the index already has (the loser of an overlap), and, for
-// later numbers, those over an hour old (a run that died between data and
-// index; a younger one may belong to an archiver still running).
+// indexSeq parses the segment number of an individual record's key.
+func (s *Store) indexSeq(key string) (uint64, bool) {
+	name, ok := strings.CutPrefix(key, s.prefix()+"index/")
+	num, ok2 := strings.CutSuffix(name, ".json")
+	if !ok || !ok2 || len(num) != 12 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	return n, err == nil
+}
+
+func commonPrefix(a, b string) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return a[:i]
+}
+
+// orphanPage is the number of segment numbers one page of the orphan
+// sweep covers: the data objects whose keys share a 9-digit prefix (about
+// one listing request each).
+const orphanPage = 1000
+
+// RemoveOrphans deletes data objects that no index record names, in the
+// pages (orphanPage segment numbers) from the first segment of ix to the
+// one after its last: for segment numbers the index already has (the loser
+// of an overlap), and, for later numbers, those over an hour old (a run
+// that died between data and index; a younger one may belong to an
+// archiver still running). With ix from ReadTail that is the newest
+// roll-up and the open tail: a bounded number of listings. Older pages are
+// swept one at a time by SweepOrphanPage.
 func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
-	objs, err := s.B.List(ctx, s.prefix()+"data/")
-	if err != nil {
-		return err
+	if len(ix.Segments) == 0 {
+		return nil
 	}
 	used := map[string]bool{}
 	var lastSeq uint64
 	for i := range ix.Segments {
 		used[s.segmentDataKey(&ix.Segments[i])] = true
 		lastSeq = max(lastSeq, ix.Segments[i].Seq)
+	}
+	from := ix.newestRun()
+	for page := from / orphanPage; page <= (lastSeq+1)/orphanPage; page++ {
+		if err := s.sweepPage(ctx, page, from, used, lastSeq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepOrphanPage removes the orphans of the one page, of those that
+// begin before the newest roll-up, that the time now picks (a page per interval every
+// in turn, so that each page is swept once in pages×every): the roll-ups
+// over the page are read to know its segments. ix is from ReadTail.
+func (s *Store) SweepOrphanPage(ctx context.Context, ix *Index, now time.Time, every time.Duration) error {
+	if len(ix.Segments) == 0 || every <= 0 {
+		return nil
+	}
+	pages := (ix.newestRun() + orphanPage - 1) / orphanPage
+	if pages == 0 {
+		return nil
+	}
+	page := uint64(now.UnixNano()/int64(every)) % pages
+	lo, hi := page*orphanPage, page*orphanPage+orphanPage-1
+	used := map[string]bool{}
+	var lastSeq uint64
+	for i := range ix.Segments {
+		used[s.segmentDataKey(&ix.Segments[i])] = true
+		lastSeq = max(lastSeq, ix.Segments[i].Seq)
+	}
+	for _, rr := range ix.Rollups {
+		if rr.LastSeq < lo || rr.FirstSeq > hi {
+			continue
+		}
+		r, err := s.readRollup(ctx, rr)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for i := range r.Segments {
+			used[s.segmentDataKey(&r.Segments[i])] = true
+		}
+	}
+	return s.sweepPage(ctx, page, 0, used, lastSeq)
+}
+
+// newestRun returns the first segment of the newest stretch of
+// consecutive segment numbers in ix (records of old files that could not
+// be rolled up are left to SweepOrphanPage).
+func (ix *Index) newestRun() uint64 {
+	i := len(ix.Segments) - 1
+	for i > 0 && ix.Segments[i-1].Seq+1 == ix.Segments[i].Seq {
+		i--
+	}
+	return ix.Segments[i].Seq
+}
+
+// sweepPage deletes the unused data objects of one page, from segment
+// from on (below it, used does not know the segments).
+func (s *Store) sweepPage(ctx context.Context, page, from uint64, used map[string]bool, lastSeq uint64) error {
+	objs, err := s.B.List(ctx, fmt.Sprintf("%sdata/%09d", s.prefix(), page))
+	if err != nil {
+		return err
 	}
 	for _, o := range objs {
 		if used[o.Key] {
@@ -435,7 +600,7 @@ func (s *Store) RemoveOrphans(ctx context.Context, ix *Index) error {
 		name := strings.TrimSuffix(path.Base(o.Key), ".zst")
 		seqPart, _, _ := strings.Cut(name, "-")
 		n, err := strconv.ParseUint(seqPart, 10, 64)
-		if err != nil {
+		if err != nil || len(seqPart) != 12 || n < from {
 			continue
 		}
 		if n <= lastSeq || time.Since(o.ModTime) > time.Hour {

@@ -112,6 +112,18 @@ func PlanArchive(retained []*manifest.Manifest, ix *binlog.Index, data []binlog.
 		sum.Reason = "no retained backup's consistent point is in the archive: the archive is kept whole"
 		return plan, nil
 	}
+	// An index roll-up is pruned whole: keep from the start of the one
+	// that holds keepFrom.
+	for _, rr := range ix.Rollups {
+		if rr.FirstSeq < keepFrom && keepFrom <= rr.LastSeq {
+			keepFrom = rr.FirstSeq
+		}
+	}
+	for _, rr := range ix.Rollups {
+		if rr.LastSeq < keepFrom {
+			plan.Prune.Rollups = append(plan.Prune.Rollups, rr.Key)
+		}
+	}
 	sum.KeepFrom, sum.KeepFor = keepFrom, anchor.BackupID
 
 	used := map[string]bool{}

@@ -473,3 +473,39 @@ func TestPruneSetRefusesForeignObjects(t *testing.T) {
 		assert.Error(t, st.Prune(ctx, &p, nil), "%+v", p)
 	}
 }
+
+// TestPruneArchiveRolledUp prunes a rolled-up archive: whole roll-ups go,
+// the kept part reads back the same, and a point inside a roll-up keeps
+// the whole roll-up.
+func TestPruneArchiveRolledUp(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	st := &binlog.Store{B: b, Instance: instance}
+	_, err := binlog.Synthetic{Segments: 130, PerFile: 30, SegmentEvents: 40, Start: t0}.Generate(ctx, st)
+	require.NoError(t, err)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	n, err := st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	before, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	// The backup's point is in binlog.000003 (segments 61-90).
+	retained := []*manifest.Manifest{bk("b3", "binlog.000003", 4+15*40)}
+	plan, err := retention.PlanArchive(retained, before, dataOf(before), nil, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(61), plan.Summary.KeepFrom)
+	assert.Equal(t, []string{before.Rollups[0].Key, before.Rollups[1].Key}, plan.Prune.Rollups)
+
+	res, err := retention.PruneArchive(ctx, st, retained, time.Now(), false, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 60, res.Segments)
+	after, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, before.Segments[60:], after.Segments)
+	assert.Len(t, after.Rollups, 2)
+	assert.Equal(t, binlog.Windows(retained, before), binlog.Windows(retained, after))
+	data, err := st.ListData(ctx)
+	require.NoError(t, err)
+	assert.Len(t, data, 70)
+}

@@ -1,0 +1,155 @@
+package binlog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/storage/counting"
+	"github.com/strata-backup/strata/internal/storage/memory"
+)
+
+// The 7-day archive at 1-s segments: 604,800 records, a binlog file per
+// 4,000 segments (151 closed files and an open one of 800 segments).
+const (
+	weekSegments = 7 * 24 * 3600
+	weekPerFile  = 4000
+	weekFiles    = 152
+	weekTail     = weekSegments - (weekFiles-1)*weekPerFile
+)
+
+var week struct {
+	once       sync.Once
+	b          *counting.Backend
+	st         *Store
+	before     Counts
+	beforeSegs int
+	err        error
+}
+
+// Counts is counting.Counts (short).
+type Counts = counting.Counts
+
+// weekArchive generates the 7-day archive once per test binary, reads
+// its index as individual records (the cost before roll-ups), and rolls
+// it up.
+func weekArchive(t *testing.T) (*counting.Backend, *Store) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the 7-day archive takes a while: not with -short")
+	}
+	week.once.Do(func() {
+		ctx := context.Background()
+		t0 := time.Now()
+		week.b = counting.New(memory.New())
+		week.st = &Store{B: week.b, Instance: "i1"}
+		files, err := Synthetic{Segments: weekSegments, PerFile: weekPerFile, SegmentEvents: 64, Start: synthStart}.Generate(ctx, week.st)
+		if err != nil {
+			week.err = err
+			return
+		}
+		if files != weekFiles {
+			week.err = fmt.Errorf("generated %d files", files)
+			return
+		}
+		t1 := time.Now()
+		week.b.Reset()
+		ix, err := week.st.ReadIndex(ctx)
+		if err != nil {
+			week.err = err
+			return
+		}
+		week.before, week.beforeSegs = week.b.Counts(), len(ix.Segments)
+		t2 := time.Now()
+		week.b.Reset()
+		n, err := week.st.RollUp(ctx, ix)
+		if err != nil {
+			week.err = err
+			return
+		}
+		fmt.Fprintf(os.Stderr, "7-day archive: generated %d segments in %s; ReadIndex before roll-up %s, %s; %d roll-ups in %s, %s\n",
+			weekSegments, t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), week.before,
+			n, time.Since(t2).Round(time.Millisecond), week.b.Counts())
+	})
+	require.NoError(t, week.err)
+	return week.b, week.st
+}
+
+// TestWeekArchiveResumeIsBounded: an archiver's resume (ReadTail and the
+// orphan sweeps a run starts with) on the 7-day archive makes a number of
+// requests bounded by the files plus the tail, and finds the archive's
+// last segment.
+func TestWeekArchiveResumeIsBounded(t *testing.T) {
+	b, st := weekArchive(t)
+	ctx := context.Background()
+	b.Reset()
+	t0 := time.Now()
+	ix, err := st.ReadTail(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.RemoveOrphans(ctx, ix))
+	require.NoError(t, st.SweepOrphanPage(ctx, ix, time.Now(), orphanSweepEvery))
+	c := b.Counts()
+	t.Logf("resume: %s in %s (before roll-ups, ReadIndex alone: %s)", c, time.Since(t0).Round(time.Millisecond), week.before)
+	require.NotNil(t, ix.Last())
+	assert.Equal(t, uint64(weekSegments), ix.Last().Seq)
+	assert.Len(t, ix.Rollups, weekFiles-1)
+	assert.LessOrEqual(t, c.Requests(), weekFiles+weekTail, c.String())
+	assert.Equal(t, 0, c.Delete+c.Put, "nothing to remove")
+	assert.Greater(t, week.before.Requests(), weekSegments, "before: a request per record")
+}
+
+// TestWeekArchivePITRPlanningIsBounded: planning a point-in-time restore
+// (the index read twice, as the PITR activities do, then the window and
+// the covering segments of a point inside a rolled-up file) is bounded
+// by the files plus the tail, and lands on the exact segment.
+func TestWeekArchivePITRPlanningIsBounded(t *testing.T) {
+	b, st := weekArchive(t)
+	ctx := context.Background()
+	b.Reset()
+	t0 := time.Now()
+	var ix *Index
+	for range 2 {
+		var err error
+		ix, err = st.ReadIndex(ctx)
+		require.NoError(t, err)
+	}
+	c := b.Counts()
+	t.Logf("PITR planning: %s in %s (before roll-ups, one ReadIndex: %s)", c, time.Since(t0).Round(time.Millisecond), week.before)
+	require.Len(t, ix.Segments, weekSegments, "every segment, each once")
+	require.Equal(t, week.beforeSegs, len(ix.Segments))
+	for i := range ix.Segments {
+		if ix.Segments[i].Seq != uint64(i+1) {
+			t.Fatalf("segment %d is %d", i, ix.Segments[i].Seq)
+		}
+	}
+	// Each read: a roll-up per closed file, a record per tail segment and
+	// four listings (roll-ups, records, gaps, the tail's data).
+	assert.LessOrEqual(t, c.Requests(), 2*(weekFiles+weekTail+4), c.String())
+
+	// A backup at the start of file 10; a point 3 days in (file 65).
+	bk := &manifest.Manifest{BackupID: "b1", BinlogFile: "binlog.000010", BinlogPos: 4, ConsistentAt: synthStart}
+	w := Windows([]*manifest.Manifest{bk}, ix)
+	require.Len(t, w, 1)
+	segs, err := ix.Covering("binlog.000010", 4)
+	require.NoError(t, err)
+	target := synthStart.Add(3 * 24 * time.Hour).Add(17 * time.Second)
+	var hit *Segment
+	for i := range segs {
+		if !segs[i].FirstTime.After(target) && !segs[i].LastTime.Before(target) {
+			hit = &segs[i]
+			break
+		}
+	}
+	require.NotNil(t, hit)
+	assert.Equal(t, uint64(3*24*3600+17+1), hit.Seq)
+	assert.Equal(t, fmt.Sprintf("0-1-%d", 3*24*3600+17+1), hit.LastGTID)
+	_, err = st.ReadSegment(ctx, hit)
+	require.NoError(t, err)
+}
