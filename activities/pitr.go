@@ -84,7 +84,7 @@ func (c *Catalog) ArchiveWindows(ctx context.Context, req InstanceRequest) (*Arc
 	if err != nil {
 		return nil, classify(err)
 	}
-	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance}).ReadIndex(ctx)
+	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: req.Instance, CheckAllData: true}).ReadIndex(ctx)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -108,7 +108,7 @@ type archiveReport struct {
 }
 
 func (r *archiveReport) fromRepo(ctx context.Context, rp *repo.Repo, instance string) error {
-	ix, err := (&binlog.Store{B: rp.Backend(), Instance: instance}).ReadIndex(ctx)
+	ix, err := (&binlog.Store{B: rp.Backend(), Instance: instance, CheckAllData: true}).ReadIndex(ctx)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,14 @@ type Store struct {
 	// data from before encryption or authentication). A record whose MAC
 	// is wrong is refused regardless.
 	AllowUnencrypted bool
+	// CheckAllData makes ReadIndex check that the data object of every
+	// segment exists (one listing of data/, a request per 1,000 objects),
+	// not only those of the open tail: a segment whose data is missing then
+	// ends its recovery window wherever it is. The catalog's views of the
+	// windows (ls, archive status, verify) set it; resume and PITR planning
+	// do not, and stay bounded by the roll-ups and the tail (a replay still
+	// fails on a missing data object, naming it).
+	CheckAllData bool
 
 	mu      sync.Mutex
 	runID   string                 // names this Store's data objects
@@ -454,7 +462,14 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	}
 	// Data objects are written before their records: listed after the
 	// records, every record's data object is there unless it was deleted.
-	// Only the tail's are listed, under the longest key prefix they share.
+	// Only the tail's are listed, under the longest key prefix they share;
+	// with CheckAllData, every segment's (one listing of data/).
+	if s.CheckAllData && !newestOnly {
+		tail = tail[:0]
+		for i := range ix.Segments {
+			tail = append(tail, i)
+		}
+	}
 	if len(tail) > 0 {
 		lo, hi := ix.Segments[tail[0]].Seq, ix.Segments[tail[0]].Seq
 		for _, i := range tail {

@@ -213,3 +213,40 @@ func TestRetriedWriteOfALargeSegmentSucceeds(t *testing.T) {
 	again := *seg
 	require.NoError(t, st.WriteSegment(context.Background(), &again, ev))
 }
+
+// A segment whose data object goes missing after its file was rolled up
+// still ends its recovery window in the catalog's views (CheckAllData: ls,
+// archive status, verify), while the archiver's bounded reads do not list
+// data/ beyond the tail.
+func TestMissingDataObjectInARolledUpFileEndsWindow(t *testing.T) {
+	ctx := context.Background()
+	st := &Store{B: memory.New(), Instance: "i1"}
+	_, err := Synthetic{Segments: 9, PerFile: 3, SegmentEvents: 64, Start: time.Unix(1000, 0)}.Generate(ctx, st)
+	require.NoError(t, err)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	n, err := st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	require.Positive(t, n, "closed files are rolled up")
+	b := &manifest.Manifest{BackupID: "b1", BinlogFile: "binlog.000001", BinlogPos: 4, ConsistentAt: time.Unix(1000, 0)}
+
+	ix, err = st.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, ix.Segments, 9)
+	lost := st.segmentDataKey(&ix.Segments[1]) // in binlog.000001, rolled up
+	require.NoError(t, st.B.Delete(ctx, lost))
+
+	full := &Store{B: st.B, Instance: "i1", CheckAllData: true}
+	ix, err = full.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Len(t, ix.Missing, 1, "the missing data object is found inside the roll-up")
+	assert.Equal(t, lost, ix.Gaps[0].MissingData)
+	w := Windows([]*manifest.Manifest{b}, ix)
+	require.Len(t, w, 1)
+	assert.Equal(t, "binlog.000001", w[0].ToFile)
+	assert.Equal(t, ix.Segments[0].End, w[0].ToPos, "the window ends where the data does")
+
+	bounded, err := st.ReadTail(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, bounded.Missing, "resume does not list the data of rolled-up files")
+}

@@ -33,7 +33,7 @@ type ArchiveOptions struct {
 // An error is returned only when the repository cannot be read or ctx is
 // done.
 func Archive(ctx context.Context, rp *repo.Repo, instance string, opt ArchiveOptions, rep *Report) error {
-	st := &binlog.Store{B: rp.Backend(), Instance: instance, Keys: opt.Keys, Encrypt: opt.Encrypted, AllowUnencrypted: opt.AllowUnencrypted}
+	st := &binlog.Store{B: rp.Backend(), Instance: instance, Keys: opt.Keys, Encrypt: opt.Encrypted, AllowUnencrypted: opt.AllowUnencrypted, CheckAllData: true}
 	ix, err := st.ReadIndex(ctx)
 	if errors.Is(err, binlog.ErrCorrupt) {
 		rep.Problems = append(rep.Problems, Problem{Chunk: -1, Key: instance + "/binlogs/index/", What: err.Error()})
