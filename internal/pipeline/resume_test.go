@@ -32,11 +32,15 @@ type flakyPuts struct {
 
 var errPutFailed = errors.New("injected storage failure")
 
+// Put stores the first ok objects and fails the rest. The first ok are
+// stored whatever happens to ctx: once a later Put fails, the upload cancels
+// the Puts still in flight, and which of them reached the backend before the
+// cancellation would otherwise vary from run to run.
 func (f *flakyPuts) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if f.puts.Add(1) > f.ok {
 		return errPutFailed
 	}
-	return f.Backend.Put(ctx, key, r, size)
+	return f.Backend.Put(context.WithoutCancel(ctx), key, r, size)
 }
 
 // countingGets counts the Gets and bytes read from a backend.
