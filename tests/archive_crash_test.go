@@ -3,7 +3,9 @@ package tests
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/internal/binlog"
 )
@@ -35,22 +38,48 @@ func (s *stack) rebuildArchive(instance string) (map[string][]byte, *binlog.Inde
 	return files, ix
 }
 
-func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
-	s := newStack(t)
-	db := s.numbered()
+// archivingUnderWrites turns the stack's agent into a separate process (so
+// that a test can kill -9 it), takes backup "base", starts the archiver of
+// db1 and a writer of numbered rows. stopWriter stops the writer and
+// returns once it has (failing the test on a writer error).
+func (s *stack) archivingUnderWrites(db *sql.DB) (agent *exec.Cmd, arch client.WorkflowRun, w *writer, stopWriter func()) {
+	s.t.Helper()
 	s.backup("base", "full")
-
-	// The agent becomes a separate process that can be killed.
 	s.agent.Stop()
 	s.agent = nil
-	agent := s.startAgentProcess()
-	arch := s.startArchive("db1", 30*time.Second)
-
-	wctx, stopWriter := context.WithCancel(s.ctx)
-	w := &writer{}
+	agent = s.startAgentProcess()
+	arch = s.startArchive("db1", 30*time.Second)
+	wctx, cancel := context.WithCancel(s.ctx)
+	w = &writer{}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(wctx, db) }()
+	return agent, arch, w, func() {
+		cancel()
+		wg.Wait()
+		require.NoError(s.t, w.err)
+	}
+}
+
+// requireSameAsServer checks that each rebuilt file equals the source
+// server's binlog file byte for byte (but for the in-use flag of the file
+// being written).
+func (s *stack) requireSameAsServer(files map[string][]byte) {
+	s.t.Helper()
+	for name, got := range files {
+		want, err := os.ReadFile(filepath.Join(s.src.Datadir, name))
+		require.NoError(s.t, err)
+		if len(want) > 21 {
+			want[21] &^= 0x01 // the in-use flag of the file being written
+		}
+		assert.True(s.t, bytes.Equal(want, got), "%s: archive (%d bytes) equals the server's file (%d bytes)", name, len(got), len(want))
+	}
+}
+
+func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
+	s := newStack(t)
+	db := s.numbered()
+	agent, arch, w, stopWriter := s.archivingUnderWrites(db)
 
 	st := &binlog.Store{B: s.repo.Backend(), Instance: "db1"}
 	require.Eventually(t, func() bool {
@@ -64,8 +93,6 @@ func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
 	s.startAgentProcess()
 	require.Eventually(t, func() bool { return w.count() > killedAt+500 }, time.Minute, 50*time.Millisecond)
 	stopWriter()
-	wg.Wait()
-	require.NoError(t, w.err)
 	s.waitArchived("db1", gtidPos(t, db))
 	t.Logf("writer committed %d rows; agent killed after %d", w.count(), killedAt)
 
@@ -73,14 +100,7 @@ func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
 	files, ix := s.rebuildArchive("db1")
 	assert.Empty(t, ix.Gaps)
 	assert.Len(t, ix.Runs(), 1)
-	for name, got := range files {
-		want, err := os.ReadFile(filepath.Join(s.src.Datadir, name))
-		require.NoError(t, err)
-		if len(want) > 21 {
-			want[21] &^= 0x01 // the in-use flag of the file being written
-		}
-		assert.True(t, bytes.Equal(want, got), "%s: archive (%d bytes) equals the server's file (%d bytes)", name, len(got), len(want))
-	}
+	s.requireSameAsServer(files)
 
 	// And replaying the whole archive onto the backup gives the source's rows.
 	rdb, res, err := s.pitr(binlog.Target{GTID: gtidPos(t, db)}, "base")
