@@ -103,10 +103,12 @@ func (s *Store) listPacks(ctx context.Context) ([]PackRange, error) {
 
 // attachPacks records, in the segments of segs (ascending by Seq), where
 // their bytes are in the packs: a pack is used when its segments are all
-// in segs, consecutive, of one file, and their stored sizes add up to its
-// size, and none of them is in an earlier pack already. Other packs are
-// not used (a read of one of their segments goes to its data object).
-func attachPacks(segs []Segment, packs []PackRange) {
+// in segs, read from one roll-up, consecutive, and their stored sizes add
+// up to its size, and none of them is in an earlier pack already. Other
+// packs are not used (a read of one of their segments goes to its data
+// object): only a rolled-up file is compacted.
+func (s *Store) attachPacks(segs []Segment, packs []PackRange) {
+	rollup := s.prefix() + "rollup/"
 	for _, pr := range packs {
 		i := sort.Search(len(segs), func(i int) bool { return segs[i].Seq >= pr.FirstSeq })
 		n := int(pr.LastSeq - pr.FirstSeq + 1)
@@ -116,7 +118,8 @@ func attachPacks(segs []Segment, packs []PackRange) {
 		var sum int64
 		ok := true
 		for j := i; j < i+n && ok; j++ {
-			ok = segs[j].pack == nil && segs[j].File == segs[i].File && (j == i || segs[j].Seq == segs[j-1].Seq+1)
+			ok = segs[j].pack == nil && strings.HasPrefix(segs[j].record, rollup) && segs[j].record == segs[i].record &&
+				(j == i || segs[j].Seq == segs[j-1].Seq+1)
 			sum += segs[j].StoredSize
 		}
 		if !ok || sum != pr.Size {
@@ -244,7 +247,10 @@ func (s *Store) findPack(ctx context.Context, seg *Segment, skip string) (*packL
 			return nil, err
 		}
 		segs := r.Segments
-		attachPacks(segs, holding)
+		for j := range segs {
+			segs[j].record = rr.Key
+		}
+		s.attachPacks(segs, holding)
 		i := int(seg.Seq - r.FirstSeq)
 		if segs[i].pack == nil {
 			continue
@@ -342,9 +348,9 @@ func (s *Store) rollupSegments(ctx context.Context, ix *Index, rr RollupRange) (
 	if k+n <= len(ix.Segments) && ix.Segments[k].Seq == rr.FirstSeq && ix.Segments[k+n-1].Seq == rr.LastSeq {
 		segs := append([]Segment(nil), ix.Segments[k:k+n]...)
 		for i := range segs {
-			segs[i].pack = nil
+			segs[i].pack, segs[i].record = nil, rr.Key
 		}
-		attachPacks(segs, ix.Packs)
+		s.attachPacks(segs, ix.Packs)
 		return segs, nil
 	}
 	r, err := s.readRollup(ctx, rr)
@@ -354,7 +360,7 @@ func (s *Store) rollupSegments(ctx context.Context, ix *Index, rr RollupRange) (
 	for i := range r.Segments {
 		r.Segments[i].record = rr.Key
 	}
-	attachPacks(r.Segments, ix.Packs)
+	s.attachPacks(r.Segments, ix.Packs)
 	return r.Segments, nil
 }
 

@@ -484,7 +484,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	if ix.Packs, err = s.listPacks(ctx); err != nil {
 		return nil, err
 	}
-	attachPacks(ix.Segments, ix.Packs)
+	s.attachPacks(ix.Segments, ix.Packs)
 	if err := s.checkData(ctx, ix, tail, s.CheckAllData && !newestOnly); err != nil {
 		return nil, err
 	}
@@ -528,7 +528,7 @@ func (s *Store) checkData(ctx context.Context, ix *Index, tail map[uint64]bool, 
 		if ix.Packs, err = s.listPacks(ctx); err != nil {
 			return err
 		}
-		attachPacks(ix.Segments, ix.Packs)
+		s.attachPacks(ix.Segments, ix.Packs)
 	}
 	for _, i := range missing {
 		seg := ix.Segments[i]
