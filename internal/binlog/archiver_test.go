@@ -130,7 +130,8 @@ func TestArchiveReproducesBinlogsExactlyAcrossRestarts(t *testing.T) {
 
 // TestArchiverStatusCountsItsRequests: the Status of a run counts every
 // storage request its Store made, roll-ups included, as a counter around
-// the backend sees them: each segment two writes, each roll-up one.
+// the backend sees them: each segment two writes, each roll-up and pack
+// one.
 func TestArchiverStatusCountsItsRequests(t *testing.T) {
 	srv, db := newSource(t)
 	writeRows(t, db, 1, 100)
@@ -155,7 +156,9 @@ func TestArchiverStatusCountsItsRequests(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, rollups, "the first file is rolled up in the run")
 	assert.Positive(t, final.Deletes, "the records rolled up are deleted")
-	assert.Equal(t, 2*final.Segments+len(rollups), final.Writes)
+	packs, err := outer.B.List(context.Background(), "i1/binlogs/pack/")
+	require.NoError(t, err)
+	assert.Equal(t, 2*final.Segments+len(rollups)+len(packs), final.Writes, "two per segment, one per roll-up and pack")
 	// A run shorter than a minute: its writes so far, per minute, per hour.
 	assert.InDelta(t, float64(final.Writes)*60, final.WritesPerHour, 1e-6)
 

@@ -189,3 +189,37 @@ func TestBillOfAnArchiveYoungerThanAnHour(t *testing.T) {
 	assert.InDelta(t, 1, bill.AvgHours, 1e-9)
 	assert.InDelta(t, 1200, bill.WritesPerHour, 1e-9)
 }
+
+// TestBillOfACompactedArchive: once closed files are compacted, their data
+// objects are gone from the listing and their packs are in it: the writes
+// still count each segment's data object and record, and each pack once.
+func TestBillOfACompactedArchive(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cb := newClockBackend(t0)
+	st := &Store{B: cb, Instance: "i1"}
+	_, err := Synthetic{Segments: 250, PerFile: 100, SegmentEvents: 64, Start: t0.Add(-20 * time.Minute)}.Generate(ctx, st)
+	require.NoError(t, err)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	rollups, err := st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	require.Equal(t, 2, rollups)
+	ix, err = st.ReadIndex(ctx)
+	require.NoError(t, err)
+	packs, err := st.Compact(ctx, ix)
+	require.NoError(t, err)
+	require.Positive(t, packs)
+
+	ix, err = st.ReadIndex(ctx)
+	require.NoError(t, err)
+	bill, err := st.Bill(ctx, ix, t0)
+	require.NoError(t, err)
+	assert.Equal(t, packs, bill.Objects[BillPacks])
+	assert.Equal(t, 50, bill.Objects[BillData], "the open file's")
+	assert.Equal(t, 50, bill.Objects[BillRecords], "the open file's")
+	assert.Equal(t, 2, bill.Objects[BillRollups])
+	assert.Zero(t, bill.Objects[BillOther])
+	assert.Equal(t, 2*250+rollups+packs, bill.Writes)
+	assert.Equal(t, bill.Writes, bill.WritesLastHour)
+}

@@ -509,3 +509,59 @@ func TestPruneArchiveRolledUp(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, data, 70)
 }
+
+// Packs are pruned whole with their roll-ups, and what is kept still reads
+// byte for byte.
+func TestPruneArchiveCompacted(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	st := &binlog.Store{B: b, Instance: instance, PackSize: 1500}
+	_, err := binlog.Synthetic{Segments: 130, PerFile: 30, SegmentEvents: 200, Start: t0, Distinct: true}.Generate(ctx, st)
+	require.NoError(t, err)
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	_, err = st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	ix, err = st.ReadTail(ctx)
+	require.NoError(t, err)
+	_, err = st.Compact(ctx, ix)
+	require.NoError(t, err)
+	before, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	require.Greater(t, len(before.Packs), 8)
+	want := map[uint64][]byte{}
+	for i := range before.Segments {
+		raw, err := st.ReadSegment(ctx, &before.Segments[i])
+		require.NoError(t, err)
+		want[before.Segments[i].Seq] = raw
+	}
+	var kept []string
+	for _, p := range before.Packs {
+		if p.FirstSeq >= 61 {
+			kept = append(kept, p.Key)
+		}
+	}
+	retained := []*manifest.Manifest{bk("b3", "binlog.000003", 4+15*200)}
+	plan, err := retention.PlanArchive(retained, before, nil, nil, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, len(before.Packs)-len(kept), plan.Summary.Packs)
+
+	res, err := retention.PruneArchive(ctx, st, retained, time.Now(), false, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 60, res.Segments)
+	after, err := (&binlog.Store{B: b, Instance: instance, CheckAllData: true}).ReadIndex(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, after.Missing)
+	var left []string
+	for _, p := range after.Packs {
+		left = append(left, p.Key)
+	}
+	assert.Equal(t, kept, left, "the packs of the pruned files are gone, the others kept")
+	assert.Equal(t, binlog.Windows(retained, before), binlog.Windows(retained, after))
+	for i := range after.Segments {
+		raw, err := st.ReadSegment(ctx, &after.Segments[i])
+		require.NoError(t, err)
+		assert.Equal(t, want[after.Segments[i].Seq], raw)
+	}
+	require.Len(t, after.Segments, 70)
+}
