@@ -147,7 +147,7 @@ type Status struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// The storage requests of this run, counted as the archiver makes them
 	// (every request of its Store, roll-ups included): Writes are object
-	// writes (data, records, roll-ups, gaps, keys) and ListPages listing
+	// writes (data, records, roll-ups, packs, gaps, keys) and ListPages listing
 	// requests (a page per 1,000 keys), both GCS class A operations; Reads
 	// are GETs and stats (class B); Deletes (free on GCS).
 	Writes    int `json:"writes"`
