@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,24 @@ func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "GAP")
 	assert.Contains(t, out, "purged")
+	// And the bill: what is stored, and the writes, all made within the
+	// test's hour: two per segment, one per other object.
+	assert.Regexp(t, `storage +[0-9,]+ objects, .* \(records [0-9,]+, roll-ups [0-9,]+, data [0-9,]+, packs [0-9,]+, gaps 1, keys 0\)`, out)
+	assert.Regexp(t, `writes +[0-9,]+ in the last hour, [0-9,]+/h \(the archive is younger than an hour`, out)
+	out, err = s.cli("archive", "status", "db1", "--json")
+	require.NoError(t, err, out)
+	var rep struct {
+		Segments int          `json:"segments"`
+		Bill     *binlog.Bill `json:"bill"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep), out)
+	require.NotNil(t, rep.Bill, out)
+	assert.Equal(t, 1, rep.Bill.Objects[binlog.BillGaps])
+	assert.Zero(t, rep.Bill.Objects[binlog.BillOther])
+	assert.GreaterOrEqual(t, rep.Bill.Objects[binlog.BillData]+rep.Bill.Objects[binlog.BillPacks], 1)
+	others := rep.Bill.TotalObjects - rep.Bill.Objects[binlog.BillRecords] - rep.Bill.Objects[binlog.BillData]
+	assert.Equal(t, 2*rep.Segments+others, rep.Bill.Writes, "no orphan, nothing pruned")
+	assert.Equal(t, rep.Bill.Writes, rep.Bill.WritesLastHour)
 	out, err = s.cli("ls", "db1")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "PITR window")

@@ -76,6 +76,9 @@ func archiveCmd(a *app) *cobra.Command {
 			if err := rep.fromRepo(cmd.Context(), r, args[0]); err != nil {
 				return err
 			}
+			if err := rep.billFromRepo(cmd.Context(), r, args[0]); err != nil {
+				return err
+			}
 			rep.fromTemporal(cmd.Context(), a, args[0])
 			if asJS {
 				return printJSON(rep)
@@ -105,6 +108,11 @@ type archiveReport struct {
 	// LastFailure is the latest failed attempt of the running archiver
 	// (retried by Temporal), e.g. a missing REPLICATION SLAVE grant.
 	LastFailure string `json:"last_failure,omitempty"`
+	// Bill is what the archive stores and the object writes that made it
+	// (one more listing of the archive: status only, not ls).
+	Bill *binlog.Bill `json:"bill,omitempty"`
+
+	index *binlog.Index // as read by fromRepo
 }
 
 func (r *archiveReport) fromRepo(ctx context.Context, rp *repo.Repo, instance string) error {
@@ -121,7 +129,61 @@ func (r *archiveReport) fromRepo(ctx context.Context, rp *repo.Repo, instance st
 		r.Bytes += s.RawSize
 	}
 	r.Windows = binlog.Windows(backups, ix)
+	r.index = ix
 	return nil
+}
+
+// billFromRepo computes the archive's storage bill (after fromRepo).
+func (r *archiveReport) billFromRepo(ctx context.Context, rp *repo.Repo, instance string) error {
+	b, err := (&binlog.Store{B: rp.Backend(), Instance: instance}).Bill(ctx, r.index, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	r.Bill = b
+	return nil
+}
+
+// billLine shows a bill: "1,234 objects, 56.7MiB (records 800, ...);
+// writes: 3,602 in the last hour, 3,580/h over 24 h".
+func billLine(b *binlog.Bill) (storage, writes string) {
+	names := map[string]string{binlog.BillRollups: "roll-ups"}
+	var kinds []string
+	for _, k := range binlog.BillKinds {
+		if k == binlog.BillOther && b.Objects[k] == 0 {
+			continue
+		}
+		name := k
+		if n, ok := names[k]; ok {
+			name = n
+		}
+		kinds = append(kinds, fmt.Sprintf("%s %s", name, thousands(int64(b.Objects[k]))))
+	}
+	storage = fmt.Sprintf("%s objects, %s (%s)", thousands(int64(b.TotalObjects)), human(b.TotalBytes), strings.Join(kinds, ", "))
+	over := "over 24 h"
+	switch {
+	case b.AvgSince.IsZero():
+		over = "(nothing written)"
+	case b.At.Sub(b.AvgSince) < time.Hour:
+		over = fmt.Sprintf("(the archive is younger than an hour: since %s)", b.AvgSince.Format(time.RFC3339))
+	case b.AvgHours < 24:
+		over = fmt.Sprintf("over %.1f h (since %s)", b.AvgHours, b.AvgSince.Format(time.RFC3339))
+	}
+	writes = fmt.Sprintf("%s in the last hour, %s/h %s", thousands(int64(b.WritesLastHour)), thousands(int64(b.WritesPerHour+0.5)), over)
+	return storage, writes
+}
+
+// thousands formats n with comma separators: 1,234,567.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
 }
 
 func (r *archiveReport) fromTemporal(ctx context.Context, a *app, instance string) {
@@ -177,6 +239,9 @@ func (r *archiveReport) print() {
 		fmt.Fprintf(tw, "position\t%s:%d  GTID %s  event time %s\n", r.Live.File, r.Live.Pos, r.Live.LastGTID, r.Live.LastEventTime.Format(time.RFC3339))
 		fmt.Fprintf(tw, "lag\tp50 %.0f ms  p99 %.0f ms  max %.0f ms (receipt to durable); caught up %v, %d events pending\n",
 			r.Live.LagP50Ms, r.Live.LagP99Ms, r.Live.LagMaxMs, r.Live.CaughtUp, r.Live.Pending)
+		fmt.Fprintf(tw, "this run\t%s object writes (%s/h), %s listing requests, %s reads, %s deletes\n",
+			thousands(int64(r.Live.Writes)), thousands(int64(r.Live.WritesPerHour+0.5)), thousands(int64(r.Live.ListPages)),
+			thousands(int64(r.Live.Reads)), thousands(int64(r.Live.Deletes)))
 	}
 	if r.Last != nil {
 		fmt.Fprintf(tw, "archived\t%d segments, %s, up to %s:%d (GTID %s, %s)\n", r.Segments, human(r.Bytes), r.Last.File, r.Last.End,
@@ -189,6 +254,11 @@ func (r *archiveReport) print() {
 	}
 	if len(r.Windows) == 0 {
 		fmt.Fprintf(tw, "PITR window\tnone: no backup's consistent point is covered by the archive\n")
+	}
+	if r.Bill != nil {
+		storage, writes := billLine(r.Bill)
+		fmt.Fprintf(tw, "storage\t%s\n", storage)
+		fmt.Fprintf(tw, "writes\t%s\n", writes)
 	}
 	for _, g := range r.Gaps {
 		fmt.Fprintf(tw, "GAP\tafter %s:%d (%s): %s; resumed at %s:%d\n", g.LastFile, g.LastPos, g.LastTime.Format(time.RFC3339), g.Reason, g.ResumeFile, g.ResumePos)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/strata-backup/strata/internal/storage/counting"
 )
 
 // Source is the server to archive from and how to log in as a replica.
@@ -143,6 +145,18 @@ type Status struct {
 	// Pending is how many received events are not yet durable.
 	Pending   int       `json:"pending"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// The storage requests of this run, counted as the archiver makes them
+	// (every request of its Store, roll-ups included): Writes are object
+	// writes (data, records, roll-ups, packs, gaps, keys) and ListPages listing
+	// requests (a page per 1,000 keys), both GCS class A operations; Reads
+	// are GETs and stats (class B); Deletes (free on GCS).
+	Writes    int `json:"writes"`
+	ListPages int `json:"list_pages"`
+	Reads     int `json:"reads"`
+	Deletes   int `json:"deletes"`
+	// WritesPerHour is Writes over this run's time so far (at least a
+	// minute), per hour.
+	WritesPerHour float64 `json:"writes_per_hour"`
 }
 
 // ServerInfo is what the archiver needs from the server before it streams.
@@ -248,7 +262,9 @@ func resumePoint(ctx context.Context, st *Store, ix *Index, si *ServerInfo) (fil
 // RunFor passes. It resumes exactly after the last segment in the archive:
 // nothing is lost and nothing is archived twice, whatever stopped the last
 // run. On return, every event received has been written or will be
-// streamed again by the next run.
+// streamed again by the next run. Run counts the requests of st for the
+// Status (wrapping st.B until it returns): st is not for others to use
+// meanwhile.
 func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*Status, error) {
 	if opt.FlushInterval <= 0 {
 		opt.FlushInterval = time.Second
@@ -260,6 +276,11 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	// This run's requests, for Status: the Store's backend is wrapped for
+	// the run (and unwrapped when it returns, after the roll-ups).
+	reqs, since := counting.New(st.B), time.Now()
+	st.B = reqs
+	defer func() { st.B = reqs.B }()
 	// The newest objects only: the newest roll-up and the open tail.
 	ix, err := st.ReadTail(ctx)
 	if err != nil {
@@ -311,10 +332,10 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	logf("binlog stream started", "file", file, "pos", pos)
 
 	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum,
-		cur: file, curPos: pos, lags: newLagWindow(20000)}
+		cur: file, curPos: pos, lags: newLagWindow(20000), reqs: reqs, since: since}
 	if !opt.NoRollUp {
 		a.roller = startRoller(ctx, st, !opt.NoCompact, logf)
-		defer a.roller.stop()
+		defer a.stopRoller()
 		a.roller.trigger() // what earlier runs left closed
 	}
 	began := time.Now()
@@ -425,6 +446,8 @@ type run struct {
 	lags    *lagWindow
 	uploads []time.Duration
 	roller  *roller
+	reqs    *counting.Backend // the Store's requests since the run began
+	since   time.Time
 }
 
 func (a *run) add(h header, raw []byte) {
@@ -502,6 +525,9 @@ func (a *run) snapshot() Status {
 	s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = a.lags.percentiles()
 	s.Pending = len(a.segRecv)
 	s.UpdatedAt = time.Now().UTC()
+	c := a.reqs.Counts()
+	s.Writes, s.ListPages, s.Reads, s.Deletes = c.Put, c.ListPages, c.Get+c.Stat, c.Delete
+	s.WritesPerHour = float64(c.Put) / max(time.Since(a.since), time.Minute).Hours()
 	return s
 }
 
@@ -512,8 +538,18 @@ func (a *run) finish(ctx context.Context, err error) (*Status, error) {
 	if ferr := a.flush(fctx, ""); ferr != nil && err == nil {
 		err = ferr
 	}
+	a.stopRoller() // its writes are in the final status
 	s := a.snapshot()
 	return &s, err
+}
+
+// stopRoller waits for the roll-up under way, if any, and ends the
+// roller.
+func (a *run) stopRoller() {
+	if a.roller != nil {
+		a.roller.stop()
+		a.roller = nil
+	}
 }
 
 // lagWindow keeps the last n lags.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/storage/counting"
 	"github.com/strata-backup/strata/internal/storage/memory"
 	"github.com/strata-backup/strata/internal/testdb"
 )
@@ -125,4 +126,47 @@ func TestArchiveReproducesBinlogsExactlyAcrossRestarts(t *testing.T) {
 	s := statuses[len(statuses)-1]
 	mu.Unlock()
 	t.Logf("%d segments; lag p50 %.1f ms p99 %.1f ms max %.1f ms", last.Seq, s.LagP50Ms, s.LagP99Ms, s.LagMaxMs)
+}
+
+// TestArchiverStatusCountsItsRequests: the Status of a run counts every
+// storage request its Store made, roll-ups included, as a counter around
+// the backend sees them: each segment two writes, each roll-up and pack
+// one.
+func TestArchiverStatusCountsItsRequests(t *testing.T) {
+	srv, db := newSource(t)
+	writeRows(t, db, 1, 100)
+	_, err := db.Exec("FLUSH BINARY LOGS")
+	require.NoError(t, err)
+	writeRows(t, db, 101, 150)
+
+	outer := counting.New(memory.New())
+	st := &Store{B: outer, Instance: "i1"}
+	var progress []Status
+	final, err := Run(context.Background(), st, db, source(srv), Options{FlushInterval: 100 * time.Millisecond, RunFor: 3 * time.Second,
+		Progress: func(s Status) { progress = append(progress, s) }})
+	require.NoError(t, err)
+	require.Same(t, outer, st.B, "the Store's backend is given back")
+
+	c := outer.Counts()
+	assert.Equal(t, c.Put, final.Writes)
+	assert.Equal(t, c.ListPages, final.ListPages)
+	assert.Equal(t, c.Get+c.Stat, final.Reads)
+	assert.Equal(t, c.Delete, final.Deletes)
+	rollups, err := outer.B.List(context.Background(), "i1/binlogs/rollup/")
+	require.NoError(t, err)
+	require.NotEmpty(t, rollups, "the first file is rolled up in the run")
+	assert.Positive(t, final.Deletes, "the records rolled up are deleted")
+	packs, err := outer.B.List(context.Background(), "i1/binlogs/pack/")
+	require.NoError(t, err)
+	assert.Equal(t, 2*final.Segments+len(rollups)+len(packs), final.Writes, "two per segment, one per roll-up and pack")
+	// A run shorter than a minute: its writes so far, per minute, per hour.
+	assert.InDelta(t, float64(final.Writes)*60, final.WritesPerHour, 1e-6)
+
+	require.NotEmpty(t, progress)
+	for i := 1; i < len(progress); i++ {
+		assert.GreaterOrEqual(t, progress[i].Writes, progress[i-1].Writes)
+	}
+	last := progress[len(progress)-1]
+	assert.LessOrEqual(t, last.Writes, final.Writes)
+	assert.GreaterOrEqual(t, last.Writes, 2*last.Segments, "every segment written is counted when reported")
 }
