@@ -395,11 +395,19 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 			newest = i
 		}
 	}
+	var toRead []RollupRange
 	for i, rr := range rollups {
-		if newestOnly && i != newest {
-			continue
+		if !newestOnly || i == newest {
+			toRead = append(toRead, rr)
 		}
-		r, err := s.readRollup(ctx, rr)
+	}
+	got := make([]*Rollup, len(toRead))
+	errs := inParallel(len(toRead), func(i int) (err error) {
+		got[i], err = s.readRollup(ctx, toRead[i])
+		return err
+	})
+	for i, rr := range toRead {
+		r, err := got[i], errs[i]
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since listed (pruned)
 		}
@@ -427,6 +435,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 		return nil, fmt.Errorf("list binlog index: %w", err)
 	}
 	tail := map[uint64]bool{}
+	var records []string
 	for _, o := range objs {
 		if seq, ok := s.indexSeq(o.Key); ok && covered(rollups, seq) {
 			if covered(read, seq) {
@@ -436,22 +445,30 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 			}
 			continue
 		}
-		b, err := s.get(ctx, o.Key)
+		records = append(records, o.Key)
+	}
+	segs := make([]*Segment, len(records))
+	errs = inParallel(len(records), func(i int) error {
+		b, err := s.get(ctx, records[i])
+		if err != nil {
+			return err
+		}
+		segs[i], err = DecodeSegment(b)
+		return err
+	})
+	for i, key := range records {
+		seg, err := segs[i], errs[i]
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since listed (pruned or rolled up)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
+			return nil, fmt.Errorf("binlog index record %s: %w", key, err)
 		}
-		seg, err := DecodeSegment(b)
-		if err != nil {
-			return nil, fmt.Errorf("binlog index record %s: %w", o.Key, err)
-		}
-		if o.Key != s.indexKey(seg.Seq) {
-			return nil, fmt.Errorf("binlog index record %s: %w: it describes segment %d, whose record is %s", o.Key, ErrCorrupt, seg.Seq, s.indexKey(seg.Seq))
+		if key != s.indexKey(seg.Seq) {
+			return nil, fmt.Errorf("binlog index record %s: %w: it describes segment %d, whose record is %s", key, ErrCorrupt, seg.Seq, s.indexKey(seg.Seq))
 		}
 		tail[seg.Seq] = true
-		seg.record = o.Key
+		seg.record = key
 		ix.Segments = append(ix.Segments, *seg)
 	}
 	gaps, err := s.B.List(ctx, s.prefix()+"gaps/")
@@ -543,6 +560,34 @@ func (s *Store) checkData(ctx context.Context, ix *Index, tail map[uint64]bool, 
 	}
 	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
 	return nil
+}
+
+// indexReaders is how many objects of the index ReadIndex reads (and
+// decodes) at once: a read of small objects is bound by the storage's
+// latency, the decoding of a roll-up by the CPU.
+const indexReaders = 8
+
+// inParallel calls fn(0..n-1), indexReaders at a time, and returns the
+// error of each call.
+func inParallel(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(indexReaders, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = fn(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errs
 }
 
 // indexSeq parses the segment number of an individual record's key.
