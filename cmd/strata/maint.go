@@ -170,7 +170,10 @@ func printArchivePrune(verb string, ar *retention.ArchiveSummary) {
 	for _, k := range ar.KeyRefs {
 		fmt.Printf("  %s binlog archive: data key %s (no kept segment uses it)\n", verb, k)
 	}
-	if extra := ar.DataObjects - ar.Segments; extra > 0 {
+	if ar.Packs > 0 {
+		fmt.Printf("  %s binlog archive: %d packs (compacted data objects of the pruned segments)\n", verb, ar.Packs)
+	}
+	if extra := ar.DataObjects - ar.Segments; extra > 0 && ar.Packs == 0 {
 		fmt.Printf("  %s binlog archive: %d unreferenced data objects\n", verb, extra)
 	}
 	fmt.Printf("  binlog archive: %s\n", ar.Reason)

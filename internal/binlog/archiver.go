@@ -41,8 +41,11 @@ type Options struct {
 	// Log receives the archiver's events (optional).
 	Log func(msg string, kv ...any)
 	// NoRollUp leaves closed binlog files as individual index records
-	// (Store.RollUp is not run in the background).
+	// (Store.RollUp is not run in the background), and so uncompacted.
 	NoRollUp bool
+	// NoCompact leaves the data objects of rolled-up files as they are
+	// (Store.Compact is not run in the background).
+	NoCompact bool
 }
 
 // orphanSweepEvery is how often each older page of data objects is swept
@@ -51,19 +54,23 @@ type Options struct {
 const orphanSweepEvery = 10 * time.Minute
 
 // roller rolls up the index of closed binlog files in the background of a
-// run (Store.RollUp), so that the stream never waits for it: at the run's
-// start and after every segment that ends a file. A failed roll-up is
-// logged and done again at the next trigger; a crash in one leaves nothing
-// a reader miscounts (see RollUp).
+// run (Store.RollUp), then compacts their data objects into packs
+// (Store.Compact), so that the stream never waits for either: at the run's
+// start and after every segment that ends a file. A failed roll-up or
+// compaction is logged and done again at the next trigger; a crash in one
+// leaves nothing a reader miscounts or misses (see RollUp, Compact).
 type roller struct {
-	st   *Store
-	logf func(string, ...any)
-	kick chan struct{}
-	done chan struct{}
+	st      *Store
+	logf    func(string, ...any)
+	kick    chan struct{}
+	done    chan struct{}
+	cancel  context.CancelFunc // of the compaction, at stop
+	compact bool
 }
 
-func startRoller(ctx context.Context, st *Store, logf func(string, ...any)) *roller {
-	r := &roller{st: st, logf: logf, kick: make(chan struct{}, 1), done: make(chan struct{})}
+func startRoller(ctx context.Context, st *Store, compact bool, logf func(string, ...any)) *roller {
+	cctx, cancel := context.WithCancel(ctx)
+	r := &roller{st: st, logf: logf, kick: make(chan struct{}, 1), done: make(chan struct{}), cancel: cancel, compact: compact}
 	go func() {
 		defer close(r.done)
 		for range r.kick {
@@ -78,8 +85,22 @@ func startRoller(ctx context.Context, st *Store, logf func(string, ...any)) *rol
 			switch {
 			case err != nil && ctx.Err() == nil:
 				r.logf("binlog index roll-up failed (done again after the next file)", "error", err.Error())
+				continue
 			case n > 0:
 				r.logf("binlog index rolled up", "rollups", n)
+			}
+			if err != nil || !r.compact || cctx.Err() != nil {
+				continue
+			}
+			// A compaction of an archive of many files (one from before
+			// compaction existed) goes on for as long as the run; stop
+			// cancels it, and the next run goes on from where it stopped.
+			n, err = st.Compact(cctx, ix)
+			switch {
+			case err != nil && cctx.Err() == nil:
+				r.logf("binlog archive compaction failed (done again after the next file)", "error", err.Error())
+			case n > 0:
+				r.logf("binlog segments compacted", "packs", n)
 			}
 		}
 	}()
@@ -94,8 +115,10 @@ func (r *roller) trigger() {
 	}
 }
 
-// stop waits for the roll-up under way, if any.
+// stop cancels the compaction under way, if any, and waits for the
+// roll-up under way, if any.
 func (r *roller) stop() {
+	r.cancel()
 	close(r.kick)
 	<-r.done
 }
@@ -290,7 +313,7 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum,
 		cur: file, curPos: pos, lags: newLagWindow(20000)}
 	if !opt.NoRollUp {
-		a.roller = startRoller(ctx, st, logf)
+		a.roller = startRoller(ctx, st, !opt.NoCompact, logf)
 		defer a.roller.stop()
 		a.roller.trigger() // what earlier runs left closed
 	}

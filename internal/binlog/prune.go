@@ -99,18 +99,21 @@ type PruneSet struct {
 	// Rollups are the keys of the index roll-ups to delete: each holds
 	// only segments of Segments.
 	Rollups []string `json:"rollups,omitempty"`
+	// Packs are the keys of the packs to delete: each holds only segments
+	// of Segments (or of segments pruned before).
+	Packs []string `json:"packs,omitempty"`
 }
 
 // Empty says whether the set deletes nothing.
 func (p *PruneSet) Empty() bool {
-	return len(p.Segments)+len(p.Gaps)+len(p.KeyRefs)+len(p.Data)+len(p.Rollups) == 0
+	return len(p.Segments)+len(p.Gaps)+len(p.KeyRefs)+len(p.Data)+len(p.Rollups)+len(p.Packs) == 0
 }
 
 // Prune deletes p in an order that is safe at every point of a crash:
 // first the index records and roll-ups (ascending, a roll-up after the
 // records left inside it, so that what remains is always a suffix of the
 // archive and no record ever points to a missing data object or key), then the gap records before the first remaining segment, then
-// the data keys, then the data objects. A crash leaves at most
+// the data keys, then the data objects and packs. A crash leaves at most
 // unreferenced keys and data objects, which the next prune removes.
 // progress, if not nil, is called after each deletion with the number done.
 func (s *Store) Prune(ctx context.Context, p *PruneSet, progress func(done int)) error {
@@ -124,6 +127,11 @@ func (s *Store) Prune(ctx context.Context, p *PruneSet, progress func(done int))
 	for _, k := range p.Data {
 		if _, ok := dataSeq(k); !ok || !strings.HasPrefix(k, dataPrefix) || strings.Contains(strings.TrimPrefix(k, dataPrefix), "/") {
 			return fmt.Errorf("prune binlog archive of %s: %q is not one of its data objects", s.Instance, k)
+		}
+	}
+	for _, k := range p.Packs {
+		if _, ok := s.parsePackKey(k); !ok {
+			return fmt.Errorf("prune binlog archive of %s: %q is not one of its packs", s.Instance, k)
 		}
 	}
 	for _, ref := range p.KeyRefs {
@@ -201,7 +209,7 @@ func (s *Store) Prune(ctx context.Context, p *PruneSet, progress func(done int))
 		}
 		step()
 	}
-	for _, k := range p.Data {
+	for _, k := range append(slices.Clone(p.Data), p.Packs...) {
 		if err := s.B.Delete(ctx, k); err != nil {
 			return fmt.Errorf("prune binlog archive of %s: delete %s: %w", s.Instance, k, err)
 		}

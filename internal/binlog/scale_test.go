@@ -160,3 +160,59 @@ func TestWeekArchivePITRPlanningIsBounded(t *testing.T) {
 	_, err = st.ReadSegment(ctx, hit)
 	require.NoError(t, err)
 }
+
+// TestWeekArchiveCompaction: compacting the 7-day archive leaves a pack
+// per closed file and the open file's data objects, every segment readable
+// where it was, and the catalog's views (ls, archive status: ReadIndex
+// with CheckAllData) no longer list a data object per second of history.
+// (It changes the shared archive; the other week tests hold before and
+// after it.)
+func TestWeekArchiveCompaction(t *testing.T) {
+	b, st := weekArchive(t)
+	ctx := context.Background()
+	view := &Store{B: b, Instance: "i1", CheckAllData: true}
+	b.Reset()
+	ix, err := view.ReadIndex(ctx)
+	require.NoError(t, err)
+	viewBefore := b.Counts()
+	require.Empty(t, ix.Missing)
+
+	b.Reset()
+	t0 := time.Now()
+	tail, err := st.ReadTail(ctx)
+	require.NoError(t, err)
+	n, err := st.Compact(ctx, tail)
+	require.NoError(t, err)
+	compact := b.Counts()
+	t.Logf("compaction: %d packs, %s in %s", n, compact, time.Since(t0).Round(time.Millisecond))
+	if len(ix.Packs) == 0 {
+		assert.Equal(t, weekFiles-1, n, "a pack per closed file")
+	}
+	packs, err := b.B.List(ctx, "i1/binlogs/pack/")
+	require.NoError(t, err)
+	assert.Len(t, packs, weekFiles-1)
+	data, err := b.B.List(ctx, "i1/binlogs/data/")
+	require.NoError(t, err)
+	assert.Len(t, data, weekTail, "only the open file's data objects are left")
+
+	b.Reset()
+	after, err := view.ReadIndex(ctx)
+	require.NoError(t, err)
+	viewAfter := b.Counts()
+	t.Logf("ls/status index read: before compaction %s, after %s", viewBefore, viewAfter)
+	require.Len(t, after.Segments, weekSegments)
+	assert.Empty(t, after.Missing)
+	assert.Equal(t, viewAfter.List, viewAfter.ListPages, "every listing is one page: the tail's data, not a page per 1,000 s of history")
+	assert.LessOrEqual(t, viewAfter.Requests(), weekFiles+weekTail+5, viewAfter.String())
+	if len(ix.Packs) == 0 {
+		assert.Greater(t, viewBefore.ListPages, weekSegments/1000, "before: all of data/ is listed")
+	}
+	// Spot checks in packed files and the tail.
+	for _, seq := range []uint64{1, 4000, 4001, 300017, weekSegments - weekTail, weekSegments} {
+		seg := after.Segments[seq-1]
+		require.Equal(t, seq, seg.Seq)
+		_, err := view.ReadSegment(ctx, &seg)
+		require.NoError(t, err, "segment %d", seq)
+		assert.Equal(t, seq <= weekSegments-weekTail, seg.PackKey() != "", "segment %d", seq)
+	}
+}

@@ -57,6 +57,12 @@ type Segment struct {
 	// it (see macMessage). Only a holder of a key encryption key that wraps
 	// the data key can make it. Empty in records of older versions.
 	MAC []byte `json:"mac,omitempty"`
+
+	// record is the object the record was read from (its roll-up's, or
+	// its own), pack where its bytes are when they are packed: set by
+	// ReadIndex, never stored.
+	record string
+	pack   *packLoc
 }
 
 // Gap records a stretch of binlog that is not in the archive: PITR across
@@ -114,11 +120,15 @@ type Store struct {
 	// do not, and stay bounded by the roll-ups and the tail (a replay still
 	// fails on a missing data object, naming it).
 	CheckAllData bool
+	// PackSize is the size Compact keeps packs under (0: PackTargetSize).
+	PackSize int64
 
 	mu      sync.Mutex
 	runID   string                 // names this Store's data objects
 	writing *segmentKey            // the data key of this run's segments
 	reading map[string]*segmentKey // data keys of segments read, by key ref
+	located map[uint64]*packLoc    // packed segments found by findPack
+	packs   packCache
 }
 
 // segmentKey is the cipher of one archive run's data key.
@@ -338,6 +348,9 @@ type Index struct {
 	Missing []Segment
 	// Rollups are the archive's index roll-ups, ascending (see RollUp).
 	Rollups []RollupRange
+	// Packs are the archive's packs (compacted data objects), ascending
+	// (see Compact). The segments they hold have them attached.
+	Packs []PackRange
 	// stale are individual records inside a roll-up, not read, left by a
 	// roll-up that stopped before deleting them.
 	stale []string
@@ -405,6 +418,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 				continue
 			}
 			bySeq[seg.Seq] = len(ix.Segments)
+			seg.record = rr.Key
 			ix.Segments = append(ix.Segments, seg)
 		}
 	}
@@ -412,7 +426,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list binlog index: %w", err)
 	}
-	var tail []int
+	tail := map[uint64]bool{}
 	for _, o := range objs {
 		if seq, ok := s.indexSeq(o.Key); ok && covered(rollups, seq) {
 			if covered(read, seq) {
@@ -436,7 +450,8 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 		if o.Key != s.indexKey(seg.Seq) {
 			return nil, fmt.Errorf("binlog index record %s: %w: it describes segment %d, whose record is %s", o.Key, ErrCorrupt, seg.Seq, s.indexKey(seg.Seq))
 		}
-		tail = append(tail, len(ix.Segments))
+		tail[seg.Seq] = true
+		seg.record = o.Key
 		ix.Segments = append(ix.Segments, *seg)
 	}
 	gaps, err := s.B.List(ctx, s.prefix()+"gaps/")
@@ -460,45 +475,74 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 		}
 		ix.Gaps = append(ix.Gaps, *g)
 	}
-	// Data objects are written before their records: listed after the
-	// records, every record's data object is there unless it was deleted.
-	// Only the tail's are listed, under the longest key prefix they share;
-	// with CheckAllData, every segment's (one listing of data/).
-	if s.CheckAllData && !newestOnly {
-		tail = tail[:0]
-		for i := range ix.Segments {
-			tail = append(tail, i)
-		}
-	}
-	if len(tail) > 0 {
-		lo, hi := ix.Segments[tail[0]].Seq, ix.Segments[tail[0]].Seq
-		for _, i := range tail {
-			lo, hi = min(lo, ix.Segments[i].Seq), max(hi, ix.Segments[i].Seq)
-		}
-		data, err := s.B.List(ctx, s.prefix()+"data/"+commonPrefix(fmt.Sprintf("%012d", lo), fmt.Sprintf("%012d", hi)))
-		if err != nil {
-			return nil, fmt.Errorf("list binlog data: %w", err)
-		}
-		have := make(map[string]bool, len(data))
-		for _, o := range data {
-			have[o.Key] = true
-		}
-		for _, i := range tail {
-			seg := ix.Segments[i]
-			key := s.segmentDataKey(&seg)
-			if have[key] {
-				continue
-			}
-			ix.Missing = append(ix.Missing, seg)
-			ix.Gaps = append(ix.Gaps, Gap{BeforeSeq: seg.Seq, LastFile: seg.File, LastPos: seg.Start, LastTime: seg.FirstTime,
-				ResumeFile: seg.File, ResumePos: seg.End, MissingData: key,
-				Reason: fmt.Sprintf("the data object %s of segment %d (%s:%d-%d) is missing", key, seg.Seq, seg.File, seg.Start, seg.End)})
-		}
-	}
 	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
-	sort.Slice(ix.Missing, func(i, j int) bool { return ix.Missing[i].Seq < ix.Missing[j].Seq })
 	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	// Packs are written before the data objects they hold are deleted, and
+	// data objects before their records: listed in this order after the
+	// records, every segment's bytes are in a pack listed or a data object
+	// listed, unless they were deleted.
+	if ix.Packs, err = s.listPacks(ctx); err != nil {
+		return nil, err
+	}
+	attachPacks(ix.Segments, ix.Packs)
+	if err := s.checkData(ctx, ix, tail, s.CheckAllData && !newestOnly); err != nil {
+		return nil, err
+	}
 	return ix, nil
+}
+
+// checkData lists the data objects of the segments of ix that no pack
+// holds: those of tail (the individual records), or with all every one,
+// under the longest key prefix their numbers share. A segment whose data
+// object is not listed is added to Missing, with a gap before it. One that
+// a roll-up holds may have been packed since the packs were listed: the
+// packs are listed again before it counts as missing.
+func (s *Store) checkData(ctx context.Context, ix *Index, tail map[uint64]bool, all bool) error {
+	var check []int
+	for i := range ix.Segments {
+		if ix.Segments[i].pack == nil && (all || tail[ix.Segments[i].Seq]) {
+			check = append(check, i)
+		}
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	lo, hi := ix.Segments[check[0]].Seq, ix.Segments[check[len(check)-1]].Seq
+	data, err := s.B.List(ctx, s.prefix()+"data/"+commonPrefix(fmt.Sprintf("%012d", lo), fmt.Sprintf("%012d", hi)))
+	if err != nil {
+		return fmt.Errorf("list binlog data: %w", err)
+	}
+	have := make(map[string]bool, len(data))
+	for _, o := range data {
+		have[o.Key] = true
+	}
+	var missing []int
+	relist := false
+	for _, i := range check {
+		if !have[s.segmentDataKey(&ix.Segments[i])] {
+			missing = append(missing, i)
+			relist = relist || !tail[ix.Segments[i].Seq]
+		}
+	}
+	if relist {
+		if ix.Packs, err = s.listPacks(ctx); err != nil {
+			return err
+		}
+		attachPacks(ix.Segments, ix.Packs)
+	}
+	for _, i := range missing {
+		seg := ix.Segments[i]
+		if seg.pack != nil {
+			continue
+		}
+		key := s.segmentDataKey(&seg)
+		ix.Missing = append(ix.Missing, seg)
+		ix.Gaps = append(ix.Gaps, Gap{BeforeSeq: seg.Seq, LastFile: seg.File, LastPos: seg.Start, LastTime: seg.FirstTime,
+			ResumeFile: seg.File, ResumePos: seg.End, MissingData: key,
+			Reason: fmt.Sprintf("the data object %s of segment %d (%s:%d-%d) is missing and no pack holds it", key, seg.Seq, seg.File, seg.Start, seg.End)})
+	}
+	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	return nil
 }
 
 // indexSeq parses the segment number of an individual record's key.
@@ -632,8 +676,10 @@ func (s *Store) sweepPage(ctx context.Context, page, from uint64, used map[strin
 // key of Keys unwraps fails with an error matching repo.ErrNoUsableKey; one
 // that does not decrypt, crypt.ErrDecrypt; a record that does not
 // authenticate (see Authenticate), ErrUnauthenticated or ErrUnencrypted.
+// The bytes are read from the segment's pack when it is packed (or its
+// data object is gone and a pack holds it), else from its data object.
 func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
-	where := fmt.Sprintf("binlog segment %d (%s:%d-%d, %s)", seg.Seq, seg.File, seg.Start, seg.End, s.indexKey(seg.Seq))
+	where := s.describe(seg)
 	if err := seg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -641,18 +687,91 @@ func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	stored, from, err := s.readStored(ctx, seg)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(seg, k, stored, from)
+}
+
+// describe names a segment for messages: its number, range and the object
+// its record is in (its roll-up's, once rolled up).
+func (s *Store) describe(seg *Segment) string {
+	return fmt.Sprintf("binlog segment %d (%s:%d-%d, %s)", seg.Seq, seg.File, seg.Start, seg.End, s.RecordKey(seg))
+}
+
+// RecordKey returns the object a segment's index record was read from:
+// the roll-up that holds it, or its individual record.
+func (s *Store) RecordKey(seg *Segment) string {
+	if seg.record != "" {
+		return seg.record
+	}
+	return s.indexKey(seg.Seq)
+}
+
+// readStored returns a segment's stored bytes, checked against its
+// record's size and sha256, and the object they are from: its pack, or its
+// data object. A pack that fails is passed over for the data object (a
+// compaction that has not deleted it yet), a data object that is gone for
+// a pack that holds it (the record was read before the compaction). The
+// errors wrap ErrCorrupt when the bytes are missing or wrong everywhere.
+func (s *Store) readStored(ctx context.Context, seg *Segment) ([]byte, string, error) {
 	dataKey := s.segmentDataKey(seg)
+	loc := seg.pack
+	if loc == nil {
+		s.mu.Lock()
+		loc = s.located[seg.Seq]
+		s.mu.Unlock()
+	}
+	var packErr error
+	if loc != nil {
+		b, err := s.fromPack(ctx, loc, seg)
+		if err == nil {
+			return b, loc.key, nil
+		}
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+			return nil, loc.key, fmt.Errorf("%s: %w", s.describe(seg), err)
+		}
+		packErr = err
+	}
 	stored, err := s.getLimited(ctx, dataKey, seg.StoredSize)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s: the data object %s is missing", ErrCorrupt, where, dataKey)
+		skip := ""
+		if loc != nil {
+			skip = loc.key
+		}
+		other, ferr := s.findPack(ctx, seg, skip)
+		if ferr != nil {
+			return nil, "", fmt.Errorf("%s: look for the pack that holds it: %w", s.describe(seg), ferr)
+		}
+		if other != nil {
+			b, err := s.fromPack(ctx, other, seg)
+			if err != nil {
+				return nil, other.key, fmt.Errorf("%s: %w", s.describe(seg), err)
+			}
+			return b, other.key, nil
+		}
+		if packErr != nil {
+			return nil, loc.key, fmt.Errorf("%w: %s: %v, and the data object %s is gone", ErrCorrupt, s.describe(seg), packErr, dataKey)
+		}
+		return nil, dataKey, fmt.Errorf("%w: %s: the data object %s is missing and no pack holds it", ErrCorrupt, s.describe(seg), dataKey)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
+		return nil, dataKey, fmt.Errorf("%s: %w", s.describe(seg), err)
 	}
 	sum := sha256.Sum256(stored)
 	if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
-		return nil, fmt.Errorf("%w: segment %d (%s:%d-%d, %s): size or sha256 mismatch", ErrCorrupt, seg.Seq, seg.File, seg.Start, seg.End, dataKey)
+		return nil, dataKey, fmt.Errorf("%w: %s: the data object %s does not match the size or sha256 of the record", ErrCorrupt, s.describe(seg), dataKey)
 	}
+	return stored, dataKey, nil
+}
+
+// open decrypts (with k, the segment's key; nil: not encrypted) and
+// decompresses a segment's stored bytes read from object from, and checks
+// the length.
+func (s *Store) open(seg *Segment, k *segmentKey, stored []byte, from string) ([]byte, error) {
+	where := s.describe(seg)
+	var err error
 	if k != nil {
 		if stored, err = k.cipher.Open(nil, stored, seg.Seq); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
@@ -662,10 +781,10 @@ func (s *Store) ReadSegment(ctx context.Context, seg *Segment) ([]byte, error) {
 	}
 	raw, err := decoder.DecodeAll(stored, make([]byte, 0, seg.RawSize))
 	if err != nil {
-		return nil, fmt.Errorf("%w: segment %d (%s): decompress: %v", ErrCorrupt, seg.Seq, dataKey, err)
+		return nil, fmt.Errorf("%w: %s in %s: decompress: %v", ErrCorrupt, where, from, err)
 	}
 	if int64(len(raw)) != seg.RawSize || int64(len(raw)) != int64(seg.End-seg.Start) {
-		return nil, fmt.Errorf("%w: segment %d (%s) holds %d bytes, index says %d-%d", ErrCorrupt, seg.Seq, dataKey, len(raw), seg.Start, seg.End)
+		return nil, fmt.Errorf("%w: %s in %s holds %d bytes, the record says %d-%d", ErrCorrupt, where, from, len(raw), seg.Start, seg.End)
 	}
 	return raw, nil
 }
@@ -710,32 +829,21 @@ func (s *Store) authenticate(ctx context.Context, seg *Segment) (*segmentKey, er
 	return k, nil
 }
 
-// CheckStored reads a segment's data object back and checks its size and
-// sha256 against the index record, without a key: what can be checked of
-// an encrypted segment by someone who cannot decrypt it. An unencrypted
-// segment is decompressed and its length checked too. Errors wrap
-// ErrCorrupt.
+// CheckStored reads a segment's bytes back (from its pack or data object)
+// and checks their size and sha256 against the index record, without a
+// key: what can be checked of an encrypted segment by someone who cannot
+// decrypt it. An unencrypted segment is decompressed and its length
+// checked too. Errors wrap ErrCorrupt. The encryption policy is the
+// caller's.
 func (s *Store) CheckStored(ctx context.Context, seg *Segment) error {
 	if err := seg.Validate(); err != nil {
 		return err
 	}
-	if seg.KeyRef != "" {
-		dataKey := s.segmentDataKey(seg)
-		stored, err := s.getLimited(ctx, dataKey, seg.StoredSize)
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w: segment %d: the data object %s is missing", ErrCorrupt, seg.Seq, dataKey)
-		}
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(stored)
-		if int64(len(stored)) != seg.StoredSize || hex.EncodeToString(sum[:]) != seg.SHA256 {
-			return fmt.Errorf("%w: segment %d (%s): size or sha256 mismatch", ErrCorrupt, seg.Seq, dataKey)
-		}
-		return nil
+	stored, from, err := s.readStored(ctx, seg)
+	if err != nil || seg.KeyRef != "" {
+		return err
 	}
-	// The encryption policy is the caller's; this checks the data.
-	_, err := (&Store{B: s.B, Instance: s.Instance}).ReadSegment(ctx, seg)
+	_, err = s.open(seg, nil, stored, from)
 	return err
 }
 

@@ -20,6 +20,9 @@ type Synthetic struct {
 	Start         time.Time
 	// FirstSeq is the number of the first segment (0: 1).
 	FirstSeq uint64
+	// Distinct gives every segment other bytes (by default they are all
+	// alike), so that a read of one segment's bytes for another's shows.
+	Distinct bool
 }
 
 // Generate writes the synthetic archive into st and returns the number of
@@ -41,6 +44,11 @@ func (g Synthetic) Generate(ctx context.Context, st *Store) (files int, err erro
 		seg := &Segment{Seq: seq + uint64(i), File: file, Start: 4 + uint32(k*size), End: 4 + uint32((k+1)*size),
 			FirstTime: at, LastTime: at, ServerID: 1, Identity: "server_id:1 domain:0", Events: 1,
 			FirstGTID: fmt.Sprintf("0-1-%d", i+1), LastGTID: fmt.Sprintf("0-1-%d", i+1), ArchivedAt: at.Add(time.Second)}
+		if g.Distinct {
+			for j := range ev {
+				ev[j] = byte(i*131 + j*7 + i>>8)
+			}
+		}
 		if k == g.PerFile-1 {
 			seg.Next = fmt.Sprintf("binlog.%06d", n+2)
 		}

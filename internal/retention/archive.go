@@ -37,6 +37,9 @@ type ArchiveSummary struct {
 	// segments and any left unreferenced below the first kept segment (by
 	// an interrupted prune or archiver).
 	DataObjects int `json:"data_objects"`
+	// Packs counts the packs (compacted data objects) deleted: those whose
+	// segments are all before the first kept segment.
+	Packs int `json:"packs,omitempty"`
 	// KeepFrom is the first segment kept and KeepFor the backup whose
 	// recovery window needs it (zero and empty when nothing anchors).
 	KeepFrom uint64 `json:"keep_from,omitempty"`
@@ -47,7 +50,7 @@ type ArchiveSummary struct {
 
 // Empty says whether the prune deletes nothing.
 func (s *ArchiveSummary) Empty() bool {
-	return s.Segments+s.Gaps+len(s.KeyRefs)+s.DataObjects == 0
+	return s.Segments+s.Gaps+len(s.KeyRefs)+s.DataObjects+s.Packs == 0
 }
 
 // ArchivePlan is the outcome of PlanArchive: the objects to delete and
@@ -72,6 +75,7 @@ type ArchivePlan struct {
 // the pruned segments go too unless a kept segment uses them; so do data
 // keys no kept segment uses that are older than ArchiveKeyGrace at now, and
 // data objects below the first kept segment that no index record names.
+// Packs (compacted data objects) are pruned whole with their roll-ups.
 //
 // With no retained backup, or none whose consistent point is (or will be)
 // in the archive, nothing is pruned: nothing anchors a window.
@@ -178,6 +182,15 @@ func PlanArchive(retained []*manifest.Manifest, ix *binlog.Index, data []binlog.
 		}
 	}
 	sum.DataObjects = len(plan.Prune.Data)
+	// A pack holds segments of one roll-up, which is pruned whole: a pack
+	// is pruned with it (or, left by an interrupted prune or compaction,
+	// when it is wholly before the first kept segment).
+	for _, p := range ix.Packs {
+		if p.LastSeq < keepFrom {
+			plan.Prune.Packs = append(plan.Prune.Packs, p.Key)
+		}
+	}
+	sum.Packs = len(plan.Prune.Packs)
 	if sum.Empty() {
 		sum.Reason = "nothing to prune: " + sum.Reason
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/crypt"
@@ -57,34 +58,99 @@ func Archive(ctx context.Context, rp *repo.Repo, instance string, opt ArchiveOpt
 	windows := binlog.Windows(backups, ix)
 	rep.Windows = len(windows)
 	seen := map[uint64]bool{}
+	var segs []binlog.Segment
 	for _, w := range windows {
 		b := byID[w.FromBackup]
-		segs, err := ix.Covering(b.BinlogFile, uint32(b.BinlogPos))
+		covering, err := ix.Covering(b.BinlogFile, uint32(b.BinlogPos))
 		if err != nil {
 			rep.Problems = append(rep.Problems, Problem{Chunk: -1, Key: instance + "/binlogs/index/", What: fmt.Sprintf("window from backup %s: %v", b.BackupID, err)})
 			continue
 		}
-		for i := range segs {
-			seg := &segs[i]
-			if seen[seg.Seq] {
-				continue
+		for _, seg := range covering {
+			if !seen[seg.Seq] {
+				seen[seg.Seq] = true
+				segs = append(segs, seg)
 			}
-			seen[seg.Seq] = true
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("verify archive: %w", err)
-			}
-			if err := checkSegment(ctx, st, seg, opt); err != nil {
-				if !isProblem(err) {
-					return fmt.Errorf("verify archive: segment %d: %w", seg.Seq, err) // a storage fault: retry
-				}
-				rep.Problems = append(rep.Problems, Problem{Chunk: -1, Key: st.IndexKey(seg.Seq), What: err.Error()})
-				continue
-			}
-			rep.Segments++
-			rep.SegmentBytes += seg.StoredSize
 		}
 	}
+	errs, err := checkSegments(ctx, st, segs, opt)
+	if err != nil {
+		return err
+	}
+	for i := range segs {
+		if errs[i] != nil {
+			rep.Problems = append(rep.Problems, Problem{Chunk: -1, Key: st.RecordKey(&segs[i]), What: errs[i].Error()})
+			continue
+		}
+		rep.Segments++
+		rep.SegmentBytes += segs[i].StoredSize
+	}
 	return nil
+}
+
+// ArchiveReaders is how many segments, or packs of segments, Archive reads
+// at once: reads of small objects are bound by the storage's latency, not
+// by bandwidth.
+const ArchiveReaders = 8
+
+// checkSegments checks segs with ArchiveReaders readers at once, the
+// segments of one pack by one reader in order (a pack is read once), and
+// returns the problem of each segment (nil: sound). The error is a fault
+// of reading (a retry may succeed) or ctx's.
+func checkSegments(ctx context.Context, st *binlog.Store, segs []binlog.Segment, opt ArchiveOptions) ([]error, error) {
+	var units [][2]int // [from, to) of segs
+	for i := 0; i < len(segs); {
+		j := i + 1
+		for p := segs[i].PackKey(); p != "" && j < len(segs) && segs[j].PackKey() == p; j++ {
+		}
+		units = append(units, [2]int{i, j})
+		i = j
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(segs))
+	var (
+		mu    sync.Mutex
+		fault error
+		wg    sync.WaitGroup
+	)
+	next := make(chan [2]int)
+	for w := 0; w < min(ArchiveReaders, len(units)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range next {
+				for i := u[0]; i < u[1]; i++ {
+					err := checkSegment(ctx, st, &segs[i], opt)
+					if err != nil && !isProblem(err) {
+						mu.Lock()
+						if fault == nil {
+							fault = fmt.Errorf("verify archive: segment %d: %w", segs[i].Seq, err) // a storage fault: retry
+						}
+						mu.Unlock()
+						cancel()
+						break
+					}
+					errs[i] = err
+				}
+			}
+		}()
+	}
+	for _, u := range units {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- u
+	}
+	close(next)
+	wg.Wait()
+	if fault != nil {
+		return nil, fault
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("verify archive: %w", err)
+	}
+	return errs, nil
 }
 
 // checkSegment reads one segment back as a replay would (with keys), or
