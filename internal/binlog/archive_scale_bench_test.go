@@ -89,10 +89,51 @@ func BenchmarkWeekArchive(b *testing.B) {
 
 	wb.state(b, ctx, "rolled-up", mem, cb, st)
 
+	// As the archiver compacts: ReadTail, then Compact.
+	if ix, err = st.ReadTail(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cb.Reset()
+	t0 = time.Now()
+	if n, err = st.Compact(ctx, ix); err != nil {
+		b.Fatal(err)
+	}
+	wb.compact = opCost{what: fmt.Sprintf("compaction (Compact, %d packs)", n), d: time.Since(t0), c: cb.Counts(), per: weekFiles - 1, unit: "closed file"}
+	if err := checkCompacted(ctx, st, n); err != nil {
+		b.Fatal(err)
+	}
+	wb.state(b, ctx, "compacted", mem, cb, st)
+	wb.costs = measureEmulatorCost(b, ctx)
+
 	wb.print(os.Stdout)
 }
 
 const benchLatency = 20 * time.Millisecond
+
+// checkCompacted checks that the closed files' data objects are in packs
+// and a segment inside them reads back as written.
+func checkCompacted(ctx context.Context, st *Store, packs int) error {
+	ix, err := st.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := st.ListData(ctx)
+	if err != nil {
+		return err
+	}
+	if packs == 0 || len(ix.Packs) != packs || len(data) != weekTail {
+		return fmt.Errorf("compaction: %d packs written, %d listed, %d data objects left (want the tail's %d)", packs, len(ix.Packs), len(data), weekTail)
+	}
+	seg := &ix.Segments[3*24*3600+17]
+	ev, err := st.ReadSegment(ctx, seg)
+	if err != nil {
+		return err
+	}
+	if len(ev) != 64 || ev[1] != 10 {
+		return fmt.Errorf("compaction: segment %d reads back %d bytes", seg.Seq, len(ev))
+	}
+	return nil
+}
 
 // weekBench holds what BenchmarkWeekArchive measured.
 type weekBench struct {
@@ -100,9 +141,11 @@ type weekBench struct {
 	rec     *touchRecorder
 	rows    []archiveRow
 	costs   []emulatorCost
-	write   opCost
-	rollup  opCost
-	compact opCost
+	// fullBucket is the most objects of a state not loaded whole.
+	fullBucket int
+	write      opCost
+	rollup     opCost
+	compact    opCost
 }
 
 // archiveRow is one phase measured in one state of the archive on one
@@ -271,7 +314,10 @@ func (wb *weekBench) state(b *testing.B, ctx context.Context, state string, mem 
 			return false
 		}
 	}
-	srv, objects, load := wb.loadEmulator(b, ctx, state, mem, all, keep)
+	if !whole {
+		wb.fullBucket = max(wb.fullBucket, len(all))
+	}
+	srv, objects, load := loadEmulator(b, ctx, mem, all, keep)
 	defer srv.Stop()
 	fmt.Fprintf(os.Stderr, "%s: %d of %d objects loaded into the emulator in %s\n", state, objects, len(all), load.Round(time.Millisecond))
 
@@ -406,9 +452,7 @@ const emulatorBucket = "strata-bench"
 
 // loadEmulator starts an emulator and creates in its bucket, without HTTP,
 // the objects of all that keep accepts, with the memory backend's bytes.
-// The emulator's own cost per request is measured at a few sizes of the
-// bucket on the way, and when loaded.
-func (wb *weekBench) loadEmulator(b *testing.B, ctx context.Context, state string, mem *memory.Backend, all []storage.ObjectInfo, keep func(string) bool) (*fakestorage.Server, int, time.Duration) {
+func loadEmulator(b *testing.B, ctx context.Context, mem *memory.Backend, all []storage.ObjectInfo, keep func(string) bool) (*fakestorage.Server, int, time.Duration) {
 	b.Helper()
 	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0})
 	if err != nil {
@@ -416,12 +460,12 @@ func (wb *weekBench) loadEmulator(b *testing.B, ctx context.Context, state strin
 	}
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: emulatorBucket})
 	var took time.Duration
-	n, first := 0, ""
+	n := 0
 	for _, o := range all {
 		if !keep(o.Key) {
 			continue
 		}
-		data, err := readAll(ctx, mem, o.Key)
+		data, err := readObject(ctx, mem, o.Key)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -429,18 +473,11 @@ func (wb *weekBench) loadEmulator(b *testing.B, ctx context.Context, state strin
 		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: emulatorBucket, Name: o.Key}, Content: data})
 		took += time.Since(t0)
 		n++
-		if first == "" {
-			first = o.Key
-		}
-		if n == 1000 || n == 2000 || n == 4000 {
-			wb.costs = append(wb.costs, measureEmulatorCost(b, ctx, srv, state+" (loading)", n, first))
-		}
 	}
-	wb.costs = append(wb.costs, measureEmulatorCost(b, ctx, srv, state, n, first))
 	return srv, n, took
 }
 
-func readAll(ctx context.Context, be storage.Backend, key string) ([]byte, error) {
+func readObject(ctx context.Context, be storage.Backend, key string) ([]byte, error) {
 	rc, err := be.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -462,35 +499,58 @@ func emulatorBackend(b *testing.B, ctx context.Context, srv *fakestorage.Server,
 	return g, ft
 }
 
-// emulatorCost is the emulator's own time per request (no latency added)
-// with a bucket of a given size.
+// emulatorCost is the emulator's own time (no latency added) with a
+// bucket of a given size: to create its objects, per GET, and per listing
+// page of a prefix that matches 100 objects and of one that matches all.
 type emulatorCost struct {
-	state         string
-	objects       int
-	get, listPage time.Duration
+	objects                     int
+	load, get, listFew, listAll time.Duration
 }
 
-// measureEmulatorCost times GETs of one object and single-page listings
-// (of the roll-ups) on the emulator's bucket, without latency.
-func measureEmulatorCost(b *testing.B, ctx context.Context, srv *fakestorage.Server, state string, objects int, key string) emulatorCost {
+// measureEmulatorCost measures the emulator's cost against the size of
+// its bucket, at 1,000, 2,000 and 4,000 objects (the GET is of the newest
+// object: the emulator finds an object by scanning its bucket in the order
+// the objects were created).
+func measureEmulatorCost(b *testing.B, ctx context.Context) []emulatorCost {
 	b.Helper()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: emulatorBucket})
+	create := func(key string) {
+		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: emulatorBucket, Name: key}, Content: []byte(key)})
+	}
+	for i := range 100 {
+		create(fmt.Sprintf("probe/few/%08d", i))
+	}
 	g, _ := emulatorBackend(b, ctx, srv, 0)
-	st := &Store{B: g, Instance: "i1"}
-	const n = 50
+	timeIt := func(n int, f func() error) time.Duration {
+		t0 := time.Now()
+		for range n {
+			if err := f(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0) / time.Duration(n)
+	}
+	var out []emulatorCost
+	objects := 100
 	t0 := time.Now()
-	for range n {
-		if _, err := readAll(ctx, g, key); err != nil {
-			b.Fatal(err)
+	for _, size := range []int{1000, 2000, 4000} {
+		for ; objects < size; objects++ {
+			create(fmt.Sprintf("probe/all/%08d", objects))
 		}
+		c := emulatorCost{objects: size, load: time.Since(t0)}
+		newest := fmt.Sprintf("probe/all/%08d", objects-1)
+		c.get = timeIt(50, func() error { _, err := readObject(ctx, g, newest); return err })
+		c.listFew = timeIt(20, func() error { _, err := g.List(ctx, "probe/few/"); return err })
+		c.listAll = timeIt(3, func() error { _, err := g.List(ctx, "probe/all/"); return err })
+		c.listAll /= time.Duration((objects - 100 + counting.ListPageSize - 1) / counting.ListPageSize) // per page
+		out = append(out, c)
 	}
-	get := time.Since(t0) / n
-	t0 = time.Now()
-	for range n {
-		if _, err := g.List(ctx, st.prefix()+"rollup/"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return emulatorCost{state: state, objects: objects, get: get, listPage: time.Since(t0) / n}
+	return out
 }
 
 // print writes the tables.
@@ -522,14 +582,26 @@ func (wb *weekBench) print(out io.Writer) {
 	}
 	fmt.Fprintf(&buf, "  lists: listing requests (pages of %d keys); gets: GET and stat requests; http: requests through the transport\n", counting.ListPageSize)
 
-	fmt.Fprintf(&buf, "\nEmulator's own time per request (no latency), by bucket size\n")
+	fmt.Fprintf(&buf, "\nThe emulator's own time (no latency) by bucket size: creating the objects (cumulative), a GET, a listing page\n"+
+		"of a prefix matching 100 objects, of a prefix matching all (per page of %d)\n", counting.ListPageSize)
 	tw = tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "state\tbucket objects\tGET\tlist page\t")
+	fmt.Fprintln(tw, "bucket objects\tcreate all\tGET\tlist page (100 match)\tlist page (all match)\t")
 	for _, c := range wb.costs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", c.state, c.objects, c.get.Round(time.Microsecond), c.listPage.Round(time.Microsecond))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", c.objects, c.load.Round(time.Millisecond), c.get.Round(time.Microsecond),
+			c.listFew.Round(time.Microsecond), c.listAll.Round(time.Microsecond))
 	}
 	_ = tw.Flush()
-
+	if n := len(wb.costs); n >= 2 {
+		a, z := wb.costs[0], wb.costs[n-1]
+		grow := func(x, y time.Duration) float64 { return float64(y) / float64(max(x, 1)) }
+		fmt.Fprintf(&buf, "  from %d to %d objects (×%.0f): create all ×%.1f, GET ×%.1f, list page (100 match) ×%.1f, list page (all match) ×%.1f\n",
+			a.objects, z.objects, float64(z.objects)/float64(a.objects), grow(a.load, z.load), grow(a.get, z.get), grow(a.listFew, z.listFew), grow(a.listAll, z.listAll))
+		if wb.fullBucket > 0 {
+			k := float64(wb.fullBucket) / float64(z.objects)
+			fmt.Fprintf(&buf, "  derived for the whole rolled-up archive (%d objects): a GET ≈%s (linear), creating it ≈%s (quadratic)\n",
+				wb.fullBucket, time.Duration(float64(z.get)*k).Round(time.Millisecond), time.Duration(float64(z.load)*k*k).Round(time.Minute))
+		}
+	}
 	fmt.Fprintf(&buf, "\nCost of writing and rewriting the archive (memory backend)\n")
 	tw = tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "operation\ttime\tgets\tlists\tputs\tdeletes\tper\tputs/per\tdeletes/per\tgets/per\t")
@@ -577,7 +649,7 @@ func (wb *weekBench) printPerDay(buf *bytes.Buffer) {
 				keptC := "-"
 				if wb.compact.per > 0 {
 					cgets := float64(wb.compact.c.Get+wb.compact.c.Stat) / float64(weekSegments-weekTail) * segs
-					cputs := float64(wb.compact.c.Put) / float64(wb.compact.per) * files
+					cputs := float64(wb.compact.c.Put) / float64(wb.compact.per) * max(files, segs/RollupMaxSegments)
 					cdel := float64(wb.compact.c.Delete) / float64(weekSegments-weekTail) * segs
 					cg, cp, cd = fmt.Sprintf("%.0f", cgets), fmt.Sprintf("%.1f", cputs), fmt.Sprintf("%.0f", cdel)
 					keptC = fmt.Sprintf("%.1f", rollups+cputs)
