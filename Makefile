@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench fuzz histories lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench bench-archive fuzz histories lint fmt clean
 
 all: build
 
@@ -47,10 +47,19 @@ e2e: deps
 ## bench: throughput benchmarks of the data path, in MB/s of raw stream: codecs (memory storage), and
 ##   1/4/8 chunks in flight on local disk, in-process fake GCS and fake GCS with 20 ms latency;
 ##   binlog archive lag (commit to durable) under 4 writers; PITR replay time against the write
-##   time and against mariadb-binlog | mariadb
+##   time and against mariadb-binlog | mariadb; the 7-day archive's reads at scale are make bench-archive
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/binlog/ ./internal/replay/
+	$(GO) test -run '^$$' -bench '^BenchmarkArchiveLag$$' -benchtime 1x ./internal/binlog/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/replay/
+	@echo "(the 7-day archive's reads: make bench-archive)"
+
+## bench-archive: a 7-day binlog archive at 1-s segments (604,800 segments): resume-point lookup, PITR
+##   planning and ls/status, after roll-up and after compaction, on the memory backend and on the GCS emulator
+##   without and with 20 ms per request; times and storage requests by kind, and the operations per day
+##   for flush_interval / max_segment_size (about 5 minutes, about 5.5 GiB of memory)
+bench-archive:
+	$(GO) test -run '^$$' -bench '^BenchmarkWeekArchive$$' -benchtime 1x -timeout 30m ./internal/binlog/
 
 ## histories: record the histories of real runs of every workflow (end-to-end tests against the Temporal
 ##   dev server) into workflows/testdata/histories/<date>-<time>/; TestReplayRecordedHistories replays every

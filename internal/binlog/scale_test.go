@@ -37,6 +37,18 @@ var week struct {
 // Counts is counting.Counts (short).
 type Counts = counting.Counts
 
+// generateWeek writes the 7-day archive into st.
+func generateWeek(ctx context.Context, st *Store) error {
+	files, err := Synthetic{Segments: weekSegments, PerFile: weekPerFile, SegmentEvents: 64, Start: synthStart}.Generate(ctx, st)
+	if err != nil {
+		return err
+	}
+	if files != weekFiles {
+		return fmt.Errorf("generated %d files, want %d", files, weekFiles)
+	}
+	return nil
+}
+
 // weekArchive generates the 7-day archive once per test binary, reads
 // its index as individual records (the cost before roll-ups), and rolls
 // it up.
@@ -50,13 +62,8 @@ func weekArchive(t *testing.T) (*counting.Backend, *Store) {
 		t0 := time.Now()
 		week.b = counting.New(memory.New())
 		week.st = &Store{B: week.b, Instance: "i1"}
-		files, err := Synthetic{Segments: weekSegments, PerFile: weekPerFile, SegmentEvents: 64, Start: synthStart}.Generate(ctx, week.st)
-		if err != nil {
+		if err := generateWeek(ctx, week.st); err != nil {
 			week.err = err
-			return
-		}
-		if files != weekFiles {
-			week.err = fmt.Errorf("generated %d files", files)
 			return
 		}
 		t1 := time.Now()
