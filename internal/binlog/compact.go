@@ -104,9 +104,10 @@ func (s *Store) listPacks(ctx context.Context) ([]PackRange, error) {
 // attachPacks records, in the segments of segs (ascending by Seq), where
 // their bytes are in the packs: a pack is used when its segments are all
 // in segs, read from one roll-up, consecutive, and their stored sizes add
-// up to its size, and none of them is in an earlier pack already. Other
-// packs are not used (a read of one of their segments goes to its data
-// object): only a rolled-up file is compacted.
+// up to its size; it is attached to those of its segments no earlier pack
+// holds (two compactions that overlapped may have packed a stretch twice,
+// in different cuts). Other packs are not used (a read of one of their
+// segments goes to its data object): only a rolled-up file is compacted.
 func (s *Store) attachPacks(segs []Segment, packs []PackRange) {
 	rollup := s.prefix() + "rollup/"
 	for _, pr := range packs {
@@ -118,7 +119,7 @@ func (s *Store) attachPacks(segs []Segment, packs []PackRange) {
 		var sum int64
 		ok := true
 		for j := i; j < i+n && ok; j++ {
-			ok = segs[j].pack == nil && strings.HasPrefix(segs[j].record, rollup) && segs[j].record == segs[i].record &&
+			ok = strings.HasPrefix(segs[j].record, rollup) && segs[j].record == segs[i].record &&
 				(j == i || segs[j].Seq == segs[j-1].Seq+1)
 			sum += segs[j].StoredSize
 		}
@@ -127,7 +128,9 @@ func (s *Store) attachPacks(segs []Segment, packs []PackRange) {
 		}
 		var off int64
 		for j := i; j < i+n; j++ {
-			segs[j].pack = &packLoc{key: pr.Key, off: off, size: pr.Size}
+			if segs[j].pack == nil {
+				segs[j].pack = &packLoc{key: pr.Key, off: off, size: pr.Size}
+			}
 			off += segs[j].StoredSize
 		}
 	}
@@ -151,6 +154,16 @@ type packEntry struct {
 // A pack is at most its segments' stored sizes (loc.size): a larger or
 // shorter object is corrupt.
 func (s *Store) packBytes(ctx context.Context, loc *packLoc) ([]byte, error) {
+	for {
+		b, err := s.packBytesOnce(ctx, loc)
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue // the reader that fetched it was cancelled, not this one
+		}
+		return b, err
+	}
+}
+
+func (s *Store) packBytesOnce(ctx context.Context, loc *packLoc) ([]byte, error) {
 	c := &s.packs
 	c.mu.Lock()
 	for i, e := range c.entries {
@@ -275,11 +288,14 @@ func (s *Store) findPack(ctx context.Context, seg *Segment, skip string) (*packL
 // that stopped before deleting them). ix is from ReadIndex or ReadTail:
 // the roll-ups that need work are found from one listing of packs (in ix)
 // and one of data/, and those not read into ix are read. Newest roll-ups
-// first. Each pack is read back and compared with the bytes it was made
-// of before a data object is deleted; a segment whose data object does
-// not match its record is not packed (ErrCorrupt, after the others are
-// done). It is idempotent and safe to run beside another compaction, a
-// reader or a prune. It returns the number of packs written.
+// first. Each pack is read back from storage and compared with the bytes
+// it was made of before a data object is deleted; a segment whose data
+// object does not match its record is not packed (ErrCorrupt, after the
+// others are done). It is idempotent and safe to run beside another
+// compaction, a reader or a prune: a data object gone or a pack there
+// that it did not expect makes it list both again before it reports a
+// problem. It returns the number of packs written; ix's packs are listed
+// again after any.
 func (s *Store) Compact(ctx context.Context, ix *Index) (int, error) {
 	if len(ix.Rollups) == 0 {
 		return 0, nil
@@ -309,35 +325,70 @@ func (s *Store) Compact(ctx context.Context, ix *Index) (int, error) {
 		if !hasData {
 			continue // packed (or its data is gone: nothing to pack)
 		}
-		segs, err := s.rollupSegments(ctx, ix, rr)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // pruned meanwhile
-		}
-		if err != nil {
-			return written, err
-		}
-		n, probs, err := s.compactRollup(ctx, segs, present)
-		written += n
-		problems = append(problems, probs...)
-		if err != nil {
-			return written, err
-		}
-		if n > 0 {
-			ix.Packs = append(ix.Packs, packsOf(segs)...)
-			if k := sort.Search(len(ix.Segments), func(k int) bool { return ix.Segments[k].Seq >= rr.FirstSeq }); k < len(ix.Segments) && ix.Segments[k].Seq == rr.FirstSeq {
-				for m := range segs {
-					if k+m < len(ix.Segments) && ix.Segments[k+m].Seq == segs[m].Seq {
-						ix.Segments[k+m].pack = segs[m].pack
-					}
+		var probs []string
+		for attempt := 0; attempt < 2; attempt++ {
+			if attempt > 0 {
+				// Another compaction (or a prune) may have been at it:
+				// list its packs and data again before saying so.
+				if ix.Packs, err = s.listPacks(ctx); err != nil {
+					return written, err
+				}
+				if err := s.relistData(ctx, rr, present); err != nil {
+					return written, err
 				}
 			}
+			segs, err := s.rollupSegments(ctx, ix, rr)
+			if errors.Is(err, storage.ErrNotFound) {
+				probs = nil
+				break // pruned meanwhile
+			}
+			if err != nil {
+				return written, err
+			}
+			var n int
+			n, probs, err = s.compactRollup(ctx, segs, present)
+			written += n
+			if err != nil {
+				return written, err
+			}
+			if len(probs) == 0 {
+				break
+			}
 		}
+		problems = append(problems, probs...)
 	}
-	sort.SliceStable(ix.Packs, func(i, j int) bool { return ix.Packs[i].FirstSeq < ix.Packs[j].FirstSeq })
+	if written > 0 {
+		if ix.Packs, err = s.listPacks(ctx); err != nil {
+			return written, err
+		}
+		for i := range ix.Segments {
+			ix.Segments[i].pack = nil
+		}
+		s.attachPacks(ix.Segments, ix.Packs)
+	}
 	if len(problems) > 0 {
 		return written, fmt.Errorf("%w: compaction of the binlog archive of %s left segments unpacked: %s", ErrCorrupt, s.Instance, strings.Join(problems, "; "))
 	}
 	return written, nil
+}
+
+// relistData lists the data objects of roll-up rr's range again into
+// present.
+func (s *Store) relistData(ctx context.Context, rr RollupRange, present map[string]bool) error {
+	prefix := s.prefix() + "data/" + commonPrefix(fmt.Sprintf("%012d", rr.FirstSeq), fmt.Sprintf("%012d", rr.LastSeq))
+	objs, err := s.B.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("list binlog data: %w", err)
+	}
+	for k := range present {
+		if seq, ok := dataSeq(k); ok && strings.HasPrefix(k, prefix) && seq >= rr.FirstSeq && seq <= rr.LastSeq {
+			delete(present, k)
+		}
+	}
+	for _, o := range objs {
+		present[o.Key] = true
+	}
+	return nil
 }
 
 // rollupSegments returns a copy of the segments of roll-up rr with their
@@ -364,26 +415,6 @@ func (s *Store) rollupSegments(ctx context.Context, ix *Index, rr RollupRange) (
 	return r.Segments, nil
 }
 
-// packsOf returns the distinct packs segs are in.
-func packsOf(segs []Segment) []PackRange {
-	var out []PackRange
-	for i := range segs {
-		p := segs[i].pack
-		if p == nil || (len(out) > 0 && out[len(out)-1].Key == p.key) {
-			continue
-		}
-		out = append(out, PackRange{Key: p.key, FirstSeq: segs[i].Seq, Size: p.size})
-	}
-	for i := range out {
-		for j := range segs {
-			if segs[j].pack != nil && segs[j].pack.key == out[i].Key {
-				out[i].LastSeq = segs[j].Seq
-			}
-		}
-	}
-	return out
-}
-
 // compactRollup packs the segments of one roll-up (segs, with their packs
 // attached) that are not packed yet, and deletes the data objects of those
 // that are, after checking the pack. present is the set of data object
@@ -391,28 +422,31 @@ func packsOf(segs []Segment) []PackRange {
 // pack, each with why.
 func (s *Store) compactRollup(ctx context.Context, segs []Segment, present map[string]bool) (int, []string, error) {
 	var problems []string
-	// Packed segments whose data objects are still there: check the
-	// pack's bytes of each, then delete the data object.
-	checked := map[string]error{}
+	// Packed segments whose data objects are still there: check each one's
+	// bytes in its pack, read from storage (not a cache), then delete the
+	// data object. A segment whose bytes there are wrong or gone is packed
+	// anew below.
+	var cur string
+	var curData []byte
+	var curErr error
 	for i := range segs {
 		seg := &segs[i]
 		key := s.segmentDataKey(seg)
 		if seg.pack == nil || !present[key] {
 			continue
 		}
-		err, ok := checked[seg.pack.key]
-		if !ok {
-			err = s.checkPack(ctx, segs, seg.pack.key)
-			checked[seg.pack.key] = err
-		}
-		if ctx.Err() != nil {
-			return 0, problems, ctx.Err()
-		}
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
-				return 0, problems, err
+		if seg.pack.key != cur {
+			cur = seg.pack.key
+			curData, curErr = s.getLimited(ctx, cur, seg.pack.size)
+			if curErr == nil && int64(len(curData)) != seg.pack.size {
+				curErr = fmt.Errorf("%w: pack %s holds %d bytes, its segments %d", ErrCorrupt, cur, len(curData), seg.pack.size)
 			}
-			seg.pack = nil // packed anew below
+			if curErr != nil && !errors.Is(curErr, ErrCorrupt) && !errors.Is(curErr, storage.ErrNotFound) {
+				return 0, problems, curErr
+			}
+		}
+		if curErr != nil || !packHolds(curData, seg) {
+			seg.pack = nil
 			continue
 		}
 		if err := s.B.Delete(ctx, key); err != nil {
@@ -420,12 +454,7 @@ func (s *Store) compactRollup(ctx context.Context, segs []Segment, present map[s
 		}
 		delete(present, key)
 	}
-	// A pack found bad is not used for any of its segments.
-	for i := range segs {
-		if p := segs[i].pack; p != nil && checked[p.key] != nil {
-			segs[i].pack = nil
-		}
-	}
+	curData = nil
 	written := 0
 	damaged := map[uint64]bool{}
 	for i := 0; i < len(segs); {
@@ -468,18 +497,14 @@ func (s *Store) compactRollup(ctx context.Context, segs []Segment, present map[s
 	return written, problems, nil
 }
 
-// checkPack reads pack key whole and checks the bytes of every segment of
-// segs attached to it against their records.
-func (s *Store) checkPack(ctx context.Context, segs []Segment, key string) error {
-	for i := range segs {
-		if segs[i].pack == nil || segs[i].pack.key != key {
-			continue
-		}
-		if _, err := s.fromPack(ctx, segs[i].pack, &segs[i]); err != nil {
-			return err
-		}
+// packHolds says whether a pack's bytes hold seg's where its pack says.
+func packHolds(data []byte, seg *Segment) bool {
+	off := seg.pack.off
+	if off < 0 || off+seg.StoredSize > int64(len(data)) {
+		return false
 	}
-	return nil
+	sum := sha256.Sum256(data[off : off+seg.StoredSize])
+	return hex.EncodeToString(sum[:]) == seg.SHA256
 }
 
 // writePack writes the pack of group (consecutive unpacked segments of one

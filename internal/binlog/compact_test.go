@@ -252,6 +252,10 @@ func TestCompactHostilePacks(t *testing.T) {
 
 	got := readAll(t, st)
 	assert.Equal(t, want, got, "reads pass over the planted pack to the data objects")
+	smalls := map[string][]byte{}
+	for _, k := range keys(t, b, "i1/binlogs/data/") {
+		smalls[k] = get(t, b, k)
+	}
 	ix, err = st.ReadTail(ctx)
 	require.NoError(t, err)
 	n, err := st.Compact(ctx, ix)
@@ -280,13 +284,22 @@ func TestCompactHostilePacks(t *testing.T) {
 		}
 	}
 	assert.Len(t, failed, 1, "only the segment whose bytes were hit")
-	// A compaction does not make it worse: the pack is not deleted, nor
-	// its good segments lost.
+	// The damaged segment's data object comes back (a copy kept, or left by
+	// a compaction that stopped): the next compaction packs it anew, and
+	// every segment reads again; the pack is kept for its other segments.
+	seg := ix.Segments[failed[0]-1]
+	kept := smalls[st.segmentDataKey(&seg)]
+	require.NotEmpty(t, kept)
+	require.NoError(t, b.Put(ctx, st.segmentDataKey(&seg), bytes.NewReader(kept), int64(len(kept))))
 	ix, err = r.ReadTail(ctx)
 	require.NoError(t, err)
-	_, err = r.Compact(ctx, ix)
+	n, err = r.Compact(ctx, ix)
 	require.NoError(t, err)
+	assert.Equal(t, 1, n)
 	assert.Equal(t, bad, get(t, b, planted))
+	_, err = b.Stat(ctx, st.segmentDataKey(&seg))
+	require.ErrorIs(t, err, storage.ErrNotFound, "packed anew, its data object is deleted")
+	assert.Equal(t, want, readAll(t, st))
 }
 
 // A data object that does not match its record is not packed: the rest of

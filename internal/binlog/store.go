@@ -534,14 +534,18 @@ func (s *Store) checkData(ctx context.Context, ix *Index, tail map[uint64]bool, 
 		have[o.Key] = true
 	}
 	var missing []int
-	relist := false
 	for _, i := range check {
 		if !have[s.segmentDataKey(&ix.Segments[i])] {
 			missing = append(missing, i)
-			relist = relist || !tail[ix.Segments[i].Seq]
 		}
 	}
-	if relist {
+	if len(missing) > 0 {
+		// Rolled up and packed since they were read? The roll-ups and
+		// packs written since are listed after the data: what they hold
+		// is not missing.
+		if err := s.rereadRollups(ctx, ix, missing); err != nil {
+			return err
+		}
 		if ix.Packs, err = s.listPacks(ctx); err != nil {
 			return err
 		}
@@ -559,6 +563,63 @@ func (s *Store) checkData(ctx context.Context, ix *Index, tail map[uint64]bool, 
 			Reason: fmt.Sprintf("the data object %s of segment %d (%s:%d-%d) is missing and no pack holds it", key, seg.Seq, seg.File, seg.Start, seg.End)})
 	}
 	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	return nil
+}
+
+// rereadRollups reads the roll-ups written since ix was read that hold a
+// segment of ix.Segments[missing] (an individual record then), and marks
+// the segments they hold, when the records are the same, as read from
+// them (so that their packs attach).
+func (s *Store) rereadRollups(ctx context.Context, ix *Index, missing []int) error {
+	var individual []int
+	for _, i := range missing {
+		if !strings.HasPrefix(ix.Segments[i].record, s.prefix()+"rollup/") {
+			individual = append(individual, i)
+		}
+	}
+	if len(individual) == 0 {
+		return nil
+	}
+	rollups, err := s.listRollups(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, rr := range ix.Rollups {
+		known[rr.Key] = true
+	}
+	for _, rr := range rollups {
+		if known[rr.Key] {
+			continue
+		}
+		holds := false
+		for _, i := range individual {
+			holds = holds || (rr.FirstSeq <= ix.Segments[i].Seq && ix.Segments[i].Seq <= rr.LastSeq)
+		}
+		if !holds {
+			continue
+		}
+		r, err := s.readRollup(ctx, rr)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		k := sort.Search(len(ix.Segments), func(k int) bool { return ix.Segments[k].Seq >= rr.FirstSeq })
+		for j := range r.Segments {
+			if k+j >= len(ix.Segments) || ix.Segments[k+j].Seq != r.Segments[j].Seq {
+				break
+			}
+			a, _ := json.Marshal(&ix.Segments[k+j])
+			b, _ := json.Marshal(&r.Segments[j])
+			if bytes.Equal(a, b) {
+				ix.Segments[k+j].record = rr.Key
+			}
+		}
+		ix.Rollups = append(ix.Rollups, rr)
+	}
+	sort.Slice(ix.Rollups, func(i, j int) bool { return ix.Rollups[i].FirstSeq < ix.Rollups[j].FirstSeq })
 	return nil
 }
 
@@ -797,7 +858,7 @@ func (s *Store) readStored(ctx context.Context, seg *Segment) ([]byte, string, e
 			return b, other.key, nil
 		}
 		if packErr != nil {
-			return nil, loc.key, fmt.Errorf("%w: %s: %v, and the data object %s is gone", ErrCorrupt, s.describe(seg), packErr, dataKey)
+			return nil, loc.key, fmt.Errorf("%s: %w, and the data object %s is gone", s.describe(seg), packErr, dataKey)
 		}
 		return nil, dataKey, fmt.Errorf("%w: %s: the data object %s is missing and no pack holds it", ErrCorrupt, s.describe(seg), dataKey)
 	}
