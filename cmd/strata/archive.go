@@ -32,7 +32,7 @@ func archiveCmd(a *app) *cobra.Command {
 			if _, err := a.loadFor(args[0]); err != nil {
 				return err
 			}
-			_, err := a.start(cmd.Context(), "archive/"+args[0], workflows.ArchiveWorkflowName, workflows.ArchiveRequest{Instance: args[0]}, false, nil)
+			_, err := a.start(cmd.Context(), workflows.ArchiveWorkflowID(args[0]), workflows.ArchiveWorkflowName, workflows.ArchiveRequest{Instance: args[0]}, false, nil)
 			var already *serviceerror.WorkflowExecutionAlreadyStarted
 			if errors.As(err, &already) {
 				return fmt.Errorf("binlog archiving of %s is already running (strata archive status %s)", args[0], args[0])
@@ -50,7 +50,7 @@ func archiveCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			id := "archive/" + args[0]
+			id := workflows.ArchiveWorkflowID(args[0])
 			if err := c.SignalWorkflow(cmd.Context(), id, "", workflows.ArchiveStopSignal, nil); err != nil {
 				return fmt.Errorf("stop %s: %w (is archiving running? strata archive status %s)", id, err, args[0])
 			}
@@ -193,7 +193,7 @@ func (r *archiveReport) fromTemporal(ctx context.Context, a *app, instance strin
 		return
 	}
 	defer c.Close()
-	id := "archive/" + instance
+	id := workflows.ArchiveWorkflowID(instance)
 	d, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		r.State = "not started"

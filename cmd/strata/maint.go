@@ -66,7 +66,7 @@ func verifyCmd(a *app) *cobra.Command {
 					return err
 				}
 				var res workflows.VerifyResult
-				wid := fmt.Sprintf("verify/%s/%s", args[0], time.Now().UTC().Format(workflows.BackupIDFormat))
+				wid := workflows.VerifyWorkflowID(args[0], time.Now())
 				if _, err := a.start(cmd.Context(), wid, workflows.VerifyWorkflowName,
 					workflows.VerifyRequest{Instance: args[0], BackupID: id, Archive: archive, AllowUnencrypted: allowUn}, true, &res); err != nil {
 					return err
@@ -118,7 +118,7 @@ func pruneCmd(a *app) *cobra.Command {
 				return err
 			}
 			var res workflows.RetentionResult
-			wid := "retention/" + args[0]
+			wid := workflows.RetentionWorkflowID(args[0])
 			if _, err := a.start(cmd.Context(), wid, workflows.RetentionWorkflowName,
 				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun, AllowDeleteNewest: allowNewest}, true, &res); err != nil {
 				return err

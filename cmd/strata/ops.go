@@ -81,7 +81,7 @@ func backupCmd(a *app) *cobra.Command {
 				id = time.Now().UTC().Format(workflows.BackupIDFormat)
 			}
 			var res workflows.BackupResult
-			_, err := a.start(cmd.Context(), "backup/"+args[0]+"/"+id, workflows.BackupWorkflowName,
+			_, err := a.start(cmd.Context(), workflows.BackupWorkflowID(args[0], id), workflows.BackupWorkflowName,
 				workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res)
 			if err != nil || !wait {
 				return err
@@ -195,7 +195,7 @@ func restoreCmd(a *app) *cobra.Command {
 // restoreWorkflowID is the id of the restore into dir on host: one per
 // target, however the directory is spelled.
 func restoreWorkflowID(host, dir string) string {
-	return "restore/" + host + ":" + filepath.Clean(dir)
+	return workflows.RestoreWorkflowID(host, dir)
 }
 
 // catalogEntry is one row of `strata ls`.

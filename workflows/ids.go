@@ -1,0 +1,39 @@
+package workflows
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// Workflow and schedule ids are business keys (docs/architecture.md,
+// "Workflow ids are business keys"): every one is made here, so that the
+// CLI, the entity workflow, schedules and other services agree on them.
+// Task queues are config.AgentTaskQueue, config.ArchiveTaskQueue and the
+// worker's temporal.task_queue.
+
+// BackupWorkflowID is the id of the backup backupID of instance.
+func BackupWorkflowID(instance, backupID string) string { return "backup/" + instance + "/" + backupID }
+
+// RestoreWorkflowID is the id of a restore into dir on host: one restore
+// per target directory at a time.
+func RestoreWorkflowID(host, dir string) string { return "restore/" + host + ":" + filepath.Clean(dir) }
+
+// VerifyWorkflowID is the id of a verify of instance started at at.
+func VerifyWorkflowID(instance string, at time.Time) string {
+	return "verify/" + instance + "/" + at.UTC().Format(BackupIDFormat)
+}
+
+// RetentionWorkflowID is the id of instance's retention run: one at a time.
+func RetentionWorkflowID(instance string) string { return "retention/" + instance }
+
+// ArchiveWorkflowID is the id of instance's binlog archiver: one per
+// instance.
+func ArchiveWorkflowID(instance string) string { return "archive/" + instance }
+
+// InstanceWorkflowID is the id of instance's entity workflow, the one
+// door for work on it.
+func InstanceWorkflowID(instance string) string { return "instance/" + instance }
+
+// ScheduleID is the id of the Temporal Schedule of kind (full,
+// incremental, verify, prune, drill) for instance.
+func ScheduleID(instance, kind string) string { return "strata/" + instance + "/" + kind }
