@@ -54,7 +54,10 @@ start_temporal() {
 	if running "$state/temporal.pid"; then return; fi
 	say "Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (SQLite $state/temporal.db, Web UI :$TEMPORAL_UI_PORT)"
 	setsid temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
-		--db-filename "$state/temporal.db" --log-level error >"$state/temporal.log" 2>&1 &
+		--db-filename "$state/temporal.db" --log-level error \
+		--search-attribute StrataInstance=Keyword --search-attribute StrataKind=Keyword \
+		--search-attribute StrataBackupID=Keyword --search-attribute StrataHost=Keyword \
+		>"$state/temporal.log" 2>&1 &
 	echo $! >"$state/temporal.pid"
 	wait_for 60 "Temporal" temporal operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workers"
+	"github.com/strata-backup/strata/workflows"
 )
 
 // repoRoot is the repository's top directory (this file lives in tests/).
@@ -122,6 +123,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	if addr == "" {
 		dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 			ExistingPath:  temporalBinary(t),
+			ExtraArgs:     workflows.SearchAttributeArgs(),
 			LogLevel:      "error",
 			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log)},
 			Stdout:        io.Discard,

@@ -61,9 +61,9 @@ func (p *temporalProcess) start() {
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	require.NoError(p.t, err)
 	defer logf.Close()
-	p.cmd = exec.Command(p.bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(p.port),
+	p.cmd = exec.Command(p.bin, append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(p.port),
 		"--ui-port", strconv.Itoa(p.ui), "--db-filename", p.db, "--headless", "--log-level", "warn",
-		"--dynamic-config-value", "frontend.enableServerVersionCheck=false")
+		"--dynamic-config-value", "frontend.enableServerVersionCheck=false"}, workflows.SearchAttributeArgs()...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	require.NoError(p.t, p.cmd.Start())
 	exited := make(chan struct{})

@@ -3,6 +3,8 @@ package workflows
 import (
 	"path/filepath"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 )
 
 // Workflow and schedule ids are business keys (docs/architecture.md,
@@ -37,3 +39,42 @@ func InstanceWorkflowID(instance string) string { return "instance/" + instance 
 // ScheduleID is the id of the Temporal Schedule of kind (full,
 // incremental, verify, prune, drill) for instance.
 func ScheduleID(instance, kind string) string { return "strata/" + instance + "/" + kind }
+
+// Search attributes every Strata workflow carries, so that `temporal
+// workflow list --query "StrataInstance='db1'"` and the Web UI filter by
+// instance, kind, backup and host. They must be registered on the
+// namespace (SearchAttributeArgs: the dev server's --search-attribute
+// flags; `temporal operator search-attribute create` on a cluster).
+var (
+	SAInstance = temporal.NewSearchAttributeKeyKeyword("StrataInstance")
+	SAKind     = temporal.NewSearchAttributeKeyKeyword("StrataKind")
+	SABackupID = temporal.NewSearchAttributeKeyKeyword("StrataBackupID")
+	SAHost     = temporal.NewSearchAttributeKeyKeyword("StrataHost")
+)
+
+// SearchAttributeNames are the names of the search attributes, all of
+// type Keyword.
+var SearchAttributeNames = []string{"StrataInstance", "StrataKind", "StrataBackupID", "StrataHost"}
+
+// SearchAttributeArgs are the `temporal server start-dev` flags that
+// register them.
+func SearchAttributeArgs() []string {
+	var out []string
+	for _, n := range SearchAttributeNames {
+		out = append(out, "--search-attribute", n+"=Keyword")
+	}
+	return out
+}
+
+// SearchAttributes are the attributes of a workflow of kind (backup,
+// restore, verify, retention, archive, instance, schedule, drill) on
+// instance; empty values are left out.
+func SearchAttributes(instance, kind, backupID, host string) temporal.SearchAttributes {
+	var up []temporal.SearchAttributeUpdate
+	for k, v := range map[temporal.SearchAttributeKeyKeyword]string{SAInstance: instance, SAKind: kind, SABackupID: backupID, SAHost: host} {
+		if v != "" {
+			up = append(up, k.ValueSet(v))
+		}
+	}
+	return temporal.NewSearchAttributes(up...)
+}
