@@ -143,6 +143,80 @@ type Backup struct {
 	// MaxChainLength forces a full backup when an incremental would make the
 	// chain (full + incrementals) longer than this; 0 = no limit.
 	MaxChainLength int `yaml:"max_chain_length"`
+	// Preflight is the load check before a backup locks anything.
+	Preflight Preflight `yaml:"preflight"`
+}
+
+// Preflight configures the pre-flight check of a backup: before the backup
+// tool starts, the agent checks the source server against these thresholds
+// and, while one is exceeded, checks again every Recheck until Budget has
+// passed; then the backup fails (PreflightBlocked) naming what blocked.
+// Each field left unset inherits from defaults.preflight, then the
+// default in the comment.
+type Preflight struct {
+	// Enabled: false skips the check (default true).
+	Enabled           *bool    `yaml:"enabled"`
+	MaxTrxAge         Duration `yaml:"max_trx_age"`         // oldest open transaction, default 5m
+	MaxThreadsRunning int      `yaml:"max_threads_running"` // Threads_running, default 64
+	MaxReplicationLag Duration `yaml:"max_replication_lag"` // Seconds_Behind_Master of a replica, default 5m
+	MinFreeDisk       ByteSize `yaml:"min_free_disk"`       // free in agent.scratch_dir, default 1GiB
+	Budget            Duration `yaml:"budget"`              // how long to wait for the load to pass, default 10m
+	Recheck           Duration `yaml:"recheck"`             // time between checks, default 15s
+}
+
+// On reports whether the check runs.
+func (p Preflight) On() bool { return p.Enabled == nil || *p.Enabled }
+
+// inherit fills the unset fields of p from d.
+func (p *Preflight) inherit(d Preflight) {
+	if p.Enabled == nil {
+		p.Enabled = d.Enabled
+	}
+	if p.MaxTrxAge == 0 {
+		p.MaxTrxAge = d.MaxTrxAge
+	}
+	if p.MaxThreadsRunning == 0 {
+		p.MaxThreadsRunning = d.MaxThreadsRunning
+	}
+	if p.MaxReplicationLag == 0 {
+		p.MaxReplicationLag = d.MaxReplicationLag
+	}
+	if p.MinFreeDisk == 0 {
+		p.MinFreeDisk = d.MinFreeDisk
+	}
+	if p.Budget == 0 {
+		p.Budget = d.Budget
+	}
+	if p.Recheck == 0 {
+		p.Recheck = d.Recheck
+	}
+}
+
+// Preflight defaults.
+var defaultPreflight = Preflight{
+	MaxTrxAge: Duration(5 * time.Minute), MaxThreadsRunning: 64, MaxReplicationLag: Duration(5 * time.Minute),
+	MinFreeDisk: 1 << 30, Budget: Duration(10 * time.Minute), Recheck: Duration(15 * time.Second),
+}
+
+// maxPreflightBudget bounds backup.preflight.budget.
+const maxPreflightBudget = 24 * time.Hour
+
+func validatePreflight(key string, p *Preflight, bad func(key, format string, a ...any)) {
+	key += ".preflight"
+	for name, v := range map[string]Duration{"max_trx_age": p.MaxTrxAge, "max_replication_lag": p.MaxReplicationLag} {
+		if v < Duration(time.Second) {
+			bad(key+"."+name, "%s is too short: use at least 1s", time.Duration(v))
+		}
+	}
+	if p.MaxThreadsRunning < 1 {
+		bad(key+".max_threads_running", "%d must be at least 1", p.MaxThreadsRunning)
+	}
+	if p.Budget < 0 || p.Budget > Duration(maxPreflightBudget) {
+		bad(key+".budget", "%s is out of range (0s to %s; 0 = the default 10m)", time.Duration(p.Budget), maxPreflightBudget)
+	}
+	if p.Recheck < Duration(time.Second) || p.Recheck > Duration(time.Hour) {
+		bad(key+".recheck", "%s is out of range (1s to 1h)", time.Duration(p.Recheck))
+	}
 }
 
 // Retention is the retention policy of an instance.
@@ -294,6 +368,7 @@ func (c *Config) applyDefaults() {
 	if d.BackupTimeout == 0 {
 		d.BackupTimeout = Duration(24 * time.Hour)
 	}
+	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
 		if r.KeepFull == 0 {
@@ -348,6 +423,7 @@ func (c *Config) applyDefaults() {
 		if b.MaxChainLength == 0 {
 			b.MaxChainLength = d.MaxChainLength
 		}
+		b.Preflight.inherit(d.Preflight)
 		if r.PartialGrace == 0 {
 			r.PartialGrace = Duration(c.defaultPartialGrace(&c.Instances[i]))
 		}
@@ -506,6 +582,7 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	if b.Parallelism < 1 || b.Parallelism > 256 {
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
 	}
+	validatePreflight(key, &b.Preflight, bad)
 }
 
 // Instance returns the instance with the given id.
