@@ -28,11 +28,12 @@ type Thresholds struct {
 
 // Trx is an open InnoDB transaction.
 type Trx struct {
-	ID    string        `json:"id"`
-	User  string        `json:"user"`
-	Host  string        `json:"host"`
-	Age   time.Duration `json:"age"`
-	Query string        `json:"query"` // running statement, or the last one the thread ran
+	ID     string        `json:"id"`
+	Thread uint64        `json:"thread"` // processlist id (KILL it to end the transaction)
+	User   string        `json:"user"`
+	Host   string        `json:"host"`
+	Age    time.Duration `json:"age"`
+	Query  string        `json:"query"` // running statement, or the last one the thread ran
 }
 
 // Sample is what was measured on the server and the staging disk.
@@ -61,8 +62,8 @@ func Decide(s Sample, th Thresholds) []Block {
 		for _, t := range s.Trxs {
 			if t.Age > th.MaxTrxAge {
 				out = append(out, Block{Check: "trx_age", Reason: fmt.Sprintf(
-					"transaction %s of %s@%s open for %s (max_trx_age %s), query: %s",
-					t.ID, t.User, t.Host, t.Age.Round(time.Second), th.MaxTrxAge, queryText(t.Query))})
+					"transaction %s of %s@%s (thread %d) open for %s (max_trx_age %s), query: %s",
+					t.ID, t.User, t.Host, t.Thread, t.Age.Round(time.Second), th.MaxTrxAge, queryText(t.Query))})
 				break // the oldest names the problem
 			}
 		}
@@ -163,24 +164,21 @@ ORDER BY t.trx_started, t.trx_id`)
 	}
 	defer rows.Close()
 	var out []Trx
-	var threads []uint64
 	for rows.Next() {
 		var t Trx
 		var us int64
-		var thread uint64
-		if err := rows.Scan(&t.ID, &t.User, &t.Host, &us, &t.Query, &thread); err != nil {
+		if err := rows.Scan(&t.ID, &t.User, &t.Host, &us, &t.Query, &t.Thread); err != nil {
 			return nil, fmt.Errorf("read information_schema.innodb_trx: %w", err)
 		}
 		t.Age = time.Duration(us) * time.Microsecond
 		out = append(out, t)
-		threads = append(threads, thread)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read information_schema.innodb_trx: %w", err)
 	}
 	for i := range out {
 		if out[i].Query == "" {
-			out[i].Query = lastStatement(ctx, db, threads[i])
+			out[i].Query = lastStatement(ctx, db, out[i].Thread)
 		}
 	}
 	return out, nil

@@ -23,13 +23,13 @@ func TestDecide(t *testing.T) {
 
 	old := ok
 	old.Trxs = []Trx{
-		{ID: "77", User: "etl", Host: "10.0.0.9:5123", Age: 2 * time.Hour, Query: "SELECT *\n  FROM big"},
+		{ID: "77", Thread: 12, User: "etl", Host: "10.0.0.9:5123", Age: 2 * time.Hour, Query: "SELECT *\n  FROM big"},
 		{ID: "78", User: "app", Host: "h", Age: 10 * time.Minute, Query: "x"},
 	}
 	b := Decide(old, th)
 	require.Len(t, b, 1, "one block for transactions, the oldest")
 	require.Equal(t, "trx_age", b[0].Check)
-	for _, want := range []string{"transaction 77", "etl@10.0.0.9:5123", "2h0m0s", "SELECT * FROM big", "max_trx_age 5m0s"} {
+	for _, want := range []string{"transaction 77", "etl@10.0.0.9:5123 (thread 12)", "2h0m0s", "SELECT * FROM big", "max_trx_age 5m0s"} {
 		require.Contains(t, b[0].Reason, want)
 	}
 	idle := ok
@@ -126,7 +126,7 @@ func TestWaitFailsWhenTheBudgetRunsOut(t *testing.T) {
 	require.Equal(t, []time.Duration{15 * time.Second, 15 * time.Second, 10 * time.Second}, c.slept)
 	require.Equal(t, 4, be.Checked)
 	require.Equal(t, 40*time.Second, be.Waited)
-	require.Contains(t, err.Error(), "transaction 7 of etl@h open for 1h0m0s")
+	require.Contains(t, err.Error(), "transaction 7 of etl@h (thread 0) open for 1h0m0s")
 	require.Contains(t, err.Error(), "budget 40s")
 }
 
@@ -177,6 +177,9 @@ func TestMeasureRealServer(t *testing.T) {
 	require.Len(t, s.Trxs, 1, "%+v", s.Trxs)
 	require.Equal(t, "root", s.Trxs[0].User)
 	require.NotEmpty(t, s.Trxs[0].ID)
+	var thread uint64
+	require.NoError(t, conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&thread))
+	require.Equal(t, thread, s.Trxs[0].Thread)
 	// Idle in its transaction: the last statement where performance_schema
 	// keeps it (off by default in MariaDB).
 	require.True(t, strings.Contains(s.Trxs[0].Query, "INSERT INTO pf.t") || s.Trxs[0].Query == "", "%q", s.Trxs[0].Query)
