@@ -29,6 +29,7 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
 		HeartbeatTimeout:  c.Config.Temporal.HeartbeatTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
+		PreflightTimeout:  in.Backup.Preflight.Budget.Std() + preflightMargin,
 	}, nil
 }
 

@@ -53,6 +53,9 @@ const (
 	// ErrUnauthenticated: metadata read from the repository does not carry
 	// a valid MAC: planted or altered without the key.
 	ErrUnauthenticated = "Unauthenticated"
+	// ErrPreflightBlocked: the pre-flight check found the source over a
+	// threshold (backup.preflight) for the whole budget.
+	ErrPreflightBlocked = "PreflightBlocked"
 )
 
 // fail returns a non-retryable application error of the given type.

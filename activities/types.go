@@ -17,6 +17,9 @@ type InstanceRoute struct {
 	AgentStartTimeout time.Duration `json:"agent_start_timeout"`
 	HeartbeatTimeout  time.Duration `json:"heartbeat_timeout"`
 	BackupTimeout     time.Duration `json:"backup_timeout"`
+	// PreflightTimeout bounds one attempt of the pre-flight check: its
+	// budget (backup.preflight.budget) and a margin for the last check.
+	PreflightTimeout time.Duration `json:"preflight_timeout,omitempty"`
 }
 
 // BackupRef names one backup of one instance.

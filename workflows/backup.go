@@ -10,6 +10,11 @@ import (
 // BackupIDFormat is how default backup ids are derived from the start time.
 const BackupIDFormat = "20060102T150405Z"
 
+// PreflightChange is the workflow.GetVersion change id of the pre-flight
+// check in BackupWorkflow: histories without its marker (recorded before
+// it) replay without the check.
+const PreflightChange = "backup-preflight"
+
 // BackupWorkflow takes one backup of one instance on the agent that owns it.
 // The catalog plans its base (the parent and from-LSN of an incremental or a
 // differential) from the repository, so agents keep no state.
@@ -35,6 +40,21 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
 		return nil, err
 	}
+	var agent *activities.Agent
+	// The pre-flight check (version 1) runs on the agent's light queue (the
+	// one of its binlog archivers), so that waiting for the load to pass
+	// holds none of the agent's backup/restore slots (agent.max_concurrent).
+	var pf *activities.PreflightResult
+	if workflow.GetVersion(ctx, PreflightChange, workflow.DefaultVersion, 1) >= 1 {
+		timeout := route.PreflightTimeout
+		if timeout <= 0 {
+			timeout = route.BackupTimeout
+		}
+		pctx := agentCtx(ctx, &route, route.ArchiveTaskQueue, timeout)
+		if err := workflow.ExecuteActivity(pctx, agent.Preflight, activities.PreflightParams{Instance: req.Instance}).Get(ctx, &pf); err != nil {
+			return nil, agentError(err, route.Host, route.ArchiveTaskQueue)
+		}
+	}
 	var plan activities.BackupPlan
 	if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.PlanBackup, activities.PlanRequest{
 		Instance: req.Instance, Type: req.Type, AutoFull: req.AutoFull,
@@ -44,7 +64,6 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	log.Info("backup", "instance", req.Instance, "backup_id", req.BackupID, "host", route.Host,
 		"type", plan.Type, "parent", plan.ParentID, "note", plan.Note)
 
-	var agent *activities.Agent
 	var sum activities.BackupSummary
 	actx := agentCtx(ctx, &route, route.TaskQueue, route.BackupTimeout)
 	err := workflow.ExecuteActivity(actx, agent.Backup, activities.BackupParams{
@@ -53,7 +72,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if err != nil {
 		return nil, agentError(err, route.Host, route.TaskQueue)
 	}
-	res := &BackupResult{BackupSummary: sum, Host: route.Host, ChainLength: plan.ChainLength, Note: plan.Note}
+	res := &BackupResult{BackupSummary: sum, Host: route.Host, ChainLength: plan.ChainLength, Note: plan.Note, Preflight: pf}
 	if sum.DurationSeconds > 0 {
 		res.ThroughputMBps = float64(sum.RawSize) / 1e6 / sum.DurationSeconds
 	}

@@ -38,6 +38,9 @@ type BackupResult struct {
 	Note string `json:"note,omitempty"`
 	// ThroughputMBps is raw MB (10^6 bytes) of backup stream per second.
 	ThroughputMBps float64 `json:"throughput_mbps"`
+	// Preflight is the pre-flight check that let the backup go (nil in
+	// runs started before the check existed).
+	Preflight *activities.PreflightResult `json:"preflight,omitempty"`
 }
 
 // RestoreRequest asks to restore one backup into a new datadir.

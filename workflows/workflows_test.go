@@ -35,7 +35,14 @@ func (s *wfSuite) SetupTest() {
 }
 
 var route = &activities.InstanceRoute{Instance: "db1", Host: "h1", TaskQueue: "strata-agent.h1",
-	AgentStartTimeout: time.Minute, BackupTimeout: time.Hour}
+	ArchiveTaskQueue: "strata-agent.h1.binlog", AgentStartTimeout: time.Minute, BackupTimeout: time.Hour,
+	PreflightTimeout: 12 * time.Minute}
+
+// preflightPasses mocks a pre-flight check that lets the backup go.
+func (s *wfSuite) preflightPasses() {
+	s.env.OnActivity(s.ag.Preflight, mock.Anything, activities.PreflightParams{Instance: "db1"}).
+		Return(&activities.PreflightResult{Checked: 1}, nil).Maybe()
+}
 
 func (s *wfSuite) resolve() {
 	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
@@ -43,6 +50,7 @@ func (s *wfSuite) resolve() {
 		func(_ context.Context, r activities.PlanRequest) (*activities.BackupPlan, error) {
 			return &activities.BackupPlan{Type: r.Type, ChainLength: 1}, nil
 		}).Maybe()
+	s.preflightPasses()
 }
 
 func (s *wfSuite) chain(ids ...string) {
@@ -182,6 +190,7 @@ func (s *wfSuite) TestRestoreUnknownBackup() {
 
 func (s *wfSuite) TestIncrementalUsesThePlannedBase() {
 	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, mock.Anything).Return(route, nil)
+	s.preflightPasses()
 	s.env.OnActivity(s.cat.PlanBackup, mock.Anything, activities.PlanRequest{Instance: "db1", Type: "incremental"}).
 		Return(&activities.BackupPlan{Type: "incremental", ParentID: "f1", FromLSN: 4711, ChainLength: 2}, nil)
 	s.env.OnActivity(s.ag.Backup, mock.Anything, activities.BackupParams{Instance: "db1", BackupID: "i1", Type: "incremental", ParentID: "f1", FromLSN: 4711}).
@@ -196,6 +205,7 @@ func (s *wfSuite) TestIncrementalUsesThePlannedBase() {
 
 func (s *wfSuite) TestPlanCanTurnAnIncrementalIntoAFull() {
 	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, mock.Anything).Return(route, nil)
+	s.preflightPasses()
 	s.env.OnActivity(s.cat.PlanBackup, mock.Anything, activities.PlanRequest{Instance: "db1", Type: "incremental", AutoFull: true}).
 		Return(&activities.BackupPlan{Type: "full", ChainLength: 1, Note: "no base: taking a full"}, nil)
 	s.env.OnActivity(s.ag.Backup, mock.Anything, activities.BackupParams{Instance: "db1", BackupID: "x", Type: "full"}).
