@@ -44,6 +44,10 @@ type ArchiveState struct {
 	Gaps    []binlog.Gap    `json:"gaps"`
 }
 
+// ArchiveCoverageChange is the workflow.GetVersion change id of the
+// archive workflow's coverage reads.
+const ArchiveCoverageChange = "archive-coverage"
+
 // runsPerHistory bounds the runs one workflow history holds before it
 // continues as new.
 const runsPerHistory = 100
@@ -79,6 +83,12 @@ func BinlogArchiveWorkflow(ctx workflow.Context, req ArchiveRequest) (*ArchiveSt
 	}
 	st.Host = route.Host
 	var agent *activities.Agent
+	// The coverage reads (ArchiveWindows before every run and when the
+	// workflow stops) shipped without a version marker, so every history
+	// of that code has them and no marker: DefaultVersion and version 1
+	// read coverage alike, and a later change to the reads branches on this
+	// version (DefaultVersion and 1 keep today's sequence).
+	_ = workflow.GetVersion(ctx, ArchiveCoverageChange, workflow.DefaultVersion, 1)
 	coverage := func() {
 		var cov activities.ArchiveCoverage
 		if err := workflow.ExecuteActivity(catalogCtx(ctx), cat.ArchiveWindows, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &cov); err == nil {
