@@ -80,11 +80,14 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
 	done
 
-## lint: gofmt, go vet and staticcheck
+## lint: gofmt, go vet, staticcheck and workflowcheck (non-determinism in workflow code: time, rand,
+##   goroutines, map ranges, globals; see its -config for justified ignores)
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
+	$(GO) run $(WORKFLOWCHECK) ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -101,7 +101,7 @@ func Summary(blocks []Block) string {
 func queryText(q string) string {
 	q = strings.Join(strings.Fields(q), " ")
 	if q == "" {
-		return "(idle in its transaction; its last statement is not recorded where performance_schema is off)"
+		return "(idle in its transaction; its last statement is not recorded: performance_schema with the events_statements_current consumer is off)"
 	}
 	if len(q) > 200 {
 		q = q[:200] + "..."
@@ -148,8 +148,10 @@ func Measure(ctx context.Context, db *sql.DB, flavor, diskPath string) (Sample, 
 // Transactions lists the open InnoDB transactions, oldest first, with the
 // user, host and statement of their threads; the checker's own connection
 // is left out. A thread that is idle inside its
-// transaction shows the last statement it ran where the server keeps it
-// (performance_schema on MySQL 5.7+/MariaDB with it enabled).
+// transaction shows the last statement it ran where the server keeps it:
+// performance_schema.events_statements_current (on by default in MySQL;
+// MariaDB needs performance_schema=ON and
+// performance_schema_consumer_events_statements_current=ON).
 func Transactions(ctx context.Context, db *sql.DB) ([]Trx, error) {
 	rows, err := db.QueryContext(ctx, `
 SELECT t.trx_id, COALESCE(p.USER, ''), COALESCE(p.HOST, ''),

@@ -3,7 +3,6 @@ package preflight
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -152,10 +151,20 @@ func TestWaitReturnsMeasurementErrors(t *testing.T) {
 }
 
 // TestMeasureRealServer opens a transaction on a real MariaDB and checks
-// that Measure names it, with its user and statement, and that a server
-// that is no replica has no lag.
+// that Measure names it, with its user and last statement (where
+// performance_schema is on), and that a server that is no replica has no
+// lag.
 func TestMeasureRealServer(t *testing.T) {
-	srv := testdb.ForTest(t, testdb.Options{})
+	t.Run("performance_schema off", func(t *testing.T) { measureRealServer(t, false) })
+	t.Run("performance_schema on", func(t *testing.T) { measureRealServer(t, true) })
+}
+
+func measureRealServer(t *testing.T, ps bool) {
+	opts := testdb.Options{}
+	if ps {
+		opts.ExtraArgs = []string{"--performance-schema=ON", "--performance-schema-consumer-events-statements-current=ON"}
+	}
+	srv := testdb.ForTest(t, opts)
 	db, err := srv.DB("")
 	require.NoError(t, err)
 	defer db.Close()
@@ -182,7 +191,11 @@ func TestMeasureRealServer(t *testing.T) {
 	require.Equal(t, thread, s.Trxs[0].Thread)
 	// Idle in its transaction: the last statement where performance_schema
 	// keeps it (off by default in MariaDB).
-	require.True(t, strings.Contains(s.Trxs[0].Query, "INSERT INTO pf.t") || s.Trxs[0].Query == "", "%q", s.Trxs[0].Query)
+	if ps {
+		require.Equal(t, "INSERT INTO pf.t VALUES (1)", s.Trxs[0].Query)
+	} else {
+		require.Empty(t, s.Trxs[0].Query)
+	}
 	require.False(t, s.Replica)
 	require.Nil(t, s.Lag)
 	require.Positive(t, s.FreeDisk)
