@@ -29,8 +29,11 @@ type PreflightResult struct {
 	Skipped bool          `json:"skipped,omitempty"` // backup.preflight.enabled: false
 	Checked int           `json:"checked"`
 	Waited  time.Duration `json:"waited"`
-	// Sample is the last check's figures.
-	Sample preflight.Sample `json:"sample"`
+	// Sample is the last check's figures, without the transactions'
+	// statements (they may hold data: only a blocking one is named, in
+	// the error and the heartbeat); OpenTrxs counts them.
+	Sample   preflight.Sample `json:"sample"`
+	OpenTrxs int              `json:"open_trxs"`
 }
 
 // Preflight checks the source server of a backup before the backup takes
@@ -98,5 +101,7 @@ func (a *Agent) Preflight(ctx context.Context, p PreflightParams) (*PreflightRes
 	if err != nil {
 		return nil, classify(err)
 	}
-	return &PreflightResult{Checked: prog.Checked, Waited: time.Since(prog.Started), Sample: prog.Sample}, nil
+	res := &PreflightResult{Checked: prog.Checked, Waited: time.Since(prog.Started), Sample: prog.Sample, OpenTrxs: len(prog.Sample.Trxs)}
+	res.Sample.Trxs = nil
+	return res, nil
 }

@@ -90,6 +90,11 @@ type stackSetup struct {
 	// temporal is the address of a Temporal server the test runs itself;
 	// empty means newStack starts a dev server.
 	temporal string
+	// defaults are more lines of the config's defaults: block (indented
+	// by two spaces).
+	defaults string
+	// srcArgs are extra mariadbd options of the source server.
+	srcArgs []string
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -116,7 +121,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	}
 	s := &stack{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(lvl))}
 
-	s.src = testdb.ForTest(t, testdb.Options{})
+	s.src = testdb.ForTest(t, testdb.Options{ExtraArgs: setup.srcArgs})
 	t.Setenv("STRATA_E2E_PASSWORD", s.src.Password)
 
 	addr := setup.temporal
@@ -154,6 +159,7 @@ defaults:
   chunk_size: 1MiB
   parallelism: 2
   prepare_memory: 256MiB
+%s
 instances:
   - id: db1
     host: h1
@@ -162,7 +168,7 @@ instances:
       user: root
       password_env: STRATA_E2E_PASSWORD
     datadir: %s
-`, addr, setup.storage, s.src.Port, s.src.Datadir)
+`, addr, setup.storage, setup.defaults, s.src.Port, s.src.Datadir)
 	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}
