@@ -34,13 +34,13 @@ func TestLongTransactionMakesPreflightWaitThenFail(t *testing.T) {
 	held, err := db.Conn(s.ctx)
 	require.NoError(t, err)
 	defer held.Close()
+	var thread uint64
+	require.NoError(t, held.QueryRowContext(s.ctx, "SELECT CONNECTION_ID()").Scan(&thread))
 	_, err = held.ExecContext(s.ctx, "BEGIN")
 	require.NoError(t, err)
 	const stmt = "UPDATE e2e.numbered SET payload = 'held' WHERE id = 7"
 	_, err = held.ExecContext(s.ctx, stmt)
 	require.NoError(t, err)
-	var thread uint64
-	require.NoError(t, held.QueryRowContext(s.ctx, "SELECT CONNECTION_ID()").Scan(&thread))
 	var trxID string
 	require.NoError(t, db.QueryRowContext(s.ctx, "SELECT trx_id FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = ?", thread).Scan(&trxID))
 	// The transaction is older than max_trx_age before the backup starts.
