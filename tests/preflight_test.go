@@ -77,17 +77,20 @@ func TestLongTransactionMakesPreflightWaitThenFail(t *testing.T) {
 	_, err = s.repo.ReadManifest(s.ctx, "db1", id)
 	require.Error(t, err, "no manifest of the blocked backup")
 
-	// After the transaction commits, the same backup run again succeeds.
+	// After the transaction commits, the backup run again (under a new id:
+	// a backup id is used once) succeeds.
 	_, err = held.ExecContext(s.ctx, "COMMIT")
 	require.NoError(t, err)
+	const retry = "pf2"
+	opts.ID, opts.TypedSearchAttributes = workflows.BackupWorkflowID("db1", retry), workflows.SearchAttributes("db1", "backup", retry, "h1")
 	var res workflows.BackupResult
-	run, err = s.client.ExecuteWorkflow(s.ctx, opts, workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "db1", BackupID: id, Type: "full"})
+	run, err = s.client.ExecuteWorkflow(s.ctx, opts, workflows.BackupWorkflowName, workflows.BackupRequest{Instance: "db1", BackupID: retry, Type: "full"})
 	require.NoError(t, err)
 	require.NoError(t, run.Get(s.ctx, &res))
-	require.Equal(t, id, res.BackupID)
+	require.Equal(t, retry, res.BackupID)
 	require.NotNil(t, res.Preflight, "the check ran")
 	require.False(t, res.Preflight.Skipped)
 	require.Zero(t, res.Preflight.OpenTrxs)
-	_, err = s.repo.ReadManifest(s.ctx, "db1", id)
+	_, err = s.repo.ReadManifest(s.ctx, "db1", retry)
 	require.NoError(t, err)
 }
