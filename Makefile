@@ -64,7 +64,10 @@ bench-archive:
 ## histories: record the histories of real runs of every workflow (end-to-end tests against the Temporal
 ##   dev server) into workflows/testdata/histories/<date>-<time>/; TestReplayRecordedHistories replays every
 ##   recorded set against today's workflow code. Record a new set whenever a workflow changes; keep the old.
-HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition
+##   HISTORY_TESTS runs every workflow type (TestReplayRecordedHistories fails for a registered type without one):
+##   backup and restore (chains), verify and retention (verify_prune), the binlog archive (pitr), the
+##   pre-flight wait and its failure (preflight)
+HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition|TestLongTransactionMakesPreflightWaitThenFail
 histories: deps
 	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d-%H%M); mkdir -p $$dir; \
 	STRATA_RECORD_HISTORIES=$(CURDIR)/$$dir $(GO) test -count=1 -timeout 25m -run '^($(HISTORY_TESTS))$$' ./tests/ && \
