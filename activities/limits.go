@@ -138,8 +138,8 @@ func (c *Catalog) RequestPermit(ctx context.Context, req PermitRequest) error {
 	_, err := c.Client.SignalWithStartWorkflow(ctx, req.LimiterID, LimiterAcquireSignal,
 		LimiterAcquire{Permit: req.Permit, Max: req.Max},
 		client.StartWorkflowOptions{
-			ID:                       req.LimiterID,
-			TaskQueue:                activity.GetInfo(ctx).TaskQueue,
+			ID:        req.LimiterID,
+			TaskQueue: activity.GetInfo(ctx).TaskQueue,
 		},
 		req.WorkflowType, LimiterState{ID: req.LimiterID, Max: req.Max})
 	if err != nil {

@@ -145,9 +145,9 @@ func TestInstanceRunsOneBackupAtATimeQueuesAndJoins(t *testing.T) {
 func TestInstanceValidatorRejectsBadRequests(t *testing.T) {
 	e := newEntityEnv(t)
 	bad := map[string]BackupAsk{
-		"is not one of full":     {Type: "fulll"},
-		"backup id \"a/b\"":      {BackupID: "a/b"},
-		"backup id \"..\"":       {BackupID: ".."},
+		"is not one of full": {Type: "fulll"},
+		"backup id \"a/b\"":  {BackupID: "a/b"},
+		"backup id \"..\"":   {BackupID: ".."},
 		"already running as a full backup, not incremental": {BackupID: "run1", Type: "incremental"},
 		"the queue of instance db1 is full":                 {BackupID: "q9"},
 	}
