@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
@@ -16,6 +18,9 @@ type Catalog struct {
 	// Policy, when set, holds the live config (reloaded when the file
 	// changes); nil: Config.
 	Policy *config.Watcher
+	// Client starts and signals limiter workflows (RequestPermit) and
+	// describes their holders (ClosedHolders).
+	Client client.Client
 }
 
 // cfg returns the live config.
@@ -40,6 +45,7 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
 		HeartbeatTimeout:  c.Config.Temporal.HeartbeatTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
+		Limits:            c.limits(),
 	}, nil
 }
 

@@ -88,6 +88,8 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.RetentionWorkflow, workflow.RegisterOptions{Name: workflows.RetentionWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.BinlogArchiveWorkflow, workflow.RegisterOptions{Name: workflows.ArchiveWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.ScheduledWorkflow, workflow.RegisterOptions{Name: workflows.ScheduledWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.InstanceWorkflow, workflow.RegisterOptions{Name: workflows.InstanceWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.LimiterWorkflow, workflow.RegisterOptions{Name: workflows.LimiterWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
@@ -101,7 +103,7 @@ func newWorker(c client.Client, cfg *config.Config, r *repo.Repo, policy *config
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 	})
 	RegisterWorkflows(w)
-	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy})
+	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy, Client: c})
 	sched := &Scheduled{Client: c, TaskQueue: cfg.Temporal.TaskQueue}
 	w.RegisterActivityWithOptions(sched.RequestScheduledBackup, activity.RegisterOptions{Name: workflows.RequestScheduledBackupActivity})
 	return w
