@@ -144,10 +144,14 @@ func (i Interval) String() string {
 	return i.Every.Std().String()
 }
 
-// UnmarshalYAML accepts a Go duration or off.
+// UnmarshalYAML accepts a Go duration, off, or "" (unset).
 func (i *Interval) UnmarshalYAML(n *yaml.Node) error {
-	if v := strings.TrimSpace(n.Value); v == "off" || v == "none" {
+	switch strings.TrimSpace(n.Value) {
+	case "off", "none":
 		*i = Interval{Off: true}
+		return nil
+	case "":
+		*i = Interval{}
 		return nil
 	}
 	var d Duration
