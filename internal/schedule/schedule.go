@@ -325,15 +325,14 @@ func decode(p *commonpb.Payload) string {
 
 // Entry is one of Strata's schedules as listed.
 type Entry struct {
-	ID       string    `json:"id"`
-	Instance string    `json:"instance"`
-	Kind     string    `json:"kind"`
-	Paused   bool      `json:"paused"`
-	Note     string    `json:"note,omitempty"`
-	Spec     string    `json:"spec,omitempty"`
-	Next     []string  `json:"next_runs,omitempty"`
-	Recent   []string  `json:"recent_runs,omitempty"`
-	NextRun  time.Time `json:"-"`
+	ID       string   `json:"id"`
+	Instance string   `json:"instance"`
+	Kind     string   `json:"kind"`
+	Paused   bool     `json:"paused"`
+	Note     string   `json:"note,omitempty"`
+	Spec     string   `json:"spec,omitempty"`
+	Next     []string `json:"next_runs,omitempty"`
+	Recent   []string `json:"recent_runs,omitempty"`
 }
 
 // List returns Strata's schedules (those with the strata=managed memo),
