@@ -280,3 +280,45 @@ func TestFleetLimitBoundsConcurrentBackups(t *testing.T) {
 	}
 	t.Logf("agent backup spans: %s", strings.Join(ids, ", "))
 }
+
+// TestFleetPermitOfATerminatedBackupIsTakenBack: with a fleet limit of 1,
+// a backup terminated while it holds the permit cannot release it; the
+// limiter finds it closed and grants the permit to the backup waiting.
+func TestFleetPermitOfATerminatedBackupIsTakenBack(t *testing.T) {
+	extra := "  - id: db2\n    host: h1\n    connect:\n      address: 127.0.0.1:%[1]d\n      user: root\n      password_env: STRATA_E2E_PASSWORD\n    datadir: %[2]s\n"
+	s := newStack(t, extraInstance(extra), withConfig("fleet:\n  max_concurrent_backups: 1\nagent:\n  max_concurrent: 4\n  bandwidth_limit: 128KiB\n"))
+	s.seeded(4 << 20)
+	q := s.cfg.Temporal.TaskQueue
+	limiter := func() activities.LimiterState {
+		states, err := workers.LimiterStatus(s.ctx, s.client, s.cfg)
+		require.NoError(t, err)
+		return states[0]
+	}
+
+	a1, err := workers.RequestBackup(s.ctx, s.client, q, "db1", workflows.BackupAsk{BackupID: "t1"})
+	require.NoError(t, err)
+	for ls := limiter(); len(ls.Holders) == 0; ls = limiter() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, a1.WorkflowID, limiter().Holders[0].WorkflowID)
+	a2, err := workers.RequestBackup(s.ctx, s.client, q, "db2", workflows.BackupAsk{BackupID: "t2"})
+	require.NoError(t, err)
+	for ls := limiter(); len(ls.Waiters) == 0; ls = limiter() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, a2.WorkflowID, limiter().Waiters[0].WorkflowID)
+
+	require.NoError(t, s.client.TerminateWorkflow(s.ctx, a1.WorkflowID, "", "test: a holder that vanishes"))
+	var res workflows.BackupResult
+	require.NoError(t, workers.WaitBackup(s.ctx, s.client, a2, time.Second, &res))
+	assert.Equal(t, "t2", res.BackupID)
+	for ls := limiter(); len(ls.Holders)+len(ls.Waiters) > 0; ls = limiter() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	// db1's entity saw its backup fail (terminated).
+	st, err := workers.InstanceStatus(s.ctx, s.client, "db1")
+	require.NoError(t, err)
+	require.Len(t, st.Recent, 1)
+	assert.Equal(t, workflows.StateFailed, st.Recent[0].State)
+	assert.Contains(t, st.Recent[0].Error, "terminated")
+}
