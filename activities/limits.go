@@ -151,6 +151,9 @@ func (c *Catalog) RequestPermit(ctx context.Context, req PermitRequest) error {
 // ClosedHolders returns those of ps whose workflow run is no longer
 // running (completed, failed, cancelled, terminated, timed out, or gone).
 func (c *Catalog) ClosedHolders(ctx context.Context, ps []Permit) ([]Permit, error) {
+	if c.Client == nil {
+		return nil, fail(ErrInvalidRequest, "this worker has no Temporal client to check a limiter's holders: run it with `strata worker`")
+	}
 	var closed []Permit
 	for _, p := range ps {
 		d, err := c.Client.DescribeWorkflowExecution(ctx, p.WorkflowID, p.RunID)

@@ -194,3 +194,35 @@ func (s *wfSuite) TestBackupSucceedsAndReleasesItsPermit() {
 	s.Require().NoError(s.env.GetWorkflowError())
 	s.Equal(1, released)
 }
+
+func (s *wfSuite) TestRestoreTakesTheFleetThenTheStoragePermitAndReleasesBoth() {
+	r := *route
+	r.Limits = []activities.Limit{
+		{Scope: "fleet", Name: "backup", Kinds: []string{"backup"}, Max: 1}, // not for restores
+		{Scope: "fleet", Name: "restore", Kinds: []string{"restore"}, Max: 1},
+		{Scope: "storage", Name: "local:/repo", Kinds: []string{"backup", "restore"}, Max: 3},
+	}
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(&r, nil)
+	s.chain("b1")
+	var asked []string
+	s.env.OnActivity(s.cat.RequestPermit, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, p activities.PermitRequest) error {
+			asked = append(asked, p.LimiterID)
+			id := p.LimiterID
+			s.env.RegisterDelayedCallback(func() {
+				s.env.SignalWorkflow(activities.LimiterGrantSignal, activities.PermitGrant{Limiter: id})
+			}, time.Minute)
+			return nil
+		})
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RestoreParams) (*activities.RestoreStats, error) {
+			s.Equal([]string{"limiter/fleet/restore", "limiter/storage/local:/repo"}, asked, "restore before both permits")
+			return &activities.RestoreStats{TargetDir: "/r"}, nil
+		}).Once()
+	var released []string
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", activities.LimiterReleaseSignal, mock.Anything).Return(
+		func(_, id, _, _ string, _ any) error { released = append(released, id); return nil })
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "b1", TargetDir: "/r"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal([]string{"limiter/fleet/restore", "limiter/storage/local:/repo"}, released)
+}
