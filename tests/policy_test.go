@@ -27,8 +27,9 @@ func throttleOf(t *testing.T, w *config.Watcher) config.ByteSize {
 
 // The throttle is read from the live policy when a backup starts: edited
 // in the file while the worker and the agent run, it changes the rate of
-// the next backup; an invalid edit is refused (logged with its key) and the
-// old policy stays in force.
+// the next backup, and the worker applies the new policy's schedules; an
+// invalid edit is refused (logged with its key) and the old policy stays in
+// force.
 func TestPolicyReloadChangesThrottleAndKeepsOldOnInvalid(t *testing.T) {
 	s := newStack(t)
 	s.seeded(2 << 20)
@@ -44,13 +45,20 @@ func TestPolicyReloadChangesThrottleAndKeepsOldOnInvalid(t *testing.T) {
 
 	// A new policy through `strata policy apply`: validated, then installed.
 	next := filepath.Join(t.TempDir(), "next.yaml")
-	require.NoError(t, os.WriteFile(next, []byte(strings.Replace(s.readConfig(), "throttle: 4MiB", "throttle: 256MiB", 1)), 0o600))
+	// It also adds a schedule, which the worker applies when it reloads.
+	require.NoError(t, os.WriteFile(next, []byte(strings.Replace(s.readConfig(), "throttle: 4MiB", "throttle: 256MiB", 1)+
+		"schedule:\n  full: \"0 3 * * *\"\n"), 0o600))
 	out, err := s.cli("policy", "apply", next)
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "instances[db1].backup.throttle: 4MiB -> 256MiB")
 	require.Eventually(t, func() bool { return throttleOf(t, watch) == 256<<20 }, time.Minute, 100*time.Millisecond,
 		"the agent reloads the installed policy")
 	assert.NotZero(t, logs.FilterMessage("policy reloaded").Len())
+	require.Eventually(t, func() bool {
+		_, err := s.client.ScheduleClient().GetHandle(s.ctx, workflows.ScheduleID("db1", "full")).Describe(s.ctx)
+		return err == nil
+	}, time.Minute, 200*time.Millisecond, "the worker re-applies the schedules of the new policy")
+	assert.NotZero(t, logs.FilterMessage("schedule re-applied after a policy change").Len())
 
 	fast := s.backupOf("db1", "fast", "full")
 	t.Logf("throttle 256MiB/s: %d bytes in %.1fs = %.2f MiB/s", fast.RawSize, fast.DurationSeconds, mibps(fast))
@@ -80,4 +88,6 @@ func TestPolicyReloadChangesThrottleAndKeepsOldOnInvalid(t *testing.T) {
 	still := s.backupOf("db1", "still", "full")
 	t.Logf("after the invalid edit: %.2f MiB/s", mibps(still))
 	assert.Greater(t, mibps(still), 8.0, "a backup after the invalid edit runs under the old policy, not at 1KiB/s")
+	_, err = s.client.ScheduleClient().GetHandle(s.ctx, workflows.ScheduleID("db1", "full")).Describe(s.ctx)
+	require.NoError(t, err, "the invalid file changed no schedule")
 }
