@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
@@ -13,11 +15,25 @@ import (
 type Catalog struct {
 	Config *config.Config
 	Repo   *repo.Repo
+	// Policy, when set, holds the live config (reloaded when the file
+	// changes); nil: Config.
+	Policy *config.Watcher
+	// Client starts and signals limiter workflows (RequestPermit) and
+	// describes their holders (ClosedHolders).
+	Client client.Client
+}
+
+// cfg returns the live config.
+func (c *Catalog) cfg() *config.Config {
+	if c.Policy != nil {
+		return c.Policy.Current()
+	}
+	return c.Config
 }
 
 // ResolveInstance returns where the instance's host activities run.
 func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*InstanceRoute, error) {
-	in, err := c.Config.Instance(req.Instance)
+	in, err := c.cfg().Instance(req.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v (in %s)", err, c.Config.Path)
 	}
@@ -30,6 +46,7 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		HeartbeatTimeout:  c.Config.Temporal.HeartbeatTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
 		PreflightTimeout:  in.Backup.Preflight.Budget.Std() + preflightMargin,
+		Limits:            c.limits(),
 	}, nil
 }
 

@@ -20,6 +20,9 @@ type InstanceRoute struct {
 	// PreflightTimeout bounds one attempt of the pre-flight check: its
 	// budget (backup.preflight.budget) and a margin for the last check.
 	PreflightTimeout time.Duration `json:"preflight_timeout,omitempty"`
+	// Limits are the fleet-wide limits that apply to work on the instance
+	// (empty when none is configured, and in routes recorded before them).
+	Limits []Limit `json:"limits,omitempty"`
 }
 
 // BackupRef names one backup of one instance.

@@ -95,6 +95,9 @@ type stackSetup struct {
 	defaults string
 	// srcArgs are extra mariadbd options of the source server.
 	srcArgs []string
+	// config is appended to the config file as is, after the instances
+	// (more instances, or top-level blocks such as fleet: or agent:).
+	config string
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -172,6 +175,7 @@ instances:
 	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}
+	yaml += setup.config
 	cfgPath := filepath.Join(dir, "strata.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(yaml), 0o600))
 	var err error

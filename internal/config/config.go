@@ -44,6 +44,11 @@ type Config struct {
 	// backups and binlog archives are stored unencrypted.
 	Encryption Encryption `yaml:"encryption"`
 	Instances  []Instance `yaml:"instances"`
+	// Schedule is the fleet's default schedule policy (see Schedule);
+	// instances[].schedule overrides it field by field.
+	Schedule Schedule `yaml:"schedule"`
+	// Fleet holds limits over all agents (see fleet.go).
+	Fleet Fleet `yaml:"fleet"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -81,6 +86,9 @@ type Storage struct {
 	Type  string       `yaml:"type"` // local | gcs
 	Local LocalStorage `yaml:"local"`
 	GCS   GCSStorage   `yaml:"gcs"`
+	// MaxConcurrent bounds the backups and restores that read or write
+	// this storage target at once, over the whole fleet; 0 = no limit.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // LocalStorage is a repository in a local (or mounted) directory.
@@ -143,6 +151,10 @@ type Backup struct {
 	// MaxChainLength forces a full backup when an incremental would make the
 	// chain (full + incrementals) longer than this; 0 = no limit.
 	MaxChainLength int `yaml:"max_chain_length"`
+	// Throttle caps the raw bytes per second one backup reads from its
+	// tool, which slows the tool's reads of the source server; 0 = no
+	// limit. agent.bandwidth_limit caps the agent's total to the repository.
+	Throttle ByteSize `yaml:"throttle"`
 	// Preflight is the load check before a backup locks anything.
 	Preflight Preflight `yaml:"preflight"`
 }
@@ -244,6 +256,8 @@ type Instance struct {
 	Archive   Archive   `yaml:"archive"`
 	// Encryption overrides whether this instance's backups are encrypted.
 	Encryption InstanceEncryption `yaml:"encryption"`
+	// Schedule overrides the top-level schedule policy field by field.
+	Schedule Schedule `yaml:"schedule"`
 }
 
 // EncryptionEnabled reports whether new backups and binlog segments of the
@@ -424,6 +438,10 @@ func (c *Config) applyDefaults() {
 			b.MaxChainLength = d.MaxChainLength
 		}
 		b.Preflight.inherit(d.Preflight)
+		if b.Throttle == 0 {
+			b.Throttle = d.Throttle
+		}
+		mergeSchedule(&c.Instances[i].Schedule, c.Schedule)
 		if r.PartialGrace == 0 {
 			r.PartialGrace = Duration(c.defaultPartialGrace(&c.Instances[i]))
 		}
@@ -465,9 +483,11 @@ func (c *Config) Validate() error {
 		bad("agent.bandwidth_limit", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", c.Agent.BandwidthLimit)
 	}
 	c.validateLimits(bad)
+	c.validateFleet(bad)
 	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)
+	validateSchedule("schedule", &c.Schedule, nil, bad)
 	if len(c.Instances) == 0 {
 		bad("instances", "at least one instance is required")
 	}
@@ -506,6 +526,7 @@ func (c *Config) Validate() error {
 		}
 		validateBackup(key+".backup", &in.Backup, bad)
 		validateRetention(key+".retention", &in.Retention, bad)
+		validateSchedule(key+".schedule", &in.Schedule, &c.Schedule, bad)
 		c.validatePartialGrace(key, in, bad)
 		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
 			bad(key+".archive.flush_interval", "must be at least 10ms")
@@ -578,6 +599,11 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	}
 	if b.MaxChainLength < 0 {
 		bad(key+".max_chain_length", "%d must not be negative (0 = no limit)", b.MaxChainLength)
+	}
+	if b.Throttle < 0 {
+		bad(key+".throttle", "must not be negative (0 = no limit)")
+	} else if b.Throttle > 0 && b.Throttle < 64<<10 {
+		bad(key+".throttle", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", b.Throttle)
 	}
 	if b.Parallelism < 1 || b.Parallelism > 256 {
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
