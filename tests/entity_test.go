@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -321,4 +322,53 @@ func TestFleetPermitOfATerminatedBackupIsTakenBack(t *testing.T) {
 	require.Len(t, st.Recent, 1)
 	assert.Equal(t, workflows.StateFailed, st.Recent[0].State)
 	assert.Contains(t, st.Recent[0].Error, "terminated")
+}
+
+// TestTemporalCLICommandsOfTheDocs runs the `temporal` commands that
+// docs/architecture.md gives for other services against the entity:
+// update-with-start, update, signal, signal-with-start and the status
+// query; each asked backup completes, and a bad request is refused with
+// the validator's reason.
+func TestTemporalCLICommandsOfTheDocs(t *testing.T) {
+	s := newStack(t)
+	s.seeded(2 << 20)
+	addr := s.dev.FrontendHostPort()
+	tcli := func(args ...string) (string, error) {
+		out, err := exec.CommandContext(s.ctx, temporalBinary(t), append(args, "--address", addr)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := tcli("workflow", "execute-update-with-start", "--workflow-id", "instance/db1", "--type", "InstanceWorkflow",
+		"--task-queue", "strata", "--id-conflict-policy", "UseExisting", "--input", `{"instance":"db1"}`,
+		"--search-attribute", `StrataInstance="db1"`, "--search-attribute", `StrataKind="instance"`,
+		"--update-name", "request-backup", "--update-input", `{"type":"full","backup_id":"cli1","requested_by":"schema-migrator","reason":"before migration 0042"}`)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "backup/db1/cli1")
+
+	out, err = tcli("workflow", "update", "execute", "--workflow-id", "instance/db1", "--name", "request-backup", "--input", `{"type":"nightly"}`)
+	require.Error(t, err, out)
+	assert.Contains(t, out, "nightly")
+	assert.Contains(t, out, "is not one of full, incremental, differential")
+	out, err = tcli("workflow", "update", "execute", "--workflow-id", "instance/db1", "--name", "request-backup",
+		"--input", `{"type":"incremental","auto_full":true,"backup_id":"cli2"}`)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "backup/db1/cli2")
+
+	out, err = tcli("workflow", "signal", "--workflow-id", "instance/db1", "--name", "request-backup", "--input", `{"type":"full","backup_id":"cli3"}`)
+	require.NoError(t, err, out)
+	out, err = tcli("workflow", "signal-with-start", "--workflow-id", "instance/db1", "--type", "InstanceWorkflow",
+		"--task-queue", "strata", "--input", `{"instance":"db1"}`,
+		"--signal-name", "request-backup", "--signal-input", `{"type":"full","backup_id":"pre-0042"}`)
+	require.NoError(t, err, out)
+
+	for _, id := range []string{"cli1", "cli2", "cli3", "pre-0042"} {
+		var res workflows.BackupResult
+		require.NoError(t, workers.WaitBackup(s.ctx, s.client, workflows.BackupAccepted{BackupID: id, WorkflowID: workflows.BackupWorkflowID("db1", id)}, time.Second, &res), id)
+		assert.Equal(t, id, res.BackupID)
+	}
+	out, err = tcli("workflow", "query", "--workflow-id", "instance/db1", "--type", "status")
+	require.NoError(t, err, out)
+	for _, id := range []string{"cli1", "cli2", "cli3", "pre-0042"} {
+		assert.Contains(t, out, id)
+	}
+	assert.Contains(t, out, "schema-migrator")
 }

@@ -49,13 +49,23 @@ type decision struct {
 	position int
 }
 
+// position is the answer's position of queue[i]: 0 is the backup that
+// runs now, or starts next when none runs (requests accepted in one
+// workflow task, before the main loop starts the first).
+func (e *entity) position(i int) int {
+	if e.running == nil {
+		return i
+	}
+	return i + 1
+}
+
 func (e *entity) lookup(id string) (*InstanceRun, int) {
 	if e.running != nil && e.running.BackupID == id {
 		return e.running, 0
 	}
 	for i, r := range e.queue {
 		if r.BackupID == id {
-			return r, i + 1
+			return r, e.position(i)
 		}
 	}
 	return nil, 0
@@ -87,18 +97,14 @@ func (e *entity) admit(ask BackupAsk) (decision, error) {
 	} else {
 		for i, r := range e.queue {
 			if r.Ask.Type == ask.Type {
-				return decision{join: r, position: i + 1}, nil
+				return decision{join: r, position: e.position(i)}, nil
 			}
 		}
 	}
 	if len(e.queue) >= InstanceQueueBound {
 		return decision{}, fmt.Errorf("the queue of instance %s is full (%d requests wait behind the running backup): retry later, or join a queued request by its backup id", e.instance, InstanceQueueBound)
 	}
-	pos := len(e.queue) + 1
-	if e.running == nil {
-		pos = 0 // starts at once
-	}
-	return decision{position: pos}, nil
+	return decision{position: e.position(len(e.queue))}, nil
 }
 
 // used reports whether a backup id is taken by a run the entity knows.

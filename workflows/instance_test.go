@@ -229,3 +229,47 @@ func TestInstanceContinuesAsNewBetweenBackupsCarryingTheQueue(t *testing.T) {
 	require.Equal(t, "c1", e2.started[1].BackupID)
 	require.Len(t, after.Recent, 4)
 }
+
+func TestInstancePositionsOfRequestsAcceptedTogether(t *testing.T) {
+	e := newEntityEnv(t)
+	var a, b, c updateOutcome
+	// Accepted in one workflow task, before the first backup starts.
+	e.env.RegisterDelayedCallback(func() {
+		for i, o := range []*updateOutcome{&a, &b, &c} {
+			ask := BackupAsk{BackupID: fmt.Sprintf("t%d", i)}
+			if i == 2 {
+				ask = BackupAsk{BackupID: "t0"} // joins the first
+			}
+			e.env.UpdateWorkflow(RequestBackupUpdate, fmt.Sprintf("together-%d", i), &testsuite.TestUpdateCallback{
+				OnAccept: func() { o.accepted = true }, OnReject: func(err error) { o.rejected = err },
+				OnComplete: func(v any, err error) { o.completed, o.err, o.answer = true, err, v.(BackupAccepted) },
+			}, ask)
+		}
+	}, time.Second)
+	e.run(3*time.Hour, InstanceRequest{Instance: "db1"})
+	require.Equal(t, 0, a.answer.Position)
+	require.Equal(t, 1, b.answer.Position)
+	require.Equal(t, BackupAccepted{BackupID: "t0", WorkflowID: "backup/db1/t0", Position: 0, Joined: true}, c.answer)
+	require.Equal(t, "t0", e.started[0].BackupID)
+}
+
+// Requests accepted in one workflow task, before the main loop starts the
+// first (as update-with-start and a second Update can be): the first runs
+// next (position 0), the others queue behind it.
+func TestInstanceAdmitPositionsBeforeTheFirstStarts(t *testing.T) {
+	e := &entity{instance: "db1", queue: []*InstanceRun{{Ask: BackupAsk{Type: "full"}, BackupID: "a", State: StateQueued}}}
+	d, err := e.admit(BackupAsk{Type: "incremental", BackupID: "b"})
+	require.NoError(t, err)
+	require.Equal(t, 1, d.position)
+	d, err = e.admit(BackupAsk{Type: "full", BackupID: "a"})
+	require.NoError(t, err)
+	require.Equal(t, 0, d.position)
+	require.Same(t, e.queue[0], d.join)
+	d, err = e.admit(BackupAsk{Type: "full"})
+	require.NoError(t, err)
+	require.Equal(t, 0, d.position, "joined to the queued full that starts next")
+	e.running = &InstanceRun{BackupID: "r", Ask: BackupAsk{Type: "full"}}
+	d, err = e.admit(BackupAsk{Type: "incremental", BackupID: "b"})
+	require.NoError(t, err)
+	require.Equal(t, 2, d.position)
+}

@@ -51,8 +51,8 @@ type BackupAccepted struct {
 	// WorkflowID is the backup's workflow (BackupWorkflowID): wait for its
 	// result there.
 	WorkflowID string `json:"workflow_id"`
-	// Position is the request's place: 0 running now, n > 0 n-th in the
-	// queue.
+	// Position is the request's place: 0 running now (or starting next
+	// when none runs), n > 0 n-th behind it.
 	Position int `json:"position"`
 	// Joined says the request was joined to a backup already queued or
 	// running (same id, or same type while queued).
