@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
@@ -13,6 +15,9 @@ import (
 type Catalog struct {
 	Config *config.Config
 	Repo   *repo.Repo
+	// Client starts and signals limiter workflows (RequestPermit) and
+	// describes their holders (ClosedHolders).
+	Client client.Client
 }
 
 // ResolveInstance returns where the instance's host activities run.
@@ -29,6 +34,7 @@ func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*Inst
 		AgentStartTimeout: c.Config.Temporal.AgentStartTimeout.Std(),
 		HeartbeatTimeout:  c.Config.Temporal.HeartbeatTimeout.Std(),
 		BackupTimeout:     in.Backup.BackupTimeout.Std(),
+		Limits:            c.limits(),
 	}, nil
 }
 

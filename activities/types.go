@@ -17,6 +17,9 @@ type InstanceRoute struct {
 	AgentStartTimeout time.Duration `json:"agent_start_timeout"`
 	HeartbeatTimeout  time.Duration `json:"heartbeat_timeout"`
 	BackupTimeout     time.Duration `json:"backup_timeout"`
+	// Limits are the fleet-wide limits that apply to work on the instance
+	// (empty when none is configured, and in routes recorded before them).
+	Limits []Limit `json:"limits,omitempty"`
 }
 
 // BackupRef names one backup of one instance.

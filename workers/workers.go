@@ -87,6 +87,8 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.VerifyWorkflow, workflow.RegisterOptions{Name: workflows.VerifyWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.RetentionWorkflow, workflow.RegisterOptions{Name: workflows.RetentionWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.BinlogArchiveWorkflow, workflow.RegisterOptions{Name: workflows.ArchiveWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.InstanceWorkflow, workflow.RegisterOptions{Name: workflows.InstanceWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.LimiterWorkflow, workflow.RegisterOptions{Name: workflows.LimiterWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
@@ -96,7 +98,7 @@ func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker 
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 	})
 	RegisterWorkflows(w)
-	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r})
+	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Client: c})
 	return w
 }
 

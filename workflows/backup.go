@@ -44,6 +44,17 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	log.Info("backup", "instance", req.Instance, "backup_id", req.BackupID, "host", route.Host,
 		"type", plan.Type, "parent", plan.ParentID, "note", plan.Note)
 
+	// Fleet-wide limits (fleet.max_concurrent_backups,
+	// storage.max_concurrent): wait for a permit of each before the agent
+	// starts; backups recorded before the limits replay without.
+	if workflow.GetVersion(ctx, "fleet-limits", workflow.DefaultVersion, 1) == 1 {
+		release, err := acquirePermits(ctx, &route, activities.LimitKindBackup, req.BackupID)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
 	var agent *activities.Agent
 	var sum activities.BackupSummary
 	actx := agentCtx(ctx, &route, route.TaskQueue, route.BackupTimeout)

@@ -78,3 +78,8 @@ func SearchAttributes(instance, kind, backupID, host string) temporal.SearchAttr
 	}
 	return temporal.NewSearchAttributes(up...)
 }
+
+// LimiterWorkflowID is the id of the limiter workflow of a fleet-wide
+// limit (activities.Limit): limiter/fleet/backup, limiter/fleet/restore,
+// limiter/storage/<target>.
+func LimiterWorkflowID(scope, name string) string { return "limiter/" + scope + "/" + name }

@@ -67,6 +67,16 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	queue := config.AgentTaskQueue(host)
 	workflow.GetLogger(ctx).Info("restore", "instance", req.Instance, "backup_id", req.BackupID, "host", host, "target_dir", req.TargetDir)
 
+	// Fleet-wide limits (fleet.max_concurrent_restores,
+	// storage.max_concurrent), as for backups.
+	if workflow.GetVersion(ctx, "fleet-limits", workflow.DefaultVersion, 1) == 1 {
+		release, err := acquirePermits(ctx, &route, activities.LimitKindRestore, "")
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
 	var agent *activities.Agent
 	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: chain[len(chain)-1], Chain: ids, Started: started}
 	actx := agentCtx(ctx, &route, queue, route.BackupTimeout)

@@ -82,8 +82,8 @@ func printJSON(v any) error {
 
 func backupCmd(a *app) *cobra.Command {
 	var (
-		id, typ              string
-		wait, asJS, autoFull bool
+		id, typ, reason                   string
+		wait, asJS, autoFull, viaInstance bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup INSTANCE",
@@ -94,18 +94,27 @@ func backupCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if id == "" {
-				id = time.Now().UTC().Format(workflows.BackupIDFormat)
-			}
 			if wait {
 				a.expectBytes = expectedBackupBytes(cmd.Context(), a, args[0], typ)
 			}
 			var res workflows.BackupResult
-			_, err = a.start(cmd.Context(), workflows.BackupWorkflowID(args[0], id), workflows.BackupWorkflowName,
-				workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res,
-				workflows.SearchAttributes(args[0], workflows.KindBackup, id, in.Host))
-			if err != nil || !wait {
-				return err
+			if viaInstance {
+				_, err := a.requestBackup(cmd.Context(), args[0], workflows.BackupAsk{
+					Type: typ, AutoFull: autoFull, BackupID: id, RequestedBy: "strata backup", Reason: reason,
+				}, wait, &res)
+				if err != nil || !wait {
+					return err
+				}
+			} else {
+				if id == "" {
+					id = time.Now().UTC().Format(workflows.BackupIDFormat)
+				}
+				_, err := a.start(cmd.Context(), workflows.BackupWorkflowID(args[0], id), workflows.BackupWorkflowName,
+					workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res,
+					workflows.SearchAttributes(args[0], workflows.KindBackup, id, in.Host))
+				if err != nil || !wait {
+					return err
+				}
 			}
 			if asJS {
 				return printJSON(res)
@@ -133,6 +142,8 @@ func backupCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&typ, "type", "full", "full, incremental (since the newest backup) or differential (since the newest full)")
 	cmd.Flags().BoolVar(&autoFull, "auto-full", false, "take a full when an incremental or differential has no base")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the backup to finish and print its result")
+	cmd.Flags().BoolVar(&viaInstance, "via-instance", false, "ask the instance's entity workflow (instance/INSTANCE) by Update: queued behind, or joined to, its other backups")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the backup is asked for (with --via-instance: shown in the entity's status)")
 	cmd.Flags().BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
 }
@@ -410,4 +421,42 @@ func ratio(raw, stored int64) float64 {
 		return 0
 	}
 	return float64(raw) / float64(stored)
+}
+
+// requestBackup asks instance's entity workflow for a backup (Update, with
+// start) and prints the answer; with wait it waits for the backup's result.
+func (a *app) requestBackup(ctx context.Context, instance string, ask workflows.BackupAsk, wait bool, res *workflows.BackupResult) (workflows.BackupAccepted, error) {
+	c, err := workers.Dial(a.cfg, a.log)
+	if err != nil {
+		return workflows.BackupAccepted{}, err
+	}
+	defer c.Close()
+	acc, err := workers.RequestBackup(ctx, c, a.cfg.Temporal.TaskQueue, instance, ask)
+	if err != nil {
+		return acc, err
+	}
+	how := "queued"
+	switch {
+	case acc.Joined:
+		how = "joined to a backup already asked for"
+	case acc.Position == 0:
+		how = "starting now"
+	}
+	fmt.Fprintf(os.Stderr, "accepted by %s: backup %s (%s, position %d)  workflow id %s\n",
+		workflows.InstanceWorkflowID(instance), acc.BackupID, how, acc.Position, acc.WorkflowID)
+	if !wait {
+		fmt.Fprintf(os.Stderr, "follow it with: temporal workflow show --workflow-id %s --namespace %s\n", acc.WorkflowID, a.cfg.Temporal.Namespace)
+		return acc, nil
+	}
+	// The progress of the backup once the entity has started it.
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newFollower(os.Stderr, a.expectBytes).run(fctx, c, acc.WorkflowID, "")
+	}()
+	err = workers.WaitBackup(ctx, c, acc, 2*time.Second, res)
+	stop()
+	<-done
+	return acc, err
 }

@@ -44,6 +44,8 @@ type Config struct {
 	// backups and binlog archives are stored unencrypted.
 	Encryption Encryption `yaml:"encryption"`
 	Instances  []Instance `yaml:"instances"`
+	// Fleet holds limits over all agents (see fleet.go).
+	Fleet Fleet `yaml:"fleet"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -81,6 +83,9 @@ type Storage struct {
 	Type  string       `yaml:"type"` // local | gcs
 	Local LocalStorage `yaml:"local"`
 	GCS   GCSStorage   `yaml:"gcs"`
+	// MaxConcurrent bounds the backups and restores that read or write
+	// this storage target at once, over the whole fleet; 0 = no limit.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // LocalStorage is a repository in a local (or mounted) directory.
@@ -389,6 +394,7 @@ func (c *Config) Validate() error {
 		bad("agent.bandwidth_limit", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", c.Agent.BandwidthLimit)
 	}
 	c.validateLimits(bad)
+	c.validateFleet(bad)
 	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)
