@@ -37,6 +37,18 @@ type Agent struct {
 	// restores transfer to and from the repository (agent.bandwidth_limit);
 	// nil: no limit.
 	Limiter *ratelimit.Limiter
+	// Policy, when set, holds the live config (reloaded when the file
+	// changes): an activity reads its instance's settings from it when it
+	// starts. Nil: Config.
+	Policy *config.Watcher
+}
+
+// cfg returns the live config.
+func (a *Agent) cfg() *config.Config {
+	if a.Policy != nil {
+		return a.Policy.Current()
+	}
+	return a.Config
 }
 
 // binlogStore returns the binlog archive store of an instance, with the
@@ -44,7 +56,7 @@ type Agent struct {
 // encryption enabled, and encrypted segments can be read back.
 func (a *Agent) binlogStore(instance string) *binlog.Store {
 	st := &binlog.Store{B: a.Repo.Backend(), Instance: instance, Keys: a.Keys}
-	if in, err := a.Config.Instance(instance); err == nil {
+	if in, err := a.cfg().Instance(instance); err == nil {
 		st.Encrypt = in.EncryptionEnabled() // without Keys, writing fails saying so
 	}
 	return st
@@ -64,7 +76,7 @@ func (a *Agent) heartbeatEvery() time.Duration {
 
 // instance returns the instance config, checking that this agent owns it.
 func (a *Agent) instance(id string) (*config.Instance, error) {
-	in, err := a.Config.Instance(id)
+	in, err := a.cfg().Instance(id)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v (agent %s, config %s)", err, a.Host, a.Config.Path)
 	}

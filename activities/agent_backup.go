@@ -16,6 +16,7 @@ import (
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
+	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
 )
 
@@ -113,7 +114,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 	hb := startHeartbeatTick(ctx, a.heartbeatEvery(), BackupProgress{Phase: "starting"}, func() { a.renewLease(ctx, lease, log) })
 	defer hb.close()
 	log.Info("backup starting", zap.String("tool", tool.Backup), zap.String("server", si.Version), zap.String("compression", codec),
-		zap.Bool("encrypted", keys.Cipher != nil), zap.Bool("resuming", keys.Resumed))
+		zap.Bool("encrypted", keys.Cipher != nil), zap.Bool("resuming", keys.Resumed), zap.String("throttle", in.Backup.Throttle.String()+"/s"))
 
 	prefix := repo.BackupPrefix(p.Instance, p.BackupID)
 	var up *pipeline.UploadResult
@@ -125,6 +126,10 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		IncrementalLSN: p.FromLSN,
 		Log:            func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
 	}, func(r io.Reader) error {
+		if t := in.Backup.Throttle; t > 0 {
+			// The backup's own limit, read from the policy at its start.
+			r = ratelimit.New(int64(t)).Reader(ctx, r)
+		}
 		var err error
 		up, err = pipeline.Upload(ctx, a.Repo.Backend(), prefix, r, pipeline.UploadOptions{
 			ChunkSize:   int64(in.Backup.ChunkSize),

@@ -15,14 +15,25 @@ import (
 type Catalog struct {
 	Config *config.Config
 	Repo   *repo.Repo
+	// Policy, when set, holds the live config (reloaded when the file
+	// changes); nil: Config.
+	Policy *config.Watcher
 	// Client starts and signals limiter workflows (RequestPermit) and
 	// describes their holders (ClosedHolders).
 	Client client.Client
 }
 
+// cfg returns the live config.
+func (c *Catalog) cfg() *config.Config {
+	if c.Policy != nil {
+		return c.Policy.Current()
+	}
+	return c.Config
+}
+
 // ResolveInstance returns where the instance's host activities run.
 func (c *Catalog) ResolveInstance(_ context.Context, req InstanceRequest) (*InstanceRoute, error) {
-	in, err := c.Config.Instance(req.Instance)
+	in, err := c.cfg().Instance(req.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v (in %s)", err, c.Config.Path)
 	}

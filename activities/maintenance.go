@@ -37,7 +37,7 @@ type VerifyProgress struct {
 // parents and LSN continuity. Problems are reported, not raised: the activity
 // fails only when the repository cannot be read.
 func (c *Catalog) VerifyBackups(ctx context.Context, req VerifyRequest) (*verify.Report, error) {
-	in, err := c.Config.Instance(req.Instance)
+	in, err := c.cfg().Instance(req.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
@@ -101,7 +101,7 @@ type ApplyRequest struct {
 // PlanRetention computes which backups the instance's policy keeps and
 // which it deletes, never a backup that a kept one depends on.
 func (c *Catalog) PlanRetention(ctx context.Context, req RetentionRequest) (*RetentionPlan, error) {
-	in, err := c.Config.Instance(req.Instance)
+	in, err := c.cfg().Instance(req.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}

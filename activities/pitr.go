@@ -29,7 +29,7 @@ type PITRPlan struct {
 // target outside every recovery window is refused with the windows in the
 // message.
 func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, error) {
-	if _, err := c.Config.Instance(req.Instance); err != nil {
+	if _, err := c.cfg().Instance(req.Instance); err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
 	if err := req.Target.Validate(); err != nil {

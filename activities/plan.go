@@ -13,7 +13,7 @@ import (
 // builds on the newest complete backup, a differential on the newest full,
 // and a chain longer than backup.max_chain_length becomes a full.
 func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan, error) {
-	in, err := c.Config.Instance(req.Instance)
+	in, err := c.cfg().Instance(req.Instance)
 	if err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}

@@ -87,18 +87,25 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.VerifyWorkflow, workflow.RegisterOptions{Name: workflows.VerifyWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.RetentionWorkflow, workflow.RegisterOptions{Name: workflows.RetentionWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.BinlogArchiveWorkflow, workflow.RegisterOptions{Name: workflows.ArchiveWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.ScheduledWorkflow, workflow.RegisterOptions{Name: workflows.ScheduledWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.InstanceWorkflow, workflow.RegisterOptions{Name: workflows.InstanceWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.LimiterWorkflow, workflow.RegisterOptions{Name: workflows.LimiterWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
 func NewWorker(c client.Client, cfg *config.Config, r *repo.Repo) worker.Worker {
+	return newWorker(c, cfg, r, nil)
+}
+
+func newWorker(c client.Client, cfg *config.Config, r *repo.Repo, policy *config.Watcher) worker.Worker {
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 	})
 	RegisterWorkflows(w)
-	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Client: c})
+	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy, Client: c})
+	sched := &Scheduled{Client: c, TaskQueue: cfg.Temporal.TaskQueue}
+	w.RegisterActivityWithOptions(sched.RequestScheduledBackup, activity.RegisterOptions{Name: workflows.RequestScheduledBackupActivity})
 	return w
 }
 
@@ -110,6 +117,8 @@ type Agent struct {
 	// Activities are the registered activities, with the agent's keyring
 	// and its bandwidth limiter (one per agent process).
 	Activities *activities.Agent
+	// Slots limits the heavy activities running at once (agent.max_concurrent).
+	Slots *Slots
 
 	err     error // from loading the keys: Start fails with it
 	started bool
@@ -184,12 +193,22 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
 	}
-	heavy := worker.New(c, config.AgentTaskQueue(host), opts)
+	// agent.max_concurrent is a slot supplier whose size a policy reload
+	// changes (FollowPolicy).
+	slots := NewSlots(cfg.Agent.MaxConcurrentHeavy)
+	heavyOpts := opts
+	heavyOpts.MaxConcurrentActivityExecutionSize = 0
+	tuner, terr := slots.tuner()
+	if terr != nil && kerr == nil {
+		kerr = terr
+	}
+	heavyOpts.Tuner = tuner
+	heavy := worker.New(c, config.AgentTaskQueue(host), heavyOpts)
 	heavy.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 	opts.MaxConcurrentActivityExecutionSize = 0 // one archiver per instance; SDK default bound
 	bl := worker.New(c, config.ArchiveTaskQueue(host), opts)
 	bl.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
-	return &Agent{Heavy: heavy, Binlog: bl, Activities: acts, err: kerr}
+	return &Agent{Heavy: heavy, Binlog: bl, Activities: acts, Slots: slots, err: kerr}
 }
 
 // checkMemory refuses to start an agent whose instances' upload buffers or

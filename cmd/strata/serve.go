@@ -29,9 +29,12 @@ func workerCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			w := workers.NewWorker(c, a.cfg, r)
+			policy := config.NewWatcher(a.cfg, 0, a.log)
+			w := workers.NewPolicyWorker(c, policy, r, a.log)
+			go policy.Run(cmd.Context())
 			a.log.Info("worker running", zap.String("task_queue", a.cfg.Temporal.TaskQueue),
-				zap.String("temporal", a.cfg.Temporal.Address), zap.String("repository", r.Backend().String()))
+				zap.String("temporal", a.cfg.Temporal.Address), zap.String("repository", r.Backend().String()),
+				zap.String("watching", a.cfg.Path))
 			return w.Run(stopOn(cmd))
 		},
 	}
@@ -82,6 +85,9 @@ func agentCmd(a *app) *cobra.Command {
 				log.Info("removed scratch dirs of a previous agent", zap.Strings("dirs", removed))
 			}
 			w := workers.NewAgent(c, a.cfg, host, r, log)
+			policy := config.NewWatcher(a.cfg, 0, log)
+			w.FollowPolicy(policy)
+			go policy.Run(cmd.Context())
 			fields := []zap.Field{zap.String("task_queue", config.AgentTaskQueue(host)),
 				zap.String("archive_task_queue", config.ArchiveTaskQueue(host)), zap.Int("instances", owned),
 				zap.Int("max_concurrent", a.cfg.Agent.MaxConcurrentHeavy)}

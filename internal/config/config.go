@@ -44,6 +44,9 @@ type Config struct {
 	// backups and binlog archives are stored unencrypted.
 	Encryption Encryption `yaml:"encryption"`
 	Instances  []Instance `yaml:"instances"`
+	// Schedule is the fleet's default schedule policy (see Schedule);
+	// instances[].schedule overrides it field by field.
+	Schedule Schedule `yaml:"schedule"`
 	// Fleet holds limits over all agents (see fleet.go).
 	Fleet Fleet `yaml:"fleet"`
 
@@ -148,6 +151,10 @@ type Backup struct {
 	// MaxChainLength forces a full backup when an incremental would make the
 	// chain (full + incrementals) longer than this; 0 = no limit.
 	MaxChainLength int `yaml:"max_chain_length"`
+	// Throttle caps the raw bytes per second one backup reads from its
+	// tool, which slows the tool's reads of the source server; 0 = no
+	// limit. agent.bandwidth_limit caps the agent's total to the repository.
+	Throttle ByteSize `yaml:"throttle"`
 }
 
 // Retention is the retention policy of an instance.
@@ -175,6 +182,8 @@ type Instance struct {
 	Archive   Archive   `yaml:"archive"`
 	// Encryption overrides whether this instance's backups are encrypted.
 	Encryption InstanceEncryption `yaml:"encryption"`
+	// Schedule overrides the top-level schedule policy field by field.
+	Schedule Schedule `yaml:"schedule"`
 }
 
 // EncryptionEnabled reports whether new backups and binlog segments of the
@@ -353,6 +362,10 @@ func (c *Config) applyDefaults() {
 		if b.MaxChainLength == 0 {
 			b.MaxChainLength = d.MaxChainLength
 		}
+		if b.Throttle == 0 {
+			b.Throttle = d.Throttle
+		}
+		mergeSchedule(&c.Instances[i].Schedule, c.Schedule)
 		if r.PartialGrace == 0 {
 			r.PartialGrace = Duration(c.defaultPartialGrace(&c.Instances[i]))
 		}
@@ -398,6 +411,7 @@ func (c *Config) Validate() error {
 	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)
+	validateSchedule("schedule", &c.Schedule, nil, bad)
 	if len(c.Instances) == 0 {
 		bad("instances", "at least one instance is required")
 	}
@@ -436,6 +450,7 @@ func (c *Config) Validate() error {
 		}
 		validateBackup(key+".backup", &in.Backup, bad)
 		validateRetention(key+".retention", &in.Retention, bad)
+		validateSchedule(key+".schedule", &in.Schedule, &c.Schedule, bad)
 		c.validatePartialGrace(key, in, bad)
 		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
 			bad(key+".archive.flush_interval", "must be at least 10ms")
@@ -508,6 +523,11 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	}
 	if b.MaxChainLength < 0 {
 		bad(key+".max_chain_length", "%d must not be negative (0 = no limit)", b.MaxChainLength)
+	}
+	if b.Throttle < 0 {
+		bad(key+".throttle", "must not be negative (0 = no limit)")
+	} else if b.Throttle > 0 && b.Throttle < 64<<10 {
+		bad(key+".throttle", "%s per second is too low to make progress; use at least 64KiB (0 = no limit)", b.Throttle)
 	}
 	if b.Parallelism < 1 || b.Parallelism > 256 {
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
