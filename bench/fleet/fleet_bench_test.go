@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/schedule"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -45,10 +45,11 @@ var (
 	nInstances = flag.Int("fleet.instances", 1000, "instances in the fleet")
 	perHost    = flag.Int("fleet.per-host", 5, "instances per simulated agent host")
 	agentMax   = flag.Int("fleet.agent-max", 2, "agent.max_concurrent: backups one agent runs at once")
-	every      = flag.Duration("fleet.every", time.Minute, "each instance's schedule fires a full backup this often")
+	cron       = flag.String("fleet.cron", "* * * * *", "schedule.full of the fleet's policy")
+	jitter     = flag.Duration("fleet.jitter", 55*time.Second, "schedule.jitter of the fleet's policy")
+	limit      = flag.Int("fleet.limit", 100, "fleet.max_concurrent_backups (0: none)")
 	runFor     = flag.Duration("fleet.duration", 3*time.Minute, "how long the schedules fire")
-	backupFor  = flag.Duration("fleet.backup", 10*time.Second, "mean duration of a simulated backup (uniform in ±50%)")
-	sample     = flag.Int("fleet.history-sample", 100, "backups whose histories are read to count events")
+	backupFor  = flag.Duration("fleet.backup", 5*time.Second, "mean duration of a simulated backup (uniform in ±50%)")
 )
 
 func repoRoot() string {
@@ -67,10 +68,10 @@ func temporalBinary(b *testing.B) string {
 	return p
 }
 
-// fleetConfig is strata.yaml for n instances on hosts of perHost each. The
-// instances' connections and datadirs are never used: the agents are
-// simulated.
-func fleetConfig(addr, root string, n, perHost, agentMax int) string {
+// fleetConfig is strata.yaml for n instances on hosts of perHost each,
+// with the fleet's schedule policy and limit. The instances' connections
+// and datadirs are never used: the agents are simulated.
+func fleetConfig(addr, root string, n, perHost, agentMax, limit int, cron string, jitter time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `temporal:
   address: %s
@@ -82,8 +83,14 @@ storage:
     root: %s
 agent:
   max_concurrent: %d
+fleet:
+  max_concurrent_backups: %d
+schedule:
+  full: "%s"
+  jitter: %s
+  catchup_window: 1m
 instances:
-`, addr, root, agentMax)
+`, addr, root, agentMax, limit, cron, jitter)
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "  - {id: %s, host: %s, connect: {address: \"127.0.0.1:3306\", user: strata}, datadir: /nonexistent/%s}\n",
 			instanceID(i), hostOf(i, n, perHost), instanceID(i))
@@ -108,7 +115,7 @@ type sim struct {
 	perHost             map[string]int
 	maxPerHost          int
 	scheduleToStart     []time.Duration // activity scheduled -> picked up by the agent
-	fireToAgent         []time.Duration // schedule's nominal time -> agent starts the backup
+	fireToAgent         []time.Duration // scheduled run's start (its backup id) -> agent starts the backup
 	done                int
 }
 
@@ -117,7 +124,7 @@ type sim struct {
 func (s *sim) backup(ctx context.Context, p activities.BackupParams) (*activities.BackupSummary, error) {
 	info := activity.GetInfo(ctx)
 	start := time.Now()
-	s.enter(info, start)
+	s.enter(info, p.BackupID, start)
 	defer s.leave(info)
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(p.Instance + p.BackupID))
@@ -146,7 +153,7 @@ func (s *sim) backup(ctx context.Context, p activities.BackupParams) (*activitie
 	}
 }
 
-func (s *sim) enter(info activity.Info, now time.Time) {
+func (s *sim) enter(info activity.Info, backupID string, now time.Time) {
 	r := s.running.Add(1)
 	for {
 		m := s.maxRunning.Load()
@@ -160,8 +167,9 @@ func (s *sim) enter(info activity.Info, now time.Time) {
 	s.maxPerHost = max(s.maxPerHost, s.perHost[info.TaskQueue])
 	if info.Attempt == 1 {
 		s.scheduleToStart = append(s.scheduleToStart, info.StartedTime.Sub(info.ScheduledTime))
-		if nominal, ok := nominalTime(info.WorkflowExecution.ID); ok {
-			s.fireToAgent = append(s.fireToAgent, now.Sub(nominal))
+		// A scheduled run's backup id is its start time, to the second.
+		if at, err := time.Parse(workflows.BackupIDFormat, backupID); err == nil {
+			s.fireToAgent = append(s.fireToAgent, now.Sub(at))
 		}
 	}
 }
@@ -172,17 +180,6 @@ func (s *sim) leave(info activity.Info) {
 	defer s.mu.Unlock()
 	s.perHost[info.TaskQueue]--
 	s.done++
-}
-
-// nominalTime is the time a schedule meant to start a workflow, which it
-// appends to the workflow id of its action ("<id>-2026-12-01T22:10:00Z").
-func nominalTime(workflowID string) (time.Time, bool) {
-	const n = len("2006-01-02T15:04:05Z")
-	if len(workflowID) < n+1 {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.RFC3339, workflowID[len(workflowID)-n:])
-	return t, err == nil
 }
 
 // proc samples a process's CPU time and memory from /proc.
@@ -239,8 +236,8 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // BenchmarkFleet runs the fleet once (-benchtime 1x) and prints what it
 // measured.
 func BenchmarkFleet(b *testing.B) {
-	if *nInstances < 1 || *perHost < 1 || *every <= 0 {
-		b.Fatal("-fleet.instances, -fleet.per-host and -fleet.every must be positive")
+	if *nInstances < 1 || *perHost < 1 || *runFor <= 0 {
+		b.Fatal("-fleet.instances, -fleet.per-host and -fleet.duration must be positive")
 	}
 	for i := 0; i < b.N; i++ {
 		runFleet(b)
@@ -248,7 +245,7 @@ func BenchmarkFleet(b *testing.B) {
 }
 
 func runFleet(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), *runFor+20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), *runFor+30*time.Minute)
 	defer cancel()
 	dir := b.TempDir()
 
@@ -275,17 +272,19 @@ func runFleet(b *testing.B) {
 	c := dev.Client()
 
 	cfgPath := filepath.Join(dir, "strata.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fleetConfig(dev.FrontendHostPort(), filepath.Join(dir, "repo"), *nInstances, *perHost, *agentMax)), 0o600); err != nil {
+	yaml := fleetConfig(dev.FrontendHostPort(), filepath.Join(dir, "repo"), *nInstances, *perHost, *agentMax, *limit, *cron, *jitter)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		b.Fatal(err)
 	}
+	ns := cfg.Temporal.Namespace
 
 	// One real worker process.
 	var werr bytes.Buffer
-	wk := exec.Command(bin, "worker", "--config", cfgPath, "--log-level", "warn")
+	wk := exec.Command(bin, "worker", "--config", cfgPath, "--log-level", "error")
 	wk.Stdout, wk.Stderr = io.Discard, &werr
 	if err := wk.Start(); err != nil {
 		b.Fatal(err)
@@ -311,14 +310,16 @@ func runFleet(b *testing.B) {
 		defer w.Stop()
 	}
 
+	// The schedules, as `strata schedule apply` makes them from the policy.
 	setupStart := time.Now()
-	ids, err := createSchedules(ctx, c, cfg, *every)
+	changes, err := schedule.Apply(ctx, c.ScheduleClient(), cfg, false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fmt.Printf("fleet: %d instances on %d simulated agents (agent.max_concurrent %d), schedules every %s for %s, backups of %s ±50%%\n",
-		len(cfg.Instances), len(hosts), cfg.Agent.MaxConcurrentHeavy, *every, *runFor, *backupFor)
-	fmt.Printf("setup: %d schedules created in %s\n", len(ids), time.Since(setupStart).Round(time.Millisecond))
+	fmt.Printf("fleet: %d instances on %d simulated agents (agent.max_concurrent %d), fleet.max_concurrent_backups %d; "+
+		"schedule.full %q with jitter %s for %s; simulated backups of %s ±50%%\n",
+		len(cfg.Instances), len(hosts), cfg.Agent.MaxConcurrentHeavy, cfg.Fleet.MaxConcurrentBackups, *cron, *jitter, *runFor, *backupFor)
+	fmt.Printf("setup: schedule apply created %d schedules in %s\n", len(changes), time.Since(setupStart).Round(time.Millisecond))
 
 	cpu0, err := wproc.cpu()
 	if err != nil {
@@ -326,66 +327,92 @@ func runFleet(b *testing.B) {
 	}
 	t0 := time.Now()
 	var maxRSS int64
+	sampleRSS := func() {
+		rss, _ := wproc.mem()
+		maxRSS = max(maxRSS, rss)
+	}
 	tick := time.NewTicker(time.Second)
 	deadline := time.After(*runFor)
 sampling:
 	for {
 		select {
 		case <-tick.C:
-			rss, _ := wproc.mem()
-			maxRSS = max(maxRSS, rss)
+			sampleRSS()
 		case <-deadline:
 			break sampling
 		}
 	}
+	tick.Stop()
+	var ids []string
+	for _, ch := range changes {
+		ids = append(ids, ch.ID)
+	}
 	if err := deleteSchedules(ctx, c, ids); err != nil {
 		b.Fatal(err)
 	}
-	// Drain: the backups started go to the end.
+	// Drain: the runs started go to the end.
 	drainStart := time.Now()
 	for {
-		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: cfg.Temporal.Namespace,
-			Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.BackupWorkflowName)})
+		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: ns,
+			Query: fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus = 'Running'", workflows.BackupWorkflowName, workflows.ScheduledWorkflowName)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		if n.GetCount() == 0 && s.running.Load() == 0 {
 			break
 		}
-		if time.Since(drainStart) > 10*time.Minute {
-			b.Fatalf("%d backups still running 10 minutes after the schedules were deleted", n.GetCount())
+		if time.Since(drainStart) > 15*time.Minute {
+			b.Fatalf("%d runs still running 15 minutes after the schedules were deleted", n.GetCount())
 		}
-		rss, _ := wproc.mem()
-		maxRSS = max(maxRSS, rss)
+		sampleRSS()
 		time.Sleep(2 * time.Second)
 	}
-	tick.Stop()
 	cpu1, _ := wproc.cpu()
 	wall := time.Since(t0)
 	rss, peak := wproc.mem()
 
-	closed, err := listClosed(ctx, c, cfg.Temporal.Namespace)
+	backups, err := listRuns(ctx, c, ns, workflows.BackupWorkflowName)
 	if err != nil {
 		b.Fatal(err)
 	}
-	events, err := historyEvents(ctx, c, closed.ids, *sample)
+	scheduled, err := listRuns(ctx, c, ns, workflows.ScheduledWorkflowName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	entities, err := listRuns(ctx, c, ns, workflows.InstanceWorkflowName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	limiters, err := listRuns(ctx, c, ns, workflows.LimiterWorkflowName)
 	if err != nil {
 		b.Fatal(err)
 	}
 
-	fmt.Printf("backups: %d completed, %d failed or timed out; %d simulated agent runs (drained in %s)\n",
-		closed.completed, closed.failed, s.done, time.Since(drainStart).Round(time.Second))
-	fmt.Printf("schedule fire -> workflow start:  %s\n", percentiles(closed.fireToStart))
-	fmt.Printf("activity schedule-to-start:       %s\n", percentiles(s.scheduleToStart))
-	fmt.Printf("schedule fire -> agent starts:    %s\n", percentiles(s.fireToAgent))
-	fmt.Printf("history events per backup:        %s\n", events)
-	fmt.Printf("worker process: CPU %.1fs over %s (%.2f cores on average), RSS %s now, %s peak sampled, %s high-water mark\n",
+	fmt.Printf("backups: %d completed, %d failed or timed out; scheduled runs: %d completed, %d failed; %d simulated agent runs (drained in %s)\n",
+		backups.completed, backups.failed, scheduled.completed, scheduled.failed, s.done, time.Since(drainStart).Round(time.Second))
+	fmt.Printf("schedule fire -> ScheduledWorkflow start:  %s\n", percentiles(scheduled.fireToStart))
+	fmt.Printf("agent activity schedule-to-start:          %s\n", percentiles(s.scheduleToStart))
+	fmt.Printf("ScheduledWorkflow start -> agent starts:   %s\n", percentiles(s.fireToAgent))
+	if n := backups.completed; n > 0 {
+		per := func(r *runs) float64 { return float64(r.events) / float64(n) }
+		fmt.Printf("history events per backup: %.1f = BackupWorkflow %.1f + ScheduledWorkflow %.1f + InstanceWorkflow %.1f (%d runs of %d entities) + LimiterWorkflow %.1f (%d runs)\n",
+			per(backups)+per(scheduled)+per(entities)+per(limiters), per(backups), per(scheduled), per(entities), entities.all, entities.workflows,
+			per(limiters), limiters.all)
+	}
+	fmt.Printf("worker process: CPU %.1fs over %s (%.2f cores on average), RSS %s at the end, %s peak sampled, %s high-water mark\n",
 		(cpu1 - cpu0).Seconds(), wall.Round(time.Second), (cpu1-cpu0).Seconds()/wall.Seconds(), mib(rss), mib(maxRSS), mib(peak))
-	fmt.Printf("concurrency: at most %d backups at once in the fleet, %d on one agent (agent.max_concurrent %d: %s)\n",
-		s.maxRunning.Load(), s.maxPerHost, cfg.Agent.MaxConcurrentHeavy, held(s.maxPerHost <= cfg.Agent.MaxConcurrentHeavy))
-	fmt.Printf("fleet limit: none in this build's config; %d backups ran at once\n", s.maxRunning.Load())
-	if closed.failed > 0 {
-		fmt.Printf("first failures: %s\n", strings.Join(closed.failures, "; "))
+	fmt.Printf("per-agent limit: at most %d backups at once on one agent (agent.max_concurrent %d): %s\n",
+		s.maxPerHost, cfg.Agent.MaxConcurrentHeavy, held(s.maxPerHost <= cfg.Agent.MaxConcurrentHeavy))
+	if l := cfg.Fleet.MaxConcurrentBackups; l > 0 {
+		fmt.Printf("fleet limit: at most %d backups at once over the fleet (fleet.max_concurrent_backups %d): %s\n", s.maxRunning.Load(), l,
+			held(s.maxRunning.Load() <= int64(l)))
+	} else {
+		fmt.Printf("fleet limit: none configured; at most %d backups ran at once\n", s.maxRunning.Load())
+	}
+	for _, r := range []*runs{backups, scheduled} {
+		if len(r.failures) > 0 {
+			fmt.Printf("first failures: %s\n", strings.Join(r.failures, "; "))
+		}
 	}
 }
 
@@ -394,46 +421,6 @@ func held(ok bool) string {
 		return "held"
 	}
 	return "EXCEEDED"
-}
-
-// createSchedules creates one full-backup schedule per instance, firing
-// every interval, their offsets spread over the interval.
-func createSchedules(ctx context.Context, c client.Client, cfg *config.Config, interval time.Duration) ([]string, error) {
-	n := len(cfg.Instances)
-	ids := make([]string, n)
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for i := range cfg.Instances {
-		in := cfg.Instances[i]
-		ids[i] = workflows.ScheduleID(in.ID, "full")
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
-				ID: ids[i],
-				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{
-					Every: interval, Offset: time.Duration(i) * interval / time.Duration(n)}}},
-				Action: &client.ScheduleWorkflowAction{
-					ID:                    "backup/" + in.ID + "/scheduled",
-					Workflow:              workflows.BackupWorkflowName,
-					Args:                  []any{workflows.BackupRequest{Instance: in.ID, Type: "full"}},
-					TaskQueue:             cfg.Temporal.TaskQueue,
-					TypedSearchAttributes: workflows.SearchAttributes(in.ID, workflows.KindBackup, "", in.Host),
-				},
-				Overlap:               enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-				CatchupWindow:         interval,
-				TypedSearchAttributes: workflows.SearchAttributes(in.ID, workflows.KindSchedule, "", in.Host),
-			})
-			if err != nil {
-				errs <- fmt.Errorf("create schedule %s: %w", ids[i], err)
-			}
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	return ids, errors.Join(collect(errs)...)
 }
 
 func deleteSchedules(ctx context.Context, c client.Client, ids []string) error {
@@ -452,44 +439,55 @@ func deleteSchedules(ctx context.Context, c client.Client, ids []string) error {
 	}
 	wg.Wait()
 	close(errs)
-	return errors.Join(collect(errs)...)
-}
-
-func collect(ch <-chan error) []error {
 	var out []error
-	for e := range ch {
+	for e := range errs {
 		out = append(out, e)
 	}
-	return out
+	return errors.Join(out...)
 }
 
-// closedBackups is what visibility says of the finished backups.
-type closedBackups struct {
-	ids               []*commonpb.WorkflowExecution
+// runs is what visibility and the server say of one workflow type's runs.
+type runs struct {
+	all, workflows    int // runs (a continue-as-new is a new run) and workflow ids
 	completed, failed int
+	events            int64 // history events of all runs
 	failures          []string
-	fireToStart       []time.Duration
+	fireToStart       []time.Duration // TemporalScheduledStartTime -> start
 }
 
-func listClosed(ctx context.Context, c client.Client, ns string) (*closedBackups, error) {
-	out := &closedBackups{}
+// listRuns lists every run of a workflow type. A running workflow's
+// history length comes from DescribeWorkflowExecution (visibility records
+// it when a run closes).
+func listRuns(ctx context.Context, c client.Client, ns, wfType string) (*runs, error) {
+	out := &runs{}
+	ids := map[string]bool{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, PageSize: 1000, NextPageToken: token,
-			Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running'", workflows.BackupWorkflowName)})
+			Query: fmt.Sprintf("WorkflowType = '%s'", wfType)})
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range resp.GetExecutions() {
-			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+			out.all++
+			ids[e.GetExecution().GetWorkflowId()] = true
+			n := e.GetHistoryLength()
+			switch e.GetStatus() {
+			case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+				d, err := c.DescribeWorkflowExecution(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId())
+				if err != nil {
+					return nil, err
+				}
+				n = d.GetWorkflowExecutionInfo().GetHistoryLength()
+			case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
 				out.completed++
-				out.ids = append(out.ids, e.GetExecution())
-			} else {
+			default:
 				out.failed++
 				if len(out.failures) < 3 {
 					out.failures = append(out.failures, e.GetExecution().GetWorkflowId()+" "+e.GetStatus().String())
 				}
 			}
+			out.events += n
 			if p, ok := e.GetSearchAttributes().GetIndexedFields()["TemporalScheduledStartTime"]; ok {
 				var at time.Time
 				if converter.GetDefaultDataConverter().FromPayload(p, &at) == nil {
@@ -498,34 +496,8 @@ func listClosed(ctx context.Context, c client.Client, ns string) (*closedBackups
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
+			out.workflows = len(ids)
 			return out, nil
 		}
 	}
-}
-
-// historyEvents counts the events of up to n backups' histories.
-func historyEvents(ctx context.Context, c client.Client, runs []*commonpb.WorkflowExecution, n int) (string, error) {
-	if len(runs) == 0 {
-		return "no completed backups", nil
-	}
-	step := max(1, len(runs)/n)
-	var counts []int
-	for i := 0; i < len(runs) && len(counts) < n; i += step {
-		it := c.GetWorkflowHistory(ctx, runs[i].GetWorkflowId(), runs[i].GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		k := 0
-		for it.HasNext() {
-			if _, err := it.Next(); err != nil {
-				return "", err
-			}
-			k++
-		}
-		counts = append(counts, k)
-	}
-	sort.Ints(counts)
-	sum := 0
-	for _, k := range counts {
-		sum += k
-	}
-	return fmt.Sprintf("min %d  median %d  max %d  mean %.1f  (BackupWorkflow; %d histories read)", counts[0], counts[len(counts)/2],
-		counts[len(counts)-1], float64(sum)/float64(len(counts)), len(counts)), nil
 }
