@@ -319,7 +319,7 @@ func runFleet(b *testing.B) {
 	fmt.Printf("fleet: %d instances on %d simulated agents (agent.max_concurrent %d), fleet.max_concurrent_backups %d; "+
 		"schedule.full %q with jitter %s for %s; simulated backups of %s ±50%%\n",
 		len(cfg.Instances), len(hosts), cfg.Agent.MaxConcurrentHeavy, cfg.Fleet.MaxConcurrentBackups, *cron, *jitter, *runFor, *backupFor)
-	fmt.Printf("setup: schedule apply created %d schedules in %s\n", len(changes), time.Since(setupStart).Round(time.Millisecond))
+	fmt.Printf("setup: schedule apply created %d schedules in %s; firing for %s\n", len(changes), time.Since(setupStart).Round(time.Millisecond), *runFor)
 
 	cpu0, err := wproc.cpu()
 	if err != nil {
@@ -350,19 +350,34 @@ sampling:
 	if err := deleteSchedules(ctx, c, ids); err != nil {
 		b.Fatal(err)
 	}
-	// Drain: the runs started go to the end.
+	// Drain: the runs started go to the end, or stop moving.
 	drainStart := time.Now()
+	running := fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus = 'Running'", workflows.BackupWorkflowName, workflows.ScheduledWorkflowName)
+	var stuck []string
+	lastCount, lastDone, lastMove := int64(-1), -1, time.Now()
 	for {
-		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: ns,
-			Query: fmt.Sprintf("WorkflowType IN ('%s', '%s') AND ExecutionStatus = 'Running'", workflows.BackupWorkflowName, workflows.ScheduledWorkflowName)})
+		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: ns, Query: running})
 		if err != nil {
 			b.Fatal(err)
 		}
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
 		if n.GetCount() == 0 && s.running.Load() == 0 {
 			break
 		}
-		if time.Since(drainStart) > 15*time.Minute {
-			b.Fatalf("%d runs still running 15 minutes after the schedules were deleted", n.GetCount())
+		if n.GetCount() != lastCount || done != lastDone {
+			lastCount, lastDone, lastMove = n.GetCount(), done, time.Now()
+		} else if time.Since(lastMove) > 2*time.Minute {
+			// Nothing moved for 2 minutes: name what is stuck and measure the rest.
+			resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, Query: running, PageSize: 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range resp.GetExecutions() {
+				stuck = append(stuck, e.GetExecution().GetWorkflowId())
+			}
+			break
 		}
 		sampleRSS()
 		time.Sleep(2 * time.Second)
@@ -408,6 +423,10 @@ sampling:
 			held(s.maxRunning.Load() <= int64(l)))
 	} else {
 		fmt.Printf("fleet limit: none configured; at most %d backups ran at once\n", s.maxRunning.Load())
+	}
+	if len(stuck) > 0 {
+		fmt.Printf("STUCK: %d runs still running, with nothing moving for 2 minutes after the schedules were deleted: %s\n",
+			lastCount, strings.Join(stuck, ", "))
 	}
 	for _, r := range []*runs{backups, scheduled} {
 		if len(r.failures) > 0 {
