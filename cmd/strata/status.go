@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
@@ -46,6 +47,9 @@ type instanceStatus struct {
 	// it runs: its queue is the work accepted and not started.
 	Entity *workflows.InstanceStatus `json:"entity,omitempty"`
 	Queued []workflows.InstanceRun   `json:"queued"`
+	// WaitingForPermit are the instance's workflows waiting for a permit
+	// of a fleet-wide limiter (fleet.max_concurrent_*, storage.max_concurrent).
+	WaitingForPermit []activities.Permit `json:"waiting_for_permit"`
 	// Errors are the parts that could not be read (repository, Temporal).
 	Errors []string `json:"errors,omitempty"`
 }
@@ -110,10 +114,26 @@ func statusCmd(a *app) *cobra.Command {
 			if cerr == nil {
 				defer c.Close()
 			}
+			var limiters []activities.LimiterState
+			var lerr error
+			if cerr == nil {
+				limiters, lerr = workers.LimiterStatus(ctx, c, a.cfg)
+			}
 			var out []*instanceStatus
 			for _, id := range args {
 				in, _ := a.cfg.Instance(id)
-				st := &instanceStatus{Instance: id, Host: in.Host, Schedules: []scheduleRef{}, Running: []workflowRef{}, Queued: []workflows.InstanceRun{}}
+				st := &instanceStatus{Instance: id, Host: in.Host, Schedules: []scheduleRef{}, Running: []workflowRef{}, Queued: []workflows.InstanceRun{},
+					WaitingForPermit: []activities.Permit{}}
+				if lerr != nil {
+					st.Errors = append(st.Errors, "limiters: "+lerr.Error())
+				}
+				for _, l := range limiters {
+					for _, w := range l.Waiters {
+						if w.Instance == id {
+							st.WaitingForPermit = append(st.WaitingForPermit, w)
+						}
+					}
+				}
 				if rerr != nil {
 					st.Errors = append(st.Errors, "repository: "+rerr.Error())
 				} else {
@@ -129,9 +149,11 @@ func statusCmd(a *app) *cobra.Command {
 			}
 			if asJS {
 				return printJSON(struct {
-					Instances []*instanceStatus `json:"instances"`
-				}{out})
+					Instances []*instanceStatus         `json:"instances"`
+					Limiters  []activities.LimiterState `json:"limiters"`
+				}{out, append([]activities.LimiterState{}, limiters...)})
 			}
+			printLimiters(os.Stdout, limiters, time.Now())
 			for i, st := range out {
 				if i > 0 {
 					fmt.Println()
@@ -360,8 +382,27 @@ func (st *instanceStatus) print(w io.Writer, now time.Time) {
 		}
 		fmt.Fprintf(tw, "  queued\t%s %s, %s, accepted %s, by %s\n", q.Ask.Type, q.BackupID, q.State, ago(q.AcceptedAt, now), who)
 	}
+	for _, p := range st.WaitingForPermit {
+		fmt.Fprintf(tw, "  waiting\t%s for a fleet permit (%s, asked %s)\n", p.WorkflowID, p.Kind, ago(p.Since, now))
+	}
 	for _, e := range st.Errors {
 		fmt.Fprintf(tw, "  unavailable\t%s\n", e)
 	}
 	_ = tw.Flush()
+}
+
+// printLimiters shows the fleet-wide limiters: permits held of the limit,
+// and how many wait.
+func printLimiters(w io.Writer, ls []activities.LimiterState, now time.Time) {
+	if len(ls) == 0 {
+		return
+	}
+	for _, l := range ls {
+		oldest := ""
+		if len(l.Waiters) > 0 {
+			oldest = fmt.Sprintf(", the first waiting since %s", ago(l.Waiters[0].Since, now))
+		}
+		fmt.Fprintf(w, "limiter %s: %d of %d permits held, %d waiting%s\n", l.ID, len(l.Holders), l.Max, len(l.Waiters), oldest)
+	}
+	fmt.Fprintln(w)
 }

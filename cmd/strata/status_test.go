@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -52,4 +53,24 @@ func TestStatusPrint(t *testing.T) {
 		assert.Contains(t, empty.String(), want)
 	}
 	assert.False(t, strings.Contains(empty.String(), "queued"))
+}
+
+func TestStatusLimitersAndPermitWaits(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	printLimiters(&out, []activities.LimiterState{
+		{ID: "limiter/fleet/backup", Max: 2, Holders: []activities.Permit{{WorkflowID: "backup/db1/a"}, {WorkflowID: "backup/db2/b"}},
+			Waiters: []activities.Permit{{WorkflowID: "backup/db3/c", Instance: "db3", Since: now.Add(-42 * time.Second)}}},
+		{ID: "limiter/storage/local:/r", Max: 5, Holders: []activities.Permit{}, Waiters: []activities.Permit{}},
+	}, now)
+	assert.Equal(t, "limiter limiter/fleet/backup: 2 of 2 permits held, 1 waiting, the first waiting since 42s ago\n"+
+		"limiter limiter/storage/local:/r: 0 of 5 permits held, 0 waiting\n\n", out.String())
+
+	out.Reset()
+	printLimiters(&out, nil, now)
+	assert.Empty(t, out.String(), "no limits configured: no limiter lines")
+
+	out.Reset()
+	(&instanceStatus{Instance: "db3", Host: "h3", WaitingForPermit: []activities.Permit{{WorkflowID: "backup/db3/c", Kind: "backup", Since: now.Add(-42 * time.Second)}}}).print(&out, now)
+	assert.Contains(t, out.String(), "waiting           backup/db3/c for a fleet permit (backup, asked 42s ago)")
 }
