@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
@@ -503,7 +504,7 @@ func listRuns(ctx context.Context, c client.Client, ns, wfType string) (*runs, e
 			default:
 				out.failed++
 				if len(out.failures) < 3 {
-					out.failures = append(out.failures, e.GetExecution().GetWorkflowId()+" "+e.GetStatus().String())
+					out.failures = append(out.failures, e.GetExecution().GetWorkflowId()+" "+e.GetStatus().String()+": "+closeReason(ctx, c, e.GetExecution()))
 				}
 			}
 			out.events += n
@@ -519,4 +520,29 @@ func listRuns(ctx context.Context, c client.Client, ns, wfType string) (*runs, e
 			return out, nil
 		}
 	}
+}
+
+// closeReason is the failure message of a closed run's close event.
+func closeReason(ctx context.Context, c client.Client, ex *commonpb.WorkflowExecution) string {
+	it := c.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return err.Error()
+		}
+		if a := ev.GetWorkflowExecutionFailedEventAttributes(); a != nil {
+			msg := a.GetFailure().GetMessage()
+			if cause := a.GetFailure().GetCause(); cause != nil {
+				msg += ": " + cause.GetMessage()
+			}
+			return msg
+		}
+		if a := ev.GetWorkflowExecutionTimedOutEventAttributes(); a != nil {
+			return "timed out"
+		}
+		if a := ev.GetWorkflowExecutionTerminatedEventAttributes(); a != nil {
+			return "terminated: " + a.GetReason()
+		}
+	}
+	return "?"
 }
