@@ -61,10 +61,10 @@ bench: deps
 bench-archive:
 	$(GO) test -run '^$$' -bench '^BenchmarkWeekArchive$$' -benchtime 1x -timeout 30m ./internal/binlog/
 
-## bench-fleet: 1,000 instances' Temporal Schedules fire full backups every minute for 3 minutes against one
+## bench-fleet: 1,000 instances' Temporal Schedules (schedule apply of a policy) fire full backups every minute for 3 minutes against one
 ##   `strata worker` process and the dev server, with simulated agents (sleep and heartbeat under the real
 ##   activity names); prints schedule-to-start latency percentiles, history events per backup, the worker's
-##   CPU and memory, and whether the limits held (about 6 minutes). Fewer: make bench-fleet FLEET_ARGS=-fleet.instances=100
+##   CPU and memory, and whether the limits held (about 10 minutes). Fewer: make bench-fleet FLEET_ARGS=-fleet.instances=100
 bench-fleet: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 40m ./bench/fleet/ -args $(FLEET_ARGS)
 
