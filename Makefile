@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench bench-archive fuzz histories lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench bench-archive bench-fleet fuzz histories lint fmt clean
 
 all: build
 
@@ -60,6 +60,13 @@ bench: deps
 ##   for flush_interval / max_segment_size (about 5 minutes, about 5.5 GiB of memory)
 bench-archive:
 	$(GO) test -run '^$$' -bench '^BenchmarkWeekArchive$$' -benchtime 1x -timeout 30m ./internal/binlog/
+
+## bench-fleet: 1,000 instances' Temporal Schedules (schedule apply of a policy) fire full backups every minute for 3 minutes against one
+##   `strata worker` process and the dev server, with simulated agents (sleep and heartbeat under the real
+##   activity names); prints schedule-to-start latency percentiles, history events per backup, the worker's
+##   CPU and memory, and whether the limits held (about 10 minutes). Fewer: make bench-fleet FLEET_ARGS=-fleet.instances=100
+bench-fleet: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 40m ./bench/fleet/ -args $(FLEET_ARGS)
 
 ## histories: record the histories of real runs of every workflow (end-to-end tests against the Temporal
 ##   dev server) into workflows/testdata/histories/<date>-<time>/; TestReplayRecordedHistories replays every

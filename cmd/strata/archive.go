@@ -29,10 +29,12 @@ func archiveCmd(a *app) *cobra.Command {
 		Short: "Start archiving an instance's binlogs (workflow id archive/INSTANCE)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.loadFor(args[0]); err != nil {
+			in, err := a.loadFor(args[0])
+			if err != nil {
 				return err
 			}
-			_, err := a.start(cmd.Context(), workflows.ArchiveWorkflowID(args[0]), workflows.ArchiveWorkflowName, workflows.ArchiveRequest{Instance: args[0]}, false, nil)
+			_, err = a.start(cmd.Context(), workflows.ArchiveWorkflowID(args[0]), workflows.ArchiveWorkflowName, workflows.ArchiveRequest{Instance: args[0]}, false, nil,
+				workflows.SearchAttributes(args[0], workflows.KindArchive, "", in.Host))
 			var already *serviceerror.WorkflowExecutionAlreadyStarted
 			if errors.As(err, &already) {
 				return fmt.Errorf("binlog archiving of %s is already running (strata archive status %s)", args[0], args[0])

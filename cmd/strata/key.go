@@ -16,6 +16,7 @@ import (
 
 func keyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Encryption keys: show the configured key's id, rotate key encryption keys"}
+	var idJS bool
 	id := &cobra.Command{
 		Use:   "id",
 		Short: "Print the id of the configured key encryption key (and of the old keys)",
@@ -25,6 +26,12 @@ func keyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if idJS {
+				return printJSON(struct {
+					Current string   `json:"current"`
+					Old     []string `json:"old"`
+				}{ring.Current().ID(), append([]string{}, ring.IDs()[1:]...)})
+			}
 			fmt.Println(ring.Current().ID())
 			for _, id := range ring.IDs()[1:] {
 				fmt.Printf("%s (old)\n", id)
@@ -32,7 +39,8 @@ func keyCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	var removeOld, dryRun bool
+	id.Flags().BoolVar(&idJS, "json", false, "print as JSON")
+	var removeOld, dryRun, rotJS bool
 	rotate := &cobra.Command{
 		Use:   "rotate [INSTANCE...]",
 		Short: "Wrap every backup's and binlog archive's data key with the current key encryption key (no Temporal needed)",
@@ -66,6 +74,12 @@ func keyCmd(a *app) *cobra.Command {
 			}
 			cur := ring.Current().ID()
 			var rewrapped, current, removed, failed int
+			var rows []rotationRow
+			say := func(format string, v ...any) {
+				if !rotJS {
+					fmt.Printf(format, v...)
+				}
+			}
 			for _, inst := range instances {
 				sets, err := r.EncryptedKeySets(cmd.Context(), inst)
 				if err != nil {
@@ -75,7 +89,8 @@ func keyCmd(a *app) *cobra.Command {
 					rot, err := repo.RotateKeySet(cmd.Context(), ks, ring, removeOld, dryRun)
 					if err != nil {
 						failed++
-						fmt.Printf("%sFAILED  %s: %v\n", prefix, ks.What, err)
+						rows = append(rows, rotationRow{What: ks.What, Error: err.Error()})
+						say("%sFAILED  %s: %v\n", prefix, ks.What, err)
 						continue
 					}
 					var did []string
@@ -90,14 +105,24 @@ func keyCmd(a *app) *cobra.Command {
 						removed += len(rot.Removed)
 						did = append(did, "removed the wrapping by "+strings.Join(rot.Removed, ", "))
 					}
-					fmt.Printf("%s%s: %s\n", prefix, rot.What, strings.Join(did, "; "))
+					rows = append(rows, rotationRow{What: rot.What, Added: rot.Added, From: rot.From, Removed: rot.Removed})
+					say("%s%s: %s\n", prefix, rot.What, strings.Join(did, "; "))
 				}
 			}
 			verb := "rotated"
 			if dryRun {
 				verb = "would rotate"
 			}
-			fmt.Printf("%s %d data keys to %s, %d already current, %d old wrappings removed, %d failed\n", verb, rewrapped, cur, current, removed, failed)
+			say("%s %d data keys to %s, %d already current, %d old wrappings removed, %d failed\n", verb, rewrapped, cur, current, removed, failed)
+			if rotJS {
+				if err := printJSON(struct {
+					DryRun  bool          `json:"dry_run"`
+					Current string        `json:"current"`
+					Keys    []rotationRow `json:"keys"`
+				}{dryRun, cur, rows}); err != nil {
+					return err
+				}
+			}
 			if failed > 0 {
 				return fmt.Errorf("%d data keys could not be rotated: configure the key encryption keys they name in encryption.old_key_files or old_key_envs and run again", failed)
 			}
@@ -106,8 +131,18 @@ func keyCmd(a *app) *cobra.Command {
 	}
 	rotate.Flags().BoolVar(&removeOld, "remove-old", false, "delete the wrappings by other keys once the current key's is stored and checked")
 	rotate.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be done; change nothing")
+	rotate.Flags().BoolVar(&rotJS, "json", false, "print the data keys and what was done to each as JSON")
 	cmd.AddCommand(id, rotate)
 	return cmd
+}
+
+// rotationRow is one data key of `key rotate --json`.
+type rotationRow struct {
+	What    string   `json:"what"`
+	Added   string   `json:"added,omitempty"` // the key now wrapping it
+	From    string   `json:"from,omitempty"`  // the key that unwrapped it
+	Removed []string `json:"removed,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // rotationInstances returns the instances whose keys `key rotate` rotates:

@@ -62,13 +62,15 @@ func verifyCmd(a *app) *cobra.Command {
 				}
 				rep = *got
 			} else {
-				if _, err := a.loadFor(args[0]); err != nil {
+				in, err := a.loadFor(args[0])
+				if err != nil {
 					return err
 				}
 				var res workflows.VerifyResult
 				wid := workflows.VerifyWorkflowID(args[0], time.Now())
 				if _, err := a.start(cmd.Context(), wid, workflows.VerifyWorkflowName,
-					workflows.VerifyRequest{Instance: args[0], BackupID: id, Archive: archive, AllowUnencrypted: allowUn}, true, &res); err != nil {
+					workflows.VerifyRequest{Instance: args[0], BackupID: id, Archive: archive, AllowUnencrypted: allowUn}, true, &res,
+					workflows.SearchAttributes(args[0], workflows.KindVerify, id, in.Host)); err != nil {
 					return err
 				}
 				rep = res.Report
@@ -114,13 +116,15 @@ func pruneCmd(a *app) *cobra.Command {
 			"the policy, unless --allow-delete-newest is given. --dry-run shows all of it and deletes nothing.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.loadFor(args[0]); err != nil {
+			in, err := a.loadFor(args[0])
+			if err != nil {
 				return err
 			}
 			var res workflows.RetentionResult
 			wid := workflows.RetentionWorkflowID(args[0])
 			if _, err := a.start(cmd.Context(), wid, workflows.RetentionWorkflowName,
-				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun, AllowDeleteNewest: allowNewest}, true, &res); err != nil {
+				workflows.RetentionRequest{Instance: args[0], DryRun: dryRun, AllowDeleteNewest: allowNewest}, true, &res,
+				workflows.SearchAttributes(args[0], workflows.KindRetention, "", in.Host)); err != nil {
 				return err
 			}
 			if asJS {

@@ -15,8 +15,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
@@ -25,8 +27,9 @@ import (
 // start starts a workflow on the strata task queue and, with wait, follows
 // it to the end and decodes its result. A workflow with the same id that is
 // still running is an error, never silently joined; a backup id, once used
-// by any run, is never used again.
-func (a *app) start(ctx context.Context, id, wfType string, input any, wait bool, result any) (client.WorkflowRun, error) {
+// by any run, is never used again. sa are the workflow's search attributes
+// (workflows.SearchAttributes): every workflow carries them.
+func (a *app) start(ctx context.Context, id, wfType string, input any, wait bool, result any, sa temporal.SearchAttributes) (client.WorkflowRun, error) {
 	c, err := workers.Dial(a.cfg, a.log)
 	if err != nil {
 		return nil, err
@@ -42,6 +45,7 @@ func (a *app) start(ctx context.Context, id, wfType string, input any, wait bool
 		WorkflowIDReusePolicy:                    reuse,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    sa,
 	}, wfType, input)
 	if err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
@@ -55,7 +59,19 @@ func (a *app) start(ctx context.Context, id, wfType string, input any, wait bool
 		fmt.Fprintf(os.Stderr, "follow it with: temporal workflow show --workflow-id %s --namespace %s\n", run.GetID(), a.cfg.Temporal.Namespace)
 		return run, nil
 	}
-	return run, run.Get(ctx, result)
+	// Show the running activity's progress on stderr (stdout carries the
+	// result, --json included): a live bar on a terminal, plain lines
+	// otherwise.
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newFollower(os.Stderr, a.expectBytes).run(fctx, c, run.GetID(), run.GetRunID())
+	}()
+	err = run.Get(ctx, result)
+	stop()
+	<-done
+	return run, err
 }
 
 func printJSON(v any) error {
@@ -74,8 +90,12 @@ func backupCmd(a *app) *cobra.Command {
 		Short: "Take a hot physical backup of an instance (BackupWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.loadFor(args[0]); err != nil {
+			in, err := a.loadFor(args[0])
+			if err != nil {
 				return err
+			}
+			if wait {
+				a.expectBytes = expectedBackupBytes(cmd.Context(), a, args[0], typ)
 			}
 			var res workflows.BackupResult
 			if viaInstance {
@@ -90,7 +110,8 @@ func backupCmd(a *app) *cobra.Command {
 					id = time.Now().UTC().Format(workflows.BackupIDFormat)
 				}
 				_, err := a.start(cmd.Context(), workflows.BackupWorkflowID(args[0], id), workflows.BackupWorkflowName,
-					workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res)
+					workflows.BackupRequest{Instance: args[0], BackupID: id, Type: typ, AutoFull: autoFull}, wait, &res,
+					workflows.SearchAttributes(args[0], workflows.KindBackup, id, in.Host))
 				if err != nil || !wait {
 					return err
 				}
@@ -162,8 +183,12 @@ func restoreCmd(a *app) *cobra.Command {
 			if host == "" {
 				host = in.Host
 			}
+			if wait {
+				a.expectBytes = expectedRestoreBytes(cmd.Context(), a, req.Instance, req.BackupID)
+			}
 			var res workflows.RestoreResult
-			_, err = a.start(cmd.Context(), restoreWorkflowID(host, req.TargetDir), workflows.RestoreWorkflowName, req, wait, &res)
+			_, err = a.start(cmd.Context(), restoreWorkflowID(host, req.TargetDir), workflows.RestoreWorkflowName, req, wait, &res,
+				workflows.SearchAttributes(req.Instance, workflows.KindRestore, req.BackupID, host))
 			if err != nil || !wait {
 				return err
 			}
@@ -255,10 +280,16 @@ func lsCmd(a *app) *cobra.Command {
 				return err
 			}
 			if asJS {
+				var ar archiveReport
+				if err := ar.fromRepo(cmd.Context(), r, args[0]); err != nil {
+					return err
+				}
 				return printJSON(struct {
-					Backups []catalogEntry `json:"backups"`
-					Partial []string       `json:"partial_uploads"`
-				}{entries, partial})
+					Backups []catalogEntry  `json:"backups"`
+					Partial []string        `json:"partial_uploads"`
+					Windows []binlog.Window `json:"pitr_windows"`
+					Gaps    []binlog.Gap    `json:"gaps"`
+				}{entries, partial, ar.Windows, ar.Gaps})
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "BACKUP ID\tTYPE\tPARENT\tCHAIN\tSTARTED (UTC)\tENDED\tDURATION\tRAW\tSTORED\tBINLOG POSITION\tGTID\tLSN\tSTATUS")
@@ -417,5 +448,15 @@ func (a *app) requestBackup(ctx context.Context, instance string, ask workflows.
 		fmt.Fprintf(os.Stderr, "follow it with: temporal workflow show --workflow-id %s --namespace %s\n", acc.WorkflowID, a.cfg.Temporal.Namespace)
 		return acc, nil
 	}
-	return acc, workers.WaitBackup(ctx, c, acc, 2*time.Second, res)
+	// The progress of the backup once the entity has started it.
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newFollower(os.Stderr, a.expectBytes).run(fctx, c, acc.WorkflowID, "")
+	}()
+	err = workers.WaitBackup(ctx, c, acc, 2*time.Second, res)
+	stop()
+	<-done
+	return acc, err
 }
