@@ -33,33 +33,27 @@ type Scheduled struct {
 // so a retried attempt joins the backup its first attempt asked for.
 func (s *Scheduled) RequestScheduledBackup(ctx context.Context, req workflows.ScheduledBackupAsk) (*workflows.ScheduledResult, error) {
 	info := activity.GetInfo(ctx)
-	start := s.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.InstanceWorkflowID(req.Instance),
-		TaskQueue:                s.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes:    workflows.SearchAttributes(req.Instance, "instance", "", ""),
-	}, workflows.InstanceWorkflowName, workflows.InstanceRequest{Instance: req.Instance})
-	h, err := s.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateID:     info.WorkflowExecution.ID + "/" + req.Ask.BackupID,
-			UpdateName:   workflows.RequestBackupUpdate,
-			Args:         []any{req.Ask},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ask %s for a backup: %w", workflows.InstanceWorkflowID(req.Instance), err)
-	}
+	// Under load (a backlog on the worker's task queue) the entity may take
+	// longer to answer than one request waits: ask again with the same
+	// update id, which the entity answers once, heartbeating meanwhile.
 	var acc workflows.BackupAccepted
-	if err := h.Get(ctx, &acc); err != nil {
+	for {
+		err := s.askEntity(ctx, info.WorkflowExecution.ID+"/"+req.Ask.BackupID, req, &acc)
+		if err == nil {
+			break
+		}
 		var ae *temporal.ApplicationError
 		if errors.As(err, &ae) {
 			// Rejected by the entity's validator: asking again will not help.
 			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("instance %s refused the scheduled backup: %s", req.Instance, ae.Error()),
 				activities.ErrInvalidRequest, err)
 		}
-		return nil, err
+		var de *serviceerror.DeadlineExceeded
+		var re *serviceerror.ResourceExhausted
+		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) || errors.As(err, &re)) {
+			return nil, err
+		}
+		activity.RecordHeartbeat(ctx, "waiting for "+workflows.InstanceWorkflowID(req.Instance)+" to answer")
 	}
 	activity.RecordHeartbeat(ctx, acc)
 	res := &workflows.ScheduledResult{Instance: req.Instance, Kind: req.Ask.Type, WorkflowID: acc.WorkflowID, BackupID: acc.BackupID}
@@ -94,6 +88,32 @@ func (s *Scheduled) RequestScheduledBackup(ctx context.Context, req workflows.Sc
 			return nil, err // the backup failed: the scheduled run fails with its error
 		}
 	}
+}
+
+// askEntity asks the instance's entity for the backup by update-with-start
+// (the entity is started if it is not running), waiting at most a minute.
+func (s *Scheduled) askEntity(ctx context.Context, updateID string, req workflows.ScheduledBackupAsk, acc *workflows.BackupAccepted) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	start := s.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       workflows.InstanceWorkflowID(req.Instance),
+		TaskQueue:                s.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    workflows.SearchAttributes(req.Instance, "instance", "", ""),
+	}, workflows.InstanceWorkflowName, workflows.InstanceRequest{Instance: req.Instance})
+	h, err := s.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     updateID,
+			UpdateName:   workflows.RequestBackupUpdate,
+			Args:         []any{req.Ask},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("ask %s for a backup: %w", workflows.InstanceWorkflowID(req.Instance), err)
+	}
+	return h.Get(ctx, acc)
 }
 
 // notQueued asks the entity whether backupID is queued or running.

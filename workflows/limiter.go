@@ -11,6 +11,11 @@ import (
 // LimiterWorkflowName is the type of the limiter workflows.
 const LimiterWorkflowName = "LimiterWorkflow"
 
+// LimiterBatchChange is the version of LimiterWorkflow that sends the
+// grants free at once together and drains its signals until none is left
+// before it continues as new.
+const LimiterBatchChange = "limiter-batch-grants"
+
 // limiterCheckInterval is how often a limiter checks that its holders and
 // waiters are still running, by default.
 const limiterCheckInterval = 30 * time.Second
@@ -46,16 +51,43 @@ func LimiterWorkflow(ctx workflow.Context, st activities.LimiterState) error {
 	acquireCh := workflow.GetSignalChannel(ctx, activities.LimiterAcquireSignal)
 	releaseCh := workflow.GetSignalChannel(ctx, activities.LimiterReleaseSignal)
 
+	// grant hands out every permit free now, all signals at once (one
+	// round trip for the lot, not one each), then takes back those that
+	// could not be delivered (the waiter is gone).
+	// Limiters recorded before LimiterBatchChange sent one grant at a time
+	// and could lose a signal that came during the last grants before a
+	// continue-as-new.
+	batch := workflow.GetVersion(ctx, LimiterBatchChange, workflow.DefaultVersion, 1) >= 1
 	grant := func() {
 		for len(st.Waiters) > 0 && len(st.Holders) < max(st.Max, 1) {
-			p := st.Waiters[0]
-			st.Waiters = st.Waiters[1:]
-			p.Since = workflow.Now(ctx)
-			st.Holders = append(st.Holders, p)
-			if err := workflow.SignalExternalWorkflow(ctx, p.WorkflowID, p.RunID, activities.LimiterGrantSignal,
-				activities.PermitGrant{Limiter: st.ID}).Get(ctx, nil); err != nil {
-				log.Warn("permit not delivered: the waiter is gone; taken back", "holder", p.WorkflowID, "error", err)
-				st.Holders = removePermit(st.Holders, p)
+			if !batch {
+				p := st.Waiters[0]
+				st.Waiters = st.Waiters[1:]
+				p.Since = workflow.Now(ctx)
+				st.Holders = append(st.Holders, p)
+				if err := workflow.SignalExternalWorkflow(ctx, p.WorkflowID, p.RunID, activities.LimiterGrantSignal,
+					activities.PermitGrant{Limiter: st.ID}).Get(ctx, nil); err != nil {
+					log.Warn("permit not delivered: the waiter is gone; taken back", "holder", p.WorkflowID, "error", err)
+					st.Holders = removePermit(st.Holders, p)
+				}
+				continue
+			}
+			var granted []activities.Permit
+			var sent []workflow.Future
+			for len(st.Waiters) > 0 && len(st.Holders) < max(st.Max, 1) {
+				p := st.Waiters[0]
+				st.Waiters = st.Waiters[1:]
+				p.Since = workflow.Now(ctx)
+				st.Holders = append(st.Holders, p)
+				granted = append(granted, p)
+				sent = append(sent, workflow.SignalExternalWorkflow(ctx, p.WorkflowID, p.RunID, activities.LimiterGrantSignal,
+					activities.PermitGrant{Limiter: st.ID}))
+			}
+			for i, f := range sent {
+				if err := f.Get(ctx, nil); err != nil {
+					log.Warn("permit not delivered: the waiter is gone; taken back", "holder", granted[i].WorkflowID, "error", err)
+					st.Holders = removePermit(st.Holders, granted[i])
+				}
 			}
 		}
 	}
@@ -104,8 +136,18 @@ func LimiterWorkflow(ctx workflow.Context, st activities.LimiterState) error {
 		drain()
 		grant()
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			drain()
-			grant()
+			// Signals that arrive while the last grants are sent must be in
+			// the state carried over: drain and grant until a drain finds
+			// nothing, then continue as new in the same step (a signal
+			// after that fails the step, which is run again with it).
+			if !batch {
+				drain()
+				grant()
+			}
+			for batch && acquireCh.Len()+releaseCh.Len() > 0 {
+				drain()
+				grant()
+			}
 			return workflow.NewContinueAsNewError(ctx, LimiterWorkflowName, st)
 		}
 		if check == nil && len(st.Holders)+len(st.Waiters) > 0 {
