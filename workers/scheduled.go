@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/workflows"
@@ -50,7 +52,9 @@ func (s *Scheduled) RequestScheduledBackup(ctx context.Context, req workflows.Sc
 		}
 		var de *serviceerror.DeadlineExceeded
 		var re *serviceerror.ResourceExhausted
-		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) || errors.As(err, &re)) {
+		slow := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) || errors.As(err, &re) ||
+			status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.ResourceExhausted
+		if ctx.Err() != nil || !slow {
 			return nil, err
 		}
 		activity.RecordHeartbeat(ctx, "waiting for "+workflows.InstanceWorkflowID(req.Instance)+" to answer")
@@ -91,9 +95,10 @@ func (s *Scheduled) RequestScheduledBackup(ctx context.Context, req workflows.Sc
 }
 
 // askEntity asks the instance's entity for the backup by update-with-start
-// (the entity is started if it is not running), waiting at most a minute.
+// (the entity is started if it is not running), waiting at most 20 s (a
+// third of the activity's heartbeat timeout).
 func (s *Scheduled) askEntity(ctx context.Context, updateID string, req workflows.ScheduledBackupAsk, acc *workflows.BackupAccepted) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	start := s.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.InstanceWorkflowID(req.Instance),

@@ -309,6 +309,16 @@ func runFleet(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer w.Stop()
+		// The pre-flight check runs on the agent's light queue: a server
+		// that is never loaded passes at once.
+		lw := worker.New(c, config.ArchiveTaskQueue(h), worker.Options{MaxConcurrentActivityTaskPollers: 1})
+		lw.RegisterActivityWithOptions(func(context.Context, activities.PreflightParams) (*activities.PreflightResult, error) {
+			return &activities.PreflightResult{Checked: 1}, nil
+		}, activity.RegisterOptions{Name: "Preflight"})
+		if err := lw.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer lw.Stop()
 	}
 
 	// The schedules, as `strata schedule apply` makes them from the policy.
