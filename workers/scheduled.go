@@ -77,7 +77,7 @@ func (s *Scheduled) RequestScheduledBackup(ctx context.Context, req workflows.Sc
 			return res, nil
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, errors.As(err, &nf):
+		case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, errors.As(err, new(*serviceerror.DeadlineExceeded)), errors.As(err, &nf):
 			// Still running, or still queued in the entity (not started).
 			if nf != nil {
 				if gone, qerr := s.notQueued(ctx, req.Instance, acc.BackupID); qerr == nil && gone {
