@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -226,4 +227,54 @@ func (s *wfSuite) TestRestoreTakesTheFleetThenTheStoragePermitAndReleasesBoth() 
 	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "b1", TargetDir: "/r"})
 	s.Require().NoError(s.env.GetWorkflowError())
 	s.Equal([]string{"limiter/fleet/restore", "limiter/storage/local:/repo"}, released)
+}
+
+// TestLimiterCarriesSignalsThatComeDuringTheLastGrants: when Temporal
+// suggests continue-as-new, a request that arrives while the limiter is
+// sending its last grants must be in the state it carries over. Here each
+// grant's delivery brings the next holder's request (as a busy fleet
+// does); with the recorded, older version the request that came during
+// the final grant was lost.
+func TestLimiterCarriesSignalsThatComeDuringTheLastGrants(t *testing.T) {
+	run := func(t *testing.T, version workflow.Version) activities.LimiterState {
+		var ts testsuite.WorkflowTestSuite
+		env := ts.NewTestWorkflowEnvironment()
+		env.RegisterActivity(&activities.Catalog{})
+		if version == workflow.DefaultVersion {
+			env.OnGetVersion(LimiterBatchChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		}
+		// The grant to hN is delivered, and hN+1 asks at that moment (h1..h4).
+		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, activities.LimiterGrantSignal, mock.Anything).Return(
+			func(_, wfID, _, _ string, _ any) error {
+				var n int
+				if _, err := fmt.Sscanf(wfID, "backup/h%d/b", &n); err == nil && n < 4 {
+					env.SignalWorkflow(activities.LimiterAcquireSignal, activities.LimiterAcquire{Permit: holder(fmt.Sprintf("h%d", n+1)), Max: 10})
+				}
+				return nil
+			})
+		env.RegisterDelayedCallback(func() {
+			env.SetContinueAsNewSuggested(true)
+			env.SignalWorkflow(activities.LimiterAcquireSignal, activities.LimiterAcquire{Permit: holder("h1"), Max: 10})
+		}, time.Second)
+		env.ExecuteWorkflow(LimiterWorkflow, activities.LimiterState{ID: "limiter/fleet/backup", Max: 10})
+		var can *workflow.ContinueAsNewError
+		require.True(t, errors.As(env.GetWorkflowError(), &can), "%v", env.GetWorkflowError())
+		var next activities.LimiterState
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+		return next
+	}
+	instances := func(st activities.LimiterState) []string {
+		var out []string
+		for _, p := range append(st.Holders, st.Waiters...) {
+			out = append(out, p.Instance)
+		}
+		return out
+	}
+	t.Run("current", func(t *testing.T) {
+		require.Equal(t, []string{"h1", "h2", "h3", "h4"}, instances(run(t, 1)), "every request is carried over")
+	})
+	t.Run("recorded-before-the-fix", func(t *testing.T) {
+		// The defect the change fixed, kept visible: a request is lost.
+		require.NotEqual(t, []string{"h1", "h2", "h3", "h4"}, instances(run(t, workflow.DefaultVersion)))
+	})
 }
