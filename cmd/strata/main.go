@@ -23,6 +23,12 @@ type app struct {
 	configPath string
 	logLevel   string
 	logJSON    bool
+	// logFormat is --log-format: json, console, or empty for the
+	// command's default (jsonDefault).
+	logFormat string
+	// jsonDefault makes JSON the default log format: set by the commands
+	// that run as services (strata worker, strata agent).
+	jsonDefault bool
 	cfg        *config.Config
 	log        *zap.Logger
 	// expectBytes are the raw bytes the work a.start follows is expected
@@ -35,7 +41,17 @@ func (a *app) load() error {
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(a.logLevel, a.logJSON)
+	json := a.logJSON || a.jsonDefault
+	switch a.logFormat {
+	case "":
+	case "json":
+		json = true
+	case "console":
+		json = a.logJSON
+	default:
+		return fmt.Errorf("--log-format %q: use json or console", a.logFormat)
+	}
+	log, err := logging.New(a.logLevel, json)
 	if err != nil {
 		return err
 	}
@@ -62,6 +78,7 @@ func newRoot(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $STRATA_CONFIG, then ./strata.yaml)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "log as JSON")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "json or console (default json for strata worker and strata agent, console otherwise)")
 	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), keyCmd(a), devCmd(a), statusCmd(a))
 	root.AddCommand(scheduleCmd(a), policyCmd(a))
 	return root
