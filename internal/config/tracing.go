@@ -13,7 +13,7 @@ type Tracing struct {
 	Exporter string `yaml:"exporter"`
 	// Endpoint is the OTLP collector: host:port for grpc (default
 	// 127.0.0.1:4317), host:port or an http(s) URL for http (default
-	// 127.0.0.1:4318).
+	// 127.0.0.1:4318; a URL without a path gets /v1/traces).
 	Endpoint string `yaml:"endpoint"`
 	// Protocol is grpc (default) or http.
 	Protocol string `yaml:"protocol"`

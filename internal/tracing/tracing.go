@@ -8,6 +8,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -60,7 +61,13 @@ func Setup(ctx context.Context, t config.Tracing, service string) (func(context.
 	case "http":
 		opts := []otlptracehttp.Option{}
 		if strings.Contains(t.Endpoint, "://") {
-			opts = append(opts, otlptracehttp.WithEndpointURL(t.Endpoint))
+			// A URL is used as is, path included: without one, the
+			// collector's standard path.
+			u := t.Endpoint
+			if p, err := url.Parse(u); err == nil && (p.Path == "" || p.Path == "/") {
+				u = strings.TrimSuffix(u, "/") + "/v1/traces"
+			}
+			opts = append(opts, otlptracehttp.WithEndpointURL(u))
 		} else {
 			opts = append(opts, otlptracehttp.WithEndpoint(t.Endpoint))
 		}
