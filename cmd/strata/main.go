@@ -29,8 +29,8 @@ type app struct {
 	// jsonDefault makes JSON the default log format: set by the commands
 	// that run as services (strata worker, strata agent).
 	jsonDefault bool
-	cfg        *config.Config
-	log        *zap.Logger
+	cfg         *config.Config
+	log         *zap.Logger
 	// expectBytes are the raw bytes the work a.start follows is expected
 	// to read or write (0: unknown), for the ETA of --wait's progress.
 	expectBytes int64

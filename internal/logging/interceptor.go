@@ -14,7 +14,9 @@ import (
 // argument with an Instance or BackupID string field), next to the
 // workflow_id, run_id... the SDK's loggers add. Install it on every worker
 // (worker.Options.Interceptors: &logging.IDs{}).
-type IDs struct{ interceptor.WorkerInterceptorBase }
+type IDs struct {
+	interceptor.WorkerInterceptorBase
+}
 
 var _ interceptor.WorkerInterceptor = &IDs{}
 
