@@ -41,15 +41,9 @@ func (a *app) load() error {
 	if err != nil {
 		return err
 	}
-	json := a.logJSON || a.jsonDefault
-	switch a.logFormat {
-	case "":
-	case "json":
-		json = true
-	case "console":
-		json = a.logJSON
-	default:
-		return fmt.Errorf("--log-format %q: use json or console", a.logFormat)
+	json, err := a.jsonLogs()
+	if err != nil {
+		return err
 	}
 	log, err := logging.New(a.logLevel, json)
 	if err != nil {
@@ -57,6 +51,20 @@ func (a *app) load() error {
 	}
 	a.cfg, a.log = cfg, log
 	return nil
+}
+
+// jsonLogs reports whether to log JSON: --log-format, else --log-json,
+// else the command's default.
+func (a *app) jsonLogs() (bool, error) {
+	switch a.logFormat {
+	case "":
+		return a.logJSON || a.jsonDefault, nil
+	case "json":
+		return true, nil
+	case "console":
+		return false, nil
+	}
+	return false, fmt.Errorf("--log-format %q: use json or console", a.logFormat)
 }
 
 // loadFor loads the config and returns the named instance.
