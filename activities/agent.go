@@ -109,8 +109,11 @@ func (a *Agent) logger(ctx context.Context, fields ...zap.Field) *zap.Logger {
 	}
 	if activity.IsActivity(ctx) {
 		info := activity.GetInfo(ctx)
+		// The keys of the SDK's own lines, as logging.Temporal spells them.
 		fields = append(fields, zap.String("workflow_id", info.WorkflowExecution.ID),
-			zap.String("activity", info.ActivityType.Name), zap.Int32("attempt", info.Attempt))
+			zap.String("run_id", info.WorkflowExecution.RunID), zap.String("workflow_type", info.WorkflowType.Name),
+			zap.String("activity_type", info.ActivityType.Name), zap.String("activity_id", info.ActivityID),
+			zap.Int32("attempt", info.Attempt))
 	}
 	return l.With(append(fields, zap.String("host", a.Host))...)
 }

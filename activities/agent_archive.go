@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/activity"
 	"net"
 	"os"
@@ -14,10 +15,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/replay"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/tracing"
 )
 
 // ArchiveParams asks an agent to stream an instance's binlogs into the
@@ -145,6 +148,23 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), "rebuilding binlogs")
 	defer hb.close()
 	t0 := time.Now()
+	_, span := tracing.Start(tracing.WithAttributes(ctx, attribute.String(tracing.AttrInstance, p.Instance)), tracing.SpanReplay,
+		attribute.String("target", p.Target.String()))
+	res, err := a.replay(ctx, p, in, st, segs, dir, hb, t0)
+	if res != nil {
+		span.SetAttributes(attribute.Int64(tracing.AttrBytes, res.Bytes), attribute.Int("transactions", res.Transactions))
+	}
+	tracing.End(span, err)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("binlogs replayed", zap.String("method", res.Method), zap.Int("transactions", res.Transactions),
+		zap.String("last_gtid", res.LastGTID), zap.Float64("seconds", res.Seconds))
+	return res, nil
+}
+
+// replay rebuilds the binlogs and applies them (ReplayBinlogs, traced).
+func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance, st *binlog.Store, segs []binlog.Segment, dir string, hb *heartbeater, t0 time.Time) (*ReplayResult, error) {
 	built, err := binlog.Build(ctx, st, segs, p.StartFile, p.StartPos, p.Target, dir)
 	if err != nil {
 		return nil, outsideWindow(p.Instance, err)
@@ -173,8 +193,6 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 	res := &ReplayResult{Method: rr.Method, Transactions: built.Txns, Bytes: built.Bytes,
 		LastGTID: built.LastGTID, LastTime: built.LastTime, CutFile: built.CutFile, CutPos: built.CutPos,
 		Seconds: rr.Seconds, TotalSeconds: time.Since(t0).Seconds()}
-	log.Info("binlogs replayed", zap.String("method", res.Method), zap.Int("transactions", res.Transactions),
-		zap.String("last_gtid", res.LastGTID), zap.Float64("seconds", res.Seconds))
 	return res, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/tracing"
 )
 
 // Backup takes a hot physical backup of a local instance and streams it into
@@ -44,6 +45,7 @@ import (
 // retry.
 func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID))
+	ctx = tracing.IDs(ctx, p.Instance, p.BackupID) // on the data path's spans
 	in, err := a.instance(p.Instance)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/restore"
 	"github.com/strata-backup/strata/internal/storage"
+	"github.com/strata-backup/strata/internal/tracing"
 	"github.com/strata-backup/strata/internal/xbstream"
 )
 
@@ -36,6 +38,7 @@ import (
 // cancelled or finally fails removes its staging dir.
 func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreStats, error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID), zap.String("target_dir", p.TargetDir))
+	ctx = tracing.IDs(ctx, p.Instance, p.BackupID) // on the data path's spans
 	if !filepath.IsAbs(p.TargetDir) {
 		return nil, fail(ErrInvalidRequest, "target_dir %q must be an absolute path on host %s", p.TargetDir, a.Host)
 	}
@@ -140,7 +143,11 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 		Prepare: func(ctx context.Context, i int, base, inc string) error {
 			hb.update(ctx, RestoreProgress{Phase: "preparing", BackupID: chain[i].BackupID})
 			t0 := time.Now()
-			if err := tool.Prepare(ctx, base, inc, i < len(chain)-1, mem, nil); err != nil {
+			_, span := tracing.Start(ctx, tracing.SpanPrepare, attribute.String("member", chain[i].BackupID),
+				attribute.Int64(tracing.AttrBytes, chain[i].RawSize))
+			err := tool.Prepare(ctx, base, inc, i < len(chain)-1, mem, nil)
+			tracing.End(span, err)
+			if err != nil {
 				return err
 			}
 			stats.PrepareSeconds += time.Since(t0).Seconds()
@@ -157,7 +164,10 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 		MoveBack: func(ctx context.Context, base, target string) error {
 			hb.update(ctx, RestoreProgress{Phase: "moving back"})
 			t0 = time.Now()
-			return tool.MoveBack(ctx, base, target, nil)
+			_, span := tracing.Start(ctx, tracing.SpanMoveBack, attribute.Int64(tracing.AttrBytes, stats.RawBytes))
+			err := tool.MoveBack(ctx, base, target, nil)
+			tracing.End(span, err)
+			return err
 		},
 	})
 	if err != nil {
@@ -292,12 +302,17 @@ func (a *Agent) prepareMemory(instance string) int64 {
 func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backend, cipher *crypt.ChunkCipher, tool *physical.Tool, dir string, hb *heartbeater) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	member := attribute.String("member", m.BackupID)
+	_, xspan := tracing.Start(ctx, tracing.SpanExtract, member, attribute.Int64(tracing.AttrBytes, m.RawSize))
 	x, wait, err := tool.Extract(cctx, dir)
 	if err != nil {
+		tracing.End(xspan, err)
 		return err
 	}
 	// Member names are checked before the extractor, which writes them, sees them.
 	w := xbstream.NewChecker(x)
+	_, dspan := tracing.Start(cctx, tracing.SpanDownload, member, attribute.Int64(tracing.AttrBytes, m.StoredSize),
+		attribute.Int64("raw_bytes", m.RawSize))
 	_, derr := pipeline.Download(cctx, b, repo.BackupPrefix(m.Instance, m.BackupID), m.Chunks, m.Compression, w,
 		pipeline.DownloadOptions{
 			Parallelism:     a.parallelism(m.Instance),
@@ -307,11 +322,13 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backe
 				hb.update(ctx, RestoreProgress{Phase: "downloading", BackupID: m.BackupID, Chunks: pr.Chunks, RawBytes: pr.RawBytes})
 			},
 		})
+	tracing.End(dspan, derr)
 	if derr != nil {
 		cancel() // kill the extractor
 	}
 	cerr := w.Close()
 	werr := wait()
+	tracing.End(xspan, werr)
 	switch {
 	case derr != nil:
 		return derr

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -98,6 +99,12 @@ type stackSetup struct {
 	// config is appended to the config file as is, after the instances
 	// (more instances, or top-level blocks such as fleet: or agent:).
 	config string
+	// noWorkers starts neither the in-process worker nor the agent (the
+	// test runs them as processes).
+	noWorkers bool
+	// interceptors are set on the stack's client, and so on the
+	// in-process worker and agent built on it.
+	interceptors []interceptor.ClientInterceptor
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -133,7 +140,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 			ExistingPath:  temporalBinary(t),
 			ExtraArgs:     workflows.SearchAttributeArgs(),
 			LogLevel:      "error",
-			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log)},
+			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors},
 			Stdout:        io.Discard,
 			Stderr:        io.Discard,
 		})
@@ -141,7 +148,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Cleanup(func() { _ = dev.Stop() })
 		s.dev, s.client, addr = dev, dev.Client(), dev.FrontendHostPort()
 	} else {
-		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log)})
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors})
 		require.NoError(t, err, "connect to Temporal at %s", addr)
 		t.Cleanup(c.Close)
 		s.client = c
@@ -187,6 +194,10 @@ instances:
 	s.repo, err = setup.openRepo(ctx, s.cfg)
 	require.NoError(t, err)
 
+	s.cfgPath = cfgPath
+	if setup.noWorkers {
+		return s
+	}
 	w := workers.NewWorker(s.client, s.cfg, s.repo)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)

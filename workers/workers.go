@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -24,6 +25,7 @@ import (
 	"github.com/strata-backup/strata/internal/logging"
 	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/tracing"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -64,6 +66,15 @@ func Dial(cfg *config.Config, log *zap.Logger) (client.Client, error) {
 		}
 		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
 	}
+	if cfg.Tracing.Enabled() {
+		// Traces the client's calls and the workflows and activities of the
+		// workers built on it, with the global tracer provider (tracing.Setup).
+		ti, err := tracing.Interceptor(nil)
+		if err != nil {
+			return nil, fmt.Errorf("tracing interceptor: %w", err)
+		}
+		opts.Interceptors = append(opts.Interceptors, ti)
+	}
 	c, err := client.Dial(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (temporal.address), namespace %s: %w", cfg.Temporal.Address, cfg.Temporal.Namespace, err)
@@ -101,6 +112,7 @@ func newWorker(c client.Client, cfg *config.Config, r *repo.Repo, policy *config
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
+		Interceptors:                     logInterceptors(),
 	})
 	RegisterWorkflows(w)
 	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy, Client: c})
@@ -192,6 +204,7 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 		// SDK's heartbeat batching short so a cancel stops the tool quickly.
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
+		Interceptors:                     logInterceptors(),
 	}
 	// agent.max_concurrent is a slot supplier whose size a policy reload
 	// changes (FollowPolicy).
@@ -209,6 +222,12 @@ func NewAgent(c client.Client, cfg *config.Config, host string, r *repo.Repo, lo
 	bl := worker.New(c, config.ArchiveTaskQueue(host), opts)
 	bl.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 	return &Agent{Heavy: heavy, Binlog: bl, Activities: acts, Slots: slots, err: kerr}
+}
+
+// logInterceptors add instance and backup_id to the log lines of every
+// workflow and activity of a worker (the SDK adds workflow_id, run_id...).
+func logInterceptors() []interceptor.WorkerInterceptor {
+	return []interceptor.WorkerInterceptor{&logging.IDs{}}
 }
 
 // checkMemory refuses to start an agent whose instances' upload buffers or

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/logging"
 	"github.com/strata-backup/strata/internal/manifest"
 )
 
@@ -19,7 +20,6 @@ const PreflightChange = "backup-preflight"
 // The catalog plans its base (the parent and from-LSN of an incremental or a
 // differential) from the repository, so agents keep no state.
 func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, error) {
-	log := workflow.GetLogger(ctx)
 	if req.Instance == "" {
 		return nil, invalid("instance is required")
 	}
@@ -34,6 +34,8 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if req.BackupID == "" {
 		req.BackupID = workflow.Now(ctx).UTC().Format(BackupIDFormat)
 	}
+	logging.AddWorkflowFields(ctx, "backup_id", req.BackupID) // on every later line, also when the id was chosen here
+	log := workflow.GetLogger(ctx)
 
 	var cat *activities.Catalog
 	var route activities.InstanceRoute
@@ -61,7 +63,7 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	}).Get(ctx, &plan); err != nil {
 		return nil, err
 	}
-	log.Info("backup", "instance", req.Instance, "backup_id", req.BackupID, "host", route.Host,
+	log.Info("backup", "host", route.Host,
 		"type", plan.Type, "parent", plan.ParentID, "note", plan.Note)
 
 	// Fleet-wide limits (fleet.max_concurrent_backups,

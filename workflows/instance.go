@@ -144,7 +144,7 @@ func (e *entity) accept(ctx workflow.Context, ask BackupAsk) (BackupAccepted, er
 	r := &InstanceRun{Ask: ask, BackupID: ask.BackupID, WorkflowID: BackupWorkflowID(e.instance, ask.BackupID),
 		State: StateQueued, AcceptedAt: now}
 	e.queue = append(e.queue, r)
-	workflow.GetLogger(ctx).Info("backup request accepted", "instance", e.instance, "backup_id", r.BackupID,
+	workflow.GetLogger(ctx).Info("backup request accepted", "backup_id", r.BackupID,
 		"type", ask.Type, "requested_by", ask.RequestedBy, "reason", ask.Reason, "position", d.position)
 	return BackupAccepted{BackupID: r.BackupID, WorkflowID: r.WorkflowID, Position: d.position}, nil
 }
@@ -228,7 +228,7 @@ func InstanceWorkflow(ctx workflow.Context, req InstanceRequest) error {
 	signals := workflow.GetSignalChannel(ctx, RequestBackupSignal)
 	onSignal := func(ask BackupAsk) {
 		if _, err := e.accept(ctx, ask); err != nil {
-			log.Warn("backup request by signal rejected", "instance", e.instance, "backup_id", ask.BackupID, "error", err)
+			log.Warn("backup request by signal rejected", "backup_id", ask.BackupID, "error", err)
 			e.finish(InstanceRun{Ask: ask, BackupID: ask.BackupID, State: StateRejected, Error: err.Error(),
 				AcceptedAt: workflow.Now(ctx), FinishedAt: workflow.Now(ctx)})
 		}
@@ -271,7 +271,7 @@ func InstanceWorkflow(ctx workflow.Context, req InstanceRequest) error {
 			for _, r := range e.queue {
 				next.Queue = append(next.Queue, r.Ask)
 			}
-			log.Info("continuing as new", "instance", e.instance, "queued", len(next.Queue))
+			log.Info("continuing as new", "queued", len(next.Queue))
 			return workflow.NewContinueAsNewError(ctx, InstanceWorkflowName, next)
 		}
 		r := e.queue[0]
@@ -291,7 +291,7 @@ func InstanceWorkflow(ctx workflow.Context, req InstanceRequest) error {
 		r.FinishedAt = workflow.Now(ctx)
 		if err != nil {
 			r.State, r.Error = StateFailed, err.Error()
-			log.Warn("backup failed", "instance", e.instance, "backup_id", r.BackupID, "error", err)
+			log.Warn("backup failed", "backup_id", r.BackupID, "error", err)
 		} else {
 			r.State = StateSucceeded
 		}

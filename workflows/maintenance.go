@@ -50,7 +50,7 @@ func VerifyWorkflow(ctx workflow.Context, req VerifyRequest) (*VerifyResult, err
 		return nil, err
 	}
 	if len(rep.Problems) > 0 {
-		workflow.GetLogger(ctx).Warn("verify found problems", "instance", req.Instance, "problems", len(rep.Problems))
+		workflow.GetLogger(ctx).Warn("verify found problems", "problems", len(rep.Problems))
 	}
 	return &VerifyResult{OK: rep.OK(), Report: rep}, nil
 }
@@ -91,7 +91,7 @@ func RetentionWorkflow(ctx workflow.Context, req RetentionRequest) (*RetentionRe
 		}).Get(ctx, &res.Result)
 		var ae *temporal.ApplicationError
 		if err != nil && errors.As(err, &ae) && ae.Type() == activities.ErrStalePlan && attempt < 3 {
-			workflow.GetLogger(ctx).Info("catalog changed while pruning; planning again", "instance", req.Instance)
+			workflow.GetLogger(ctx).Info("catalog changed while pruning; planning again")
 			continue
 		}
 		if err != nil {

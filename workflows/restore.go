@@ -65,7 +65,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		host = req.TargetHost
 	}
 	queue := config.AgentTaskQueue(host)
-	workflow.GetLogger(ctx).Info("restore", "instance", req.Instance, "backup_id", req.BackupID, "host", host, "target_dir", req.TargetDir)
+	workflow.GetLogger(ctx).Info("restore", "host", host, "target_dir", req.TargetDir)
 
 	// Fleet-wide limits (fleet.max_concurrent_restores,
 	// storage.max_concurrent), as for backups.

@@ -94,7 +94,7 @@ func ScheduledWorkflow(ctx workflow.Context, req ScheduledRequest) (*ScheduledRe
 		})
 		err := workflow.ExecuteChildWorkflow(cctx, RetentionWorkflowName, RetentionRequest{Instance: req.Instance}).Get(ctx, &res.Retention)
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-			workflow.GetLogger(ctx).Info("a retention run of the instance is already running; skipping", "instance", req.Instance)
+			workflow.GetLogger(ctx).Info("a retention run of the instance is already running; skipping")
 			return res, nil
 		}
 		if err != nil {

@@ -23,8 +23,14 @@ type app struct {
 	configPath string
 	logLevel   string
 	logJSON    bool
-	cfg        *config.Config
-	log        *zap.Logger
+	// logFormat is --log-format: json, console, or empty for the
+	// command's default (jsonDefault).
+	logFormat string
+	// jsonDefault makes JSON the default log format: set by the commands
+	// that run as services (strata worker, strata agent).
+	jsonDefault bool
+	cfg         *config.Config
+	log         *zap.Logger
 	// expectBytes are the raw bytes the work a.start follows is expected
 	// to read or write (0: unknown), for the ETA of --wait's progress.
 	expectBytes int64
@@ -35,12 +41,30 @@ func (a *app) load() error {
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(a.logLevel, a.logJSON)
+	json, err := a.jsonLogs()
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(a.logLevel, json)
 	if err != nil {
 		return err
 	}
 	a.cfg, a.log = cfg, log
 	return nil
+}
+
+// jsonLogs reports whether to log JSON: --log-format, else --log-json,
+// else the command's default.
+func (a *app) jsonLogs() (bool, error) {
+	switch a.logFormat {
+	case "":
+		return a.logJSON || a.jsonDefault, nil
+	case "json":
+		return true, nil
+	case "console":
+		return false, nil
+	}
+	return false, fmt.Errorf("--log-format %q: use json or console", a.logFormat)
 }
 
 // loadFor loads the config and returns the named instance.
@@ -62,6 +86,7 @@ func newRoot(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $STRATA_CONFIG, then ./strata.yaml)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().BoolVar(&a.logJSON, "log-json", false, "log as JSON")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "json or console (default json for strata worker and strata agent, console otherwise)")
 	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), keyCmd(a), devCmd(a), statusCmd(a))
 	root.AddCommand(scheduleCmd(a), policyCmd(a))
 	return root

@@ -17,6 +17,7 @@ func workerCmd(a *app) *cobra.Command {
 		Short: "Run the Strata worker: every workflow and the repository activities (task queue strata)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.jsonDefault = true
 			if err := a.load(); err != nil {
 				return err
 			}
@@ -24,6 +25,11 @@ func workerCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopTracing, err := a.startTracing(cmd, "strata-worker")
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			c, err := workers.Dial(a.cfg, a.log)
 			if err != nil {
 				return err
@@ -47,6 +53,7 @@ func agentCmd(a *app) *cobra.Command {
 		Short: "Run the agent of one database host (task queue strata-agent.NAME)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.jsonDefault = true
 			if err := a.load(); err != nil {
 				return err
 			}
@@ -71,6 +78,11 @@ func agentCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopTracing, err := a.startTracing(cmd, "strata-agent")
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			c, err := workers.Dial(a.cfg, a.log)
 			if err != nil {
 				return err

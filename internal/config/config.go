@@ -49,6 +49,8 @@ type Config struct {
 	Schedule Schedule `yaml:"schedule"`
 	// Fleet holds limits over all agents (see fleet.go).
 	Fleet Fleet `yaml:"fleet"`
+	// Tracing configures OpenTelemetry traces (see tracing.go); off by default.
+	Tracing Tracing `yaml:"tracing"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -345,6 +347,7 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func (c *Config) applyDefaults() {
+	c.applyTracingDefaults()
 	if c.Temporal.Address == "" {
 		c.Temporal.Address = "127.0.0.1:7233"
 	}
@@ -484,6 +487,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateLimits(bad)
 	c.validateFleet(bad)
+	c.validateTracing(bad)
 	validateEncryption(&c.Encryption, bad)
 	validateBackup("defaults", &c.Defaults, bad)
 	validateRetention("retention", &c.Retention, bad)

@@ -4,6 +4,8 @@ package logging
 
 import (
 	"fmt"
+	"strings"
+	"unicode"
 
 	"go.temporal.io/sdk/log"
 	"go.uber.org/zap"
@@ -38,16 +40,53 @@ func NewTemporal(z *zap.Logger) Temporal {
 }
 
 // Debug logs at debug level.
-func (t Temporal) Debug(msg string, kv ...any) { t.z.Debugw(msg, kv...) }
+func (t Temporal) Debug(msg string, kv ...any) { t.z.Debugw(msg, SnakeKeys(kv)...) }
 
 // Info logs at info level.
-func (t Temporal) Info(msg string, kv ...any) { t.z.Infow(msg, kv...) }
+func (t Temporal) Info(msg string, kv ...any) { t.z.Infow(msg, SnakeKeys(kv)...) }
 
 // Warn logs at warn level.
-func (t Temporal) Warn(msg string, kv ...any) { t.z.Warnw(msg, kv...) }
+func (t Temporal) Warn(msg string, kv ...any) { t.z.Warnw(msg, SnakeKeys(kv)...) }
 
 // Error logs at error level.
-func (t Temporal) Error(msg string, kv ...any) { t.z.Errorw(msg, kv...) }
+func (t Temporal) Error(msg string, kv ...any) { t.z.Errorw(msg, SnakeKeys(kv)...) }
 
 // With returns a logger with extra key/value pairs.
-func (t Temporal) With(kv ...any) log.Logger { return Temporal{z: t.z.With(kv...)} }
+func (t Temporal) With(kv ...any) log.Logger { return Temporal{z: t.z.With(SnakeKeys(kv)...)} }
+
+// SnakeKeys returns the key/value pairs kv with every string key in
+// snake_case: the SDK's WorkflowID, RunID, ActivityType... become
+// workflow_id, run_id, activity_type, the spelling of Strata's own log
+// lines. Values, zap fields and keys already in snake_case are kept.
+func SnakeKeys(kv []any) []any {
+	out := make([]any, 0, len(kv))
+	for i := 0; i < len(kv); i++ {
+		if k, ok := kv[i].(string); ok && i+1 < len(kv) {
+			out = append(out, SnakeCase(k), kv[i+1])
+			i++
+			continue
+		}
+		out = append(out, kv[i]) // a zap.Field, or a dangling key
+	}
+	return out
+}
+
+// SnakeCase spells a CamelCase key in snake_case, keeping acronyms whole:
+// "WorkflowID" is "workflow_id", "RunID" "run_id", "HTTPStatus"
+// "http_status"; "backup_id" stays as it is.
+func SnakeCase(k string) string {
+	var b strings.Builder
+	r := []rune(k)
+	for i, c := range r {
+		if unicode.IsUpper(c) {
+			if i > 0 && r[i-1] != '_' && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]) ||
+				(i+1 < len(r) && unicode.IsLower(r[i+1]) && unicode.IsUpper(r[i-1]))) {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(c))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

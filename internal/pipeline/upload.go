@@ -12,6 +12,7 @@ import (
 	"hash/maphash"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
@@ -90,7 +91,17 @@ type UploadResult struct {
 // stops reading, waits for its goroutines and returns the first error,
 // prefixed with the chunk index ("upload chunk 12: ..."). Chunks already
 // stored are left in place (a backup without manifest is a partial upload).
+//
+// Its phases are traced as spans stream, compress and upload, children of
+// the span in ctx (see internal/tracing).
 func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, opt UploadOptions) (*UploadResult, error) {
+	sp := startUploadSpans(ctx)
+	res, err := upload(ctx, b, prefix, r, opt, sp)
+	sp.end(res, err)
+	return res, err
+}
+
+func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, opt UploadOptions, sp *uploadSpans) (*UploadResult, error) {
 	if err := checkPrefix(prefix); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
@@ -127,6 +138,7 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 		outCap:   maxCompressedLen(int(chunkSize)) + crypt.Overhead,
 		nameKey:  opt.NameKey,
 		resume:   opt.Resume && opt.NameKey != nil,
+		spans:    sp,
 	}
 	ext := codec.Ext()
 	if opt.Cipher != nil {
@@ -213,6 +225,10 @@ func Upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 		}
 		buf, filled = next, rest
 	}
+	u.mu.Lock()
+	readErr := u.err // the input's, or a chunk's that stopped the reading
+	u.mu.Unlock()
+	sp.streamed(rawSize, readErr)
 	wg.Wait()
 
 	u.mu.Lock()
@@ -292,6 +308,7 @@ type uploader struct {
 	ext      string
 	nameKey  []byte // nil: chunks named by index
 	resume   bool   // look for each chunk before storing it
+	spans    *uploadSpans
 
 	mu           sync.Mutex
 	err          error            // first error
@@ -332,6 +349,7 @@ func (u *uploader) store(index, occurrence int, buf, data []byte) {
 		key = u.chunks[index].Key
 		u.mu.Unlock()
 	}
+	t0 := time.Now()
 	out, err := u.codec.compress(u.outBufs.get(u.outCap), data)
 	if err != nil {
 		u.fail(fmt.Errorf("upload chunk %d: compress: %w", index, err))
@@ -340,6 +358,9 @@ func (u *uploader) store(index, occurrence int, buf, data []byte) {
 	if u.cipher != nil {
 		out = u.seal(SealPosition(index, key), out)
 	}
+	u.spans.compressed(t0)
+	t0 = time.Now()
+	defer u.spans.stored(t0)
 	defer u.outBufs.put(out)
 	sum := sha256.Sum256(out)
 	reused := false
