@@ -313,7 +313,10 @@ func TestHeartbeat(t *testing.T) {
 	go func() { defer close(stopped); w.Run(rctx, 10*time.Millisecond, zap.NewNop()) }()
 	var first time.Time
 	waitFor(t, func() bool { first, err = drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })
-	waitFor(t, func() bool { next, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil && next.After(first) })
+	waitFor(t, func() bool {
+		next, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat")
+		return err == nil && next.After(first)
+	})
 	// It survives the table's loss.
 	exec1(t, db, "DROP TABLE strata.heartbeat")
 	waitFor(t, func() bool { _, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })

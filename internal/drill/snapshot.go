@@ -34,18 +34,34 @@ const snapshotEngine = "InnoDB"
 // ErrTooLarge before reading any. AtBackupPoint is left false (see
 // MatchBackupPoint).
 func SnapshotSums(ctx context.Context, db *sql.DB, maxBytes int64) (*manifest.TableSums, error) {
+	conn, err := prepareConn(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return snapshotSums(ctx, conn, maxBytes)
+}
+
+// prepareConn takes a connection of db for a snapshot: repeatable read.
+func prepareConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("table sums: connect: %w", err)
 	}
-	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("table sums: %w", err)
 	}
+	return conn, nil
+}
+
+// snapshotSums is SnapshotSums on a prepared connection.
+func snapshotSums(ctx context.Context, conn *sql.Conn, maxBytes int64) (*manifest.TableSums, error) {
 	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 		return nil, fmt.Errorf("table sums: start the snapshot: %w", err)
 	}
 	defer func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK") }()
+	var err error
 	started := time.Now()
 	ts := &manifest.TableSums{At: started.UTC(), Tables: []manifest.TableSum{}}
 	if ts.BinlogFile, ts.BinlogPos, err = snapshotPosition(ctx, conn); err != nil {
@@ -117,65 +133,82 @@ func MatchBackupPoint(ts *manifest.TableSums, file string, pos uint64) {
 		ts.BinlogFile == file && ts.BinlogPos == pos
 }
 
-// Recorder takes a backup's table sums asynchronously: Begin, called when
-// the backup tool has blocked commits, opens the snapshot in a goroutine
-// and returns at once, so that the backup is never held up; Wait collects
-// the result.
+// Recorder takes a backup's table sums asynchronously. NewRecorder
+// connects to the server at once, so that Begin, called when the backup
+// tool has blocked commits, only has to open the snapshot: it signals a
+// goroutine and returns at once, so that the backup is never held up.
+// Wait collects the result.
 type Recorder struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	open     func(context.Context) (*sql.DB, error)
-	maxBytes int64
-
-	once sync.Once
-	done chan struct{}
-	ts   *manifest.TableSums
-	err  error
+	cancel context.CancelFunc
+	begin  chan struct{}
+	once   sync.Once
+	done   chan struct{}
+	ts     *manifest.TableSums
+	err    error
 }
 
-// NewRecorder prepares a recorder; open connects to the source server
-// (the recorder closes what it opens). ctx bounds the work.
+// NewRecorder starts a recorder; open connects to the source server (the
+// recorder closes what it opens). ctx bounds the work.
 func NewRecorder(ctx context.Context, open func(context.Context) (*sql.DB, error), maxBytes int64) *Recorder {
 	ctx, cancel := context.WithCancel(ctx)
-	return &Recorder{ctx: ctx, cancel: cancel, open: open, maxBytes: maxBytes, done: make(chan struct{})}
+	r := &Recorder{cancel: cancel, begin: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		db, err := open(ctx)
+		if err != nil {
+			r.err = fmt.Errorf("table sums: connect: %w", err)
+			return
+		}
+		defer db.Close()
+		conn, err := prepareConn(ctx, db)
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer conn.Close()
+		select {
+		case <-r.begin:
+		case <-ctx.Done():
+			r.err = ErrNotStarted
+			return
+		}
+		r.ts, r.err = snapshotSums(ctx, conn, maxBytes)
+	}()
+	return r
 }
 
-// Begin starts the snapshot and the sums (once; later calls do nothing).
-// It never blocks.
-func (r *Recorder) Begin() {
-	r.once.Do(func() {
-		go func() {
-			defer close(r.done)
-			db, err := r.open(r.ctx)
-			if err != nil {
-				r.err = fmt.Errorf("table sums: connect: %w", err)
-				return
-			}
-			defer db.Close()
-			r.ts, r.err = SnapshotSums(r.ctx, db, r.maxBytes)
-		}()
-	})
-}
+// Begin opens the snapshot and starts the sums (once; later calls do
+// nothing). It never blocks.
+func (r *Recorder) Begin() { r.once.Do(func() { close(r.begin) }) }
 
-// Wait returns the sums once they are taken (ErrNotStarted when Begin was
-// never called), or ctx's error.
+// Wait returns the sums once they are taken, ErrNotStarted when Begin was
+// never called, or ctx's error.
 func (r *Recorder) Wait(ctx context.Context) (*manifest.TableSums, error) {
-	r.once.Do(func() { close(r.done) }) // never begun: nothing to wait for
+	begun := true
+	select {
+	case <-r.begin:
+	default:
+		begun = false
+		r.cancel() // never begun: nothing to wait for
+	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		r.cancel()
 		return nil, ctx.Err()
 	}
-	if r.ts == nil && r.err == nil {
+	if !begun {
 		return nil, ErrNotStarted
 	}
 	return r.ts, r.err
 }
 
-// Abort stops the sums and waits for the goroutine to end.
+// Abort stops the sums and waits for the goroutine to end. It does
+// nothing on a nil recorder.
 func (r *Recorder) Abort() {
+	if r == nil {
+		return
+	}
 	r.cancel()
-	r.once.Do(func() { close(r.done) })
 	<-r.done
 }
