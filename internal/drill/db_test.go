@@ -60,6 +60,14 @@ func fixture(t *testing.T, db *sql.DB) {
 		"CREATE DATABASE app",
 		"CREATE TABLE app.`my isam` (a INT PRIMARY KEY, b TEXT) ENGINE=MyISAM",
 		"INSERT INTO app.`my isam` VALUES (1, 'one'), (2, 'two')",
+		// More types; a view and a sequence are not base tables.
+		"CREATE TABLE app.types (id INT PRIMARY KEY, bt BIT(10), e ENUM('a', 'b'), st SET('x', 'y'), j JSON, "+
+			"geo POINT, dec1 DECIMAL(30, 10), ts TIMESTAMP(3) NULL, inv INT INVISIBLE DEFAULT 7) ENGINE=InnoDB",
+		"INSERT INTO app.types (id, bt, e, st, j, geo, dec1, ts) VALUES "+
+			"(1, b'1010101010', 'b', 'x,y', '{\"k\": [1, 2]}', POINT(1.5, -2), 12345678901234567890.0123456789, '2024-02-03 04:05:06.789'), "+
+			"(2, NULL, NULL, '', NULL, NULL, NULL, NULL)",
+		"CREATE VIEW app.v AS SELECT id FROM app.types",
+		"CREATE SEQUENCE app.seq",
 	)
 }
 
@@ -103,12 +111,13 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 	for i, s := range want {
 		names[i] = s.Schema + "." + s.Table
 	}
-	assert.Equal(t, []string{"app.my isam", "we`ird db.empty", "we`ird db.nopk", "we`ird db.t`1"}, names, "user schemas only, in order")
-	assert.Equal(t, []int64{2, 0, 4, 3}, []int64{want[0].Rows, want[1].Rows, want[2].Rows, want[3].Rows})
-	assert.Equal(t, "0", want[1].Checksum, "an empty table")
+	assert.Equal(t, []string{"app.my isam", "app.types", "we`ird db.empty", "we`ird db.nopk", "we`ird db.t`1"}, names,
+		"base tables of the user schemas only, in order")
+	assert.Equal(t, []int64{2, 2, 0, 4, 3}, []int64{want[0].Rows, want[1].Rows, want[2].Rows, want[3].Rows, want[4].Rows})
+	assert.Equal(t, "0", want[2].Checksum, "an empty table")
 
 	n, problems := drill.CompareSums(want, sums(t, dbB))
-	assert.Equal(t, 4, n)
+	assert.Equal(t, 5, n)
 	assert.Empty(t, problems, "the same data on another server has the same sums")
 
 	// Each change of the copy shows, in the table changed and only there.
@@ -123,11 +132,17 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 		{"a microsecond", "UPDATE `we``ird db`.`t``1` SET dt = '2024-01-02 03:04:05.123457' WHERE id = 1", "UPDATE `we``ird db`.`t``1` SET dt = '2024-01-02 03:04:05.123456' WHERE id = 1", "we`ird db.t`1"},
 		{"a duplicate row removed", "DELETE FROM `we``ird db`.nopk WHERE a = 1 LIMIT 1", "INSERT INTO `we``ird db`.nopk VALUES (1, 'x')", "we`ird db.nopk"},
 		{"a MyISAM row", "UPDATE app.`my isam` SET b = 'twO' WHERE a = 2", "UPDATE app.`my isam` SET b = 'two' WHERE a = 2", "app.my isam"},
+		{"one bit", "UPDATE app.types SET bt = b'1010101011' WHERE id = 1", "UPDATE app.types SET bt = b'1010101010' WHERE id = 1", "app.types"},
+		{"a JSON value", "UPDATE app.types SET j = '{\"k\": [1, 3]}' WHERE id = 1", "UPDATE app.types SET j = '{\"k\": [1, 2]}' WHERE id = 1", "app.types"},
+		{"a point", "UPDATE app.types SET geo = POINT(1.5, -2.0000001) WHERE id = 1", "UPDATE app.types SET geo = POINT(1.5, -2) WHERE id = 1", "app.types"},
+		{"a decimal's last digit", "UPDATE app.types SET dec1 = 12345678901234567890.0123456788 WHERE id = 1", "UPDATE app.types SET dec1 = 12345678901234567890.0123456789 WHERE id = 1", "app.types"},
+		{"an invisible column", "UPDATE app.types SET inv = 8 WHERE id = 2", "UPDATE app.types SET inv = 7 WHERE id = 2", "app.types"},
+		{"the empty set to NULL", "UPDATE app.types SET st = NULL WHERE id = 2", "UPDATE app.types SET st = '' WHERE id = 2", "app.types"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			exec1(t, dbB, c.change)
 			n, problems := drill.CompareSums(want, sums(t, dbB))
-			assert.Equal(t, 4, n)
+			assert.Equal(t, 5, n)
 			if assert.Len(t, problems, 1) {
 				assert.Contains(t, problems[0], "table "+c.table+" ")
 			}
@@ -149,7 +164,7 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 	t.Run("CheckTables", func(t *testing.T) {
 		checked, problems, err := drill.CheckTables(context.Background(), dbA)
 		require.NoError(t, err)
-		assert.Equal(t, 4, checked)
+		assert.Equal(t, 5, checked)
 		assert.Empty(t, problems)
 
 		// A MyISAM data file cut short is a problem naming the table.
@@ -158,7 +173,7 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 		exec1(t, dbA, "FLUSH TABLES")
 		checked, problems, err = drill.CheckTables(context.Background(), dbA)
 		require.NoError(t, err)
-		assert.Equal(t, 4, checked)
+		assert.Equal(t, 5, checked)
 		require.NotEmpty(t, problems)
 		for _, p := range problems {
 			assert.True(t, strings.HasPrefix(p, "table app.my isam: "), p)

@@ -84,11 +84,12 @@ type BackupParams struct {
 	Parallel int
 	// Log receives every line the tool writes to stderr (optional).
 	Log func(line string)
-	// OnCommitsBlocked, when set, is called once, in its own goroutine,
-	// as soon as the tool reports that commits are blocked (BACKUP STAGE
-	// BLOCK_COMMIT acquired, or FLUSH TABLES WITH READ LOCK / LOCK BINLOG
-	// FOR BACKUP): the moment of the backup's consistent point. The tool's
-	// output is never held up by it.
+	// OnCommitsBlocked, when set, is called once, as soon as the tool
+	// reports that commits are blocked (BACKUP STAGE BLOCK_COMMIT
+	// acquired, or FLUSH TABLES WITH READ LOCK / LOCK BINLOG FOR BACKUP):
+	// the moment of the backup's consistent point. It is called while the
+	// tool's output is read, before StreamBackup returns, so it must return
+	// at once (signal a goroutine): the tool waits while it runs.
 	OnCommitsBlocked func()
 }
 
@@ -127,7 +128,7 @@ func (s *stageClock) line(l string) {
 		strings.Contains(l, "Executing FLUSH TABLES WITH READ LOCK") && s.commitStart.IsZero(),
 		strings.Contains(l, "Executing LOCK BINLOG FOR BACKUP") && s.commitStart.IsZero():
 		if s.commitStart.IsZero() && s.onCommitsBlocked != nil {
-			go s.onCommitsBlocked()
+			s.onCommitsBlocked()
 		}
 		s.commitStart = now
 		if s.ddlStart.IsZero() {
