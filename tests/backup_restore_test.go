@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/strata-backup/strata/internal/demo"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workflows"
@@ -136,6 +137,18 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	assert.Equal(t, 1, lo)
 	assert.Equal(t, n, hi, "no gap in the restored ids")
 	assert.Less(t, n, w.count(), "rows written after the backup are not in it")
+
+	// The table sums the backup recorded under writes: at its consistent
+	// point, they are the restored server's.
+	require.NotNil(t, m.TableSums, "table sums recorded under writes")
+	t.Logf("table sums: %d tables in %.3fs, at backup point %v (%s:%d, backup %s:%d)", len(m.TableSums.Tables), m.TableSums.Seconds,
+		m.TableSums.AtBackupPoint, m.TableSums.BinlogFile, m.TableSums.BinlogPos, m.BinlogFile, m.BinlogPos)
+	if m.TableSums.AtBackupPoint {
+		got, err := drill.TableSums(s.ctx, rdb, drill.SkipTables(m.TableSums.Skipped))
+		require.NoError(t, err)
+		_, problems := drill.CompareSums(m.TableSums.Tables, got)
+		assert.Empty(t, problems, "the restored data has the sums of the backup's consistent point")
+	}
 
 	// ... and agree with the consistent point in the manifest: the GTID of the
 	// last restored row is the manifest's GTID, and the binlog event at the

@@ -119,3 +119,19 @@ func TestTailBufferKeepsLastLines(t *testing.T) {
 	assert.Equal(t, "b\ncd\ne", tb.String())
 	assert.Equal(t, "cd\ne", tb.lastLines(2))
 }
+
+// The commit-lock hook runs once, when commits are blocked, before the
+// next line is read.
+func TestStageClockCommitsBlockedHook(t *testing.T) {
+	calls := 0
+	c := stageClock{onCommitsBlocked: func() { calls++ }}
+	c.line("[00] Started BACKUP STAGE BLOCK_DDL")
+	assert.Equal(t, 0, calls)
+	c.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+	assert.Equal(t, 1, calls)
+	c.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+	c.line("[00] All tables unlocked")
+	assert.Equal(t, 1, calls)
+	var none stageClock // no hook: nothing to call
+	none.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+}
