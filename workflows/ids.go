@@ -71,9 +71,12 @@ func SearchAttributeArgs() []string {
 // instance; empty values are left out.
 func SearchAttributes(instance, kind, backupID, host string) temporal.SearchAttributes {
 	var up []temporal.SearchAttributeUpdate
-	for k, v := range map[temporal.SearchAttributeKeyKeyword]string{SAInstance: instance, SAKind: kind, SABackupID: backupID, SAHost: host} {
-		if v != "" {
-			up = append(up, k.ValueSet(v))
+	for _, kv := range []struct {
+		k temporal.SearchAttributeKeyKeyword
+		v string
+	}{{SAInstance, instance}, {SAKind, kind}, {SABackupID, backupID}, {SAHost, host}} {
+		if kv.v != "" {
+			up = append(up, kv.k.ValueSet(kv.v))
 		}
 	}
 	return temporal.NewSearchAttributes(up...)
