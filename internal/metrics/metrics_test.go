@@ -58,7 +58,8 @@ func touchAll() {
 	ObserveBackup(Backup{Instance: "t1", Type: "full", Duration: 2 * time.Second, RawBytes: 10, StoredBytes: 5,
 		CommitsBlocked: time.Millisecond, DDLBlocked: time.Second})
 	ObserveBackupFailure("t1", "incremental")
-	ObserveArchive("t1", "run1", binlog.Status{LastEventTime: time.Unix(100, 0), UpdatedAt: time.Unix(101, 0),
+	ArchiveStarted("t1")
+	ObserveArchive("t1", "run1", binlog.Status{LastEventTime: time.Unix(100, 0), DurableAt: time.Unix(101, 0),
 		Writes: 3, ListPages: 2, Reads: 1, Deletes: 1, WritesPerHour: 7})
 	SetLastBackup("t1", "full", time.Unix(1000, 0), time.Minute)
 	SetPITRWindow("t1", time.Unix(10, 0), time.Unix(20, 0), 0)
