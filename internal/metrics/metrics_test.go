@@ -171,3 +171,28 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 		}
 	}
 }
+
+func TestServer(t *testing.T) {
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
+		t.Fatalf("GET %s: %d %.200s", s.URL(), resp.StatusCode, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(s.URL()); err == nil {
+		t.Fatalf("the server still answers after Close")
+	}
+	if _, err := Listen("127.0.0.1:notaport"); err == nil {
+		t.Fatalf("Listen accepted a bad address")
+	}
+}

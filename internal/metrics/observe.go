@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
 )
@@ -206,4 +208,28 @@ func unix(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixNano()) / 1e9
+}
+
+// ClearLastBackup removes the last-backup gauges of an instance and type
+// (the catalog holds no such backup).
+func ClearLastBackup(instance, typ string) {
+	backupLastSuccess.DeleteLabelValues(instance, typ)
+	backupLastDuration.DeleteLabelValues(instance, typ)
+}
+
+// ForgetInstance removes the catalog-derived gauges of an instance that
+// left the config.
+func ForgetInstance(instance string) {
+	m := map[string]string{LabelInstance: instance}
+	for _, v := range []*prometheus.GaugeVec{backupLastSuccess, backupLastDuration, pitrStart, pitrEnd, pitrGaps,
+		drillLastResult, drillLastTimestamp, drillRTO, drillRPO, drillPhase, scheduleInterval} {
+		v.DeletePartialMatch(m)
+	}
+	drillSeen.forget(instance)
+}
+
+// ClearFleetLimit removes a fleet-wide limit's gauges (no longer set).
+func ClearFleetLimit(limit string) {
+	fleetQueueDepth.DeleteLabelValues(limit)
+	fleetPermitsInUse.DeleteLabelValues(limit)
 }
