@@ -233,3 +233,19 @@ func ClearFleetLimit(limit string) {
 	fleetQueueDepth.DeleteLabelValues(limit)
 	fleetPermitsInUse.DeleteLabelValues(limit)
 }
+
+// backupDone carries the news that a backup workflow completed in this
+// process to the worker's refresh loop.
+var backupDone = make(chan struct{}, 1)
+
+// BackupCompleted tells the worker's refresh loop that a backup completed,
+// so that it refreshes the catalog-derived gauges now. It never blocks.
+func BackupCompleted() {
+	select {
+	case backupDone <- struct{}{}:
+	default: // a refresh is already due
+	}
+}
+
+// BackupCompletions receives after BackupCompleted.
+func BackupCompletions() <-chan struct{} { return backupDone }

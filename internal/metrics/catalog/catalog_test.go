@@ -300,4 +300,3 @@ func TestRefresh(t *testing.T) {
 		}
 	}
 }
-
