@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,7 +188,37 @@ scrape_configs:
 	}
 	sdk := want(`temporal_request{job="strata-agent"}`, nil)
 	assert.NotEmpty(t, sdk[0].Metric["namespace"], "the SDK's tags are labels")
+
+	// Every example query of docs/metrics.md runs.
+	for _, q := range docQueries(t) {
+		_, err := promQuery(t, base, q)
+		assert.NoError(t, err, "docs/metrics.md: %s", q)
+	}
 	if t.Failed() {
 		t.Logf("prometheus log:\n%s", promLog())
 	}
+}
+
+// docQueries returns the expressions of docs/metrics.md's promql block: a
+// line that starts in column one starts one, an indented line continues it,
+// comments and blank lines separate them.
+func docQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "docs", "metrics.md"))
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(b), "```promql\n")
+	require.True(t, ok, "docs/metrics.md has no promql block")
+	block, _, _ = strings.Cut(block, "```")
+	var out []string
+	for _, line := range strings.Split(block, "\n") {
+		switch {
+		case strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, " ") && len(out) > 0:
+			out[len(out)-1] += " " + strings.TrimSpace(line)
+		default:
+			out = append(out, line)
+		}
+	}
+	require.Greater(t, len(out), 10)
+	return out
 }
