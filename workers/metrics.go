@@ -20,8 +20,8 @@ import (
 // RunMetrics keeps the worker's gauges current until ctx ends: those read
 // from the catalog (catalog.Refresher) and the fleet limiters' queue depth
 // and permits in use. It refreshes at once, then every
-// metrics.refresh_interval of the live config, and right after a backup
-// workflow completes on this worker.
+// metrics.refresh_interval of the live config, and right after a workflow
+// of RefreshAfterWorkflows (a backup) completes on this worker.
 func RunMetrics(ctx context.Context, c client.Client, policy *config.Watcher, r *repo.Repo, log *zap.Logger) {
 	ref := &catalog.Refresher{Repo: r, Config: policy.Current, Log: log}
 	limits := map[string]bool{}
@@ -88,8 +88,16 @@ func refreshLimits(ctx context.Context, c client.Client, cfg *config.Config, sho
 	return nil
 }
 
-// completions tells the metrics loop when a backup workflow completes on
-// this worker (after the agent wrote its manifest), outside replay.
+// RefreshAfterWorkflows are the workflow types whose completion on this
+// worker refreshes the catalog-derived gauges at once: they change the
+// catalog (a backup's manifest, the backups retention deleted).
+var RefreshAfterWorkflows = map[string]bool{
+	workflows.BackupWorkflowName:    true,
+	workflows.RetentionWorkflowName: true,
+}
+
+// completions tells the metrics loop when a workflow of
+// RefreshAfterWorkflows completes on this worker, outside replay.
 type completions struct {
 	interceptor.WorkerInterceptorBase
 }
@@ -104,7 +112,7 @@ type completionsInbound struct {
 
 func (w *completionsInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (interface{}, error) {
 	res, err := w.Next.ExecuteWorkflow(ctx, in)
-	if err == nil && !workflow.IsReplaying(ctx) && workflow.GetInfo(ctx).WorkflowType.Name == workflows.BackupWorkflowName {
+	if err == nil && !workflow.IsReplaying(ctx) && RefreshAfterWorkflows[workflow.GetInfo(ctx).WorkflowType.Name] {
 		metrics.BackupCompleted() // no command: replay is unaffected
 	}
 	return res, err

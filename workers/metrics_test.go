@@ -47,6 +47,8 @@ func TestCompletedBackupRefreshesMetrics(t *testing.T) {
 	assert.True(t, drain(), "a completed backup workflow asks for a refresh")
 	runWith(t, workflows.BackupWorkflowName, true)
 	assert.False(t, drain(), "a failed backup changes no catalog gauge")
+	runWith(t, workflows.RetentionWorkflowName, false)
+	assert.True(t, drain(), "a completed prune asks for a refresh")
 	runWith(t, workflows.RestoreWorkflowName, false)
 	assert.False(t, drain(), "a restore changes no catalog gauge")
 }

@@ -238,8 +238,9 @@ func ClearFleetLimit(limit string) {
 // process to the worker's refresh loop.
 var backupDone = make(chan struct{}, 1)
 
-// BackupCompleted tells the worker's refresh loop that a backup completed,
-// so that it refreshes the catalog-derived gauges now. It never blocks.
+// BackupCompleted tells the worker's refresh loop that a backup (or another
+// change of the catalog) completed, so that it refreshes the
+// catalog-derived gauges now. It never blocks.
 func BackupCompleted() {
 	select {
 	case backupDone <- struct{}{}:

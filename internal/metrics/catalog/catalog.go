@@ -55,6 +55,9 @@ type Refresher struct {
 	manifests map[string]*manifest.Manifest // by key; nil: unreadable
 	drills    map[string]*drill.Report      // by key; nil: unreadable or not the instance's
 	instances map[string]bool               // shown at the last refresh
+	// primed holds the instances whose drill reports were all read once:
+	// a report that appears later is a drill that finished since.
+	primed map[string]bool
 }
 
 func (r *Refresher) now() time.Time {
@@ -79,6 +82,7 @@ func (r *Refresher) Refresh(ctx context.Context) error {
 	defer r.mu.Unlock()
 	if r.manifests == nil {
 		r.manifests, r.drills, r.instances = map[string]*manifest.Manifest{}, map[string]*drill.Report{}, map[string]bool{}
+		r.primed = map[string]bool{}
 	}
 	cfg := r.Config()
 	now := r.now()
@@ -104,6 +108,7 @@ func (r *Refresher) Refresh(ctx context.Context) error {
 	for id := range r.instances {
 		if !seen[id] {
 			metrics.ForgetInstance(id)
+			delete(r.primed, id)
 		}
 	}
 	r.instances = seen
@@ -249,6 +254,11 @@ func (r *Refresher) lastDrill(ctx context.Context, instance string, now time.Tim
 				return err
 			}
 			r.drills[o.Key] = rep
+			if rep != nil && r.primed[instance] {
+				// A drill finished since the last refresh: count it (once,
+				// also when the activity that wrote it observed it here).
+				metrics.ObserveDrill(rep)
+			}
 		}
 		if rep != nil && (newest == nil || rep.Finished.After(newest.Finished) ||
 			(rep.Finished.Equal(newest.Finished) && rep.DrillID > newest.DrillID)) {
@@ -263,6 +273,7 @@ func (r *Refresher) lastDrill(ctx context.Context, instance string, now time.Tim
 	if newest != nil {
 		metrics.SetLastDrill(newest)
 	}
+	r.primed[instance] = true
 	return nil
 }
 
