@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/workers"
@@ -153,7 +154,13 @@ scrape_configs:
 		return err == nil && len(up) == 2
 	}, 2*time.Minute, 500*time.Millisecond, "Prometheus never scraped both targets; its log:\n%s", promLog())
 
+	// The archiver runs on the agent process while the backup is taken.
+	db := s.numbered()
+	arch := s.startArchive("db1", 10*time.Minute)
+	insertRows(t, db, 1, 20)
 	res := s.backup("m1", "full")
+	insertRows(t, db, 21, 40)
+	s.waitArchived("db1", gtidPos(t, db))
 
 	// want waits for the query to answer and returns its series.
 	want := func(q string, ok func([]promSample) bool) []promSample {
@@ -180,6 +187,29 @@ scrape_configs:
 	raw := want(`strata_backup_raw_bytes_total{instance="db1",type="full"}`, nil)
 	assert.Equal(t, float64(m.RawSize), raw[0].value(t))
 	want(`strata_storage_requests_total{job="strata-agent",backend="local",op="put"}`, nil)
+
+	// The archiver's status (agent) and the point-in-time window (worker).
+	want(`strata_archive_running{instance="db1",job="strata-agent"} == 1`, nil)
+	want(`strata_archive_lag_seconds{instance="db1"} >= 0`, nil)
+	want(`strata_archive_writes_total{instance="db1"} > 0`, nil)
+	s.stopArchive(arch)
+	want(`strata_archive_running{instance="db1",job="strata-agent"} == 0`, nil)
+	ix, err := (&binlog.Store{B: s.repo.Backend(), Instance: "db1", CheckAllData: true}).ReadIndex(s.ctx)
+	require.NoError(t, err)
+	backups, err := s.repo.ListBackups(s.ctx, "db1")
+	require.NoError(t, err)
+	wins := binlog.Windows(backups, ix)
+	require.Len(t, wins, 1)
+	unix := func(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+	// Binlog event times have whole seconds: the window may end before the
+	// backup's consistent point when nothing was written in a later second.
+	for q, at := range map[string]time.Time{
+		`strata_pitr_window_start_timestamp_seconds{instance="db1"}`: wins[0].FromTime,
+		`strata_pitr_window_end_timestamp_seconds{instance="db1"}`:   wins[0].ToTime,
+	} {
+		want(fmt.Sprintf(`abs(%s - %f) < 0.001`, q, unix(at)), nil)
+	}
+	want(`strata_pitr_window_gaps{instance="db1"} == 0`, nil)
 
 	// The Temporal SDK's own metrics, from both processes.
 	for _, job := range []string{"strata-worker", "strata-agent"} {
