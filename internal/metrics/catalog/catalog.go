@@ -127,8 +127,8 @@ func (r *Refresher) backups(ctx context.Context, instance string, now time.Time)
 	listed := map[string]bool{}
 	for _, o := range objs {
 		id, name, ok := strings.Cut(strings.TrimPrefix(o.Key, prefix), "/")
-		if !ok || id == "" || name != manifest.FileName {
-			continue
+		if !ok || id == "" || id == "." || id == ".." || strings.ContainsAny(id, "\\\x00") || name != manifest.FileName {
+			continue // not a backup's manifest (ReadManifest refuses such ids)
 		}
 		listed[o.Key] = true
 		m, cached := r.manifests[o.Key]

@@ -140,6 +140,7 @@ type failing struct {
 	storage.Backend
 	fail    atomic.Bool
 	catalog atomic.Int64
+	extra   []string // more keys listed
 }
 
 var errDown = errors.New("storage down")
@@ -148,7 +149,13 @@ func (f *failing) List(ctx context.Context, p string) ([]storage.ObjectInfo, err
 	if f.fail.Load() {
 		return nil, errDown
 	}
-	return f.Backend.List(ctx, p)
+	objs, err := f.Backend.List(ctx, p)
+	for _, k := range f.extra {
+		if strings.HasPrefix(k, p) {
+			objs = append(objs, storage.ObjectInfo{Key: k, Size: 2})
+		}
+	}
+	return objs, err
 }
 
 func (f *failing) Get(ctx context.Context, k string) (io.ReadCloser, error) {
@@ -188,6 +195,8 @@ func TestRefresh(t *testing.T) {
 	require.NoError(t, err)
 	plant(t, mem, repo.ManifestKey("cat1", "stolen"), data)
 	plant(t, mem, repo.BackupPrefix("cat1", "partial")+"chunks/00000000.zst", []byte("x")) // no manifest
+	// A listing may name keys the repository refuses to read.
+	b.extra = []string{repo.BackupsPrefix("cat1") + `odd\id/` + manifest.FileName, repo.BackupsPrefix("cat1") + "../" + manifest.FileName}
 
 	// The archive: a run covering f1, a gap, a run covering f2.
 	st := &binlog.Store{B: mem, Instance: "cat1"}
