@@ -27,6 +27,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/demo"
 	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workers"
@@ -140,7 +141,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 			ExistingPath:  temporalBinary(t),
 			ExtraArgs:     workflows.SearchAttributeArgs(),
 			LogLevel:      "error",
-			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors},
+			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors, MetricsHandler: metrics.SDKHandler()},
 			Stdout:        io.Discard,
 			Stderr:        io.Discard,
 		})
@@ -148,7 +149,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Cleanup(func() { _ = dev.Stop() })
 		s.dev, s.client, addr = dev, dev.Client(), dev.FrontendHostPort()
 	} else {
-		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors})
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log), Interceptors: setup.interceptors, MetricsHandler: metrics.SDKHandler()})
 		require.NoError(t, err, "connect to Temporal at %s", addr)
 		t.Cleanup(c.Close)
 		s.client = c

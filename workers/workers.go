@@ -23,6 +23,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/tracing"
@@ -36,6 +37,8 @@ func Dial(cfg *config.Config, log *zap.Logger) (client.Client, error) {
 		HostPort:  cfg.Temporal.Address,
 		Namespace: cfg.Temporal.Namespace,
 		Logger:    logging.NewTemporal(log),
+		// The SDK's own metrics (temporal_*), on the process's /metrics.
+		MetricsHandler: metrics.SDKHandler(),
 	}
 	t := cfg.Temporal.TLS
 	if t.Enabled || t.CAFile != "" || t.CertFile != "" || cfg.Temporal.APIKeyEnv != "" {
@@ -112,7 +115,8 @@ func newWorker(c client.Client, cfg *config.Config, r *repo.Repo, policy *config
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
-		Interceptors:                     logInterceptors(),
+		// A completed backup refreshes the metrics (RunMetrics).
+		Interceptors: append(logInterceptors(), &completions{}),
 	})
 	RegisterWorkflows(w)
 	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy, Client: c})

@@ -51,6 +51,8 @@ type Config struct {
 	Fleet Fleet `yaml:"fleet"`
 	// Tracing configures OpenTelemetry traces (see tracing.go); off by default.
 	Tracing Tracing `yaml:"tracing"`
+	// Metrics configures the /metrics endpoints (see metrics.go).
+	Metrics Metrics `yaml:"metrics"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -395,6 +397,7 @@ func (c *Config) applyDefaults() {
 	if c.Agent.MaxConcurrentHeavy == 0 {
 		c.Agent.MaxConcurrentHeavy = 1
 	}
+	c.Metrics.applyDefaults()
 	d := &c.Defaults
 	if d.Compression == "" {
 		d.Compression = "zstd"
@@ -515,6 +518,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("storage.type", "%q is not a storage type; use local or gcs", c.Storage.Type)
 	}
+	c.Metrics.validate(bad)
 	if c.Agent.MaxConcurrentHeavy < 0 || c.Agent.MaxConcurrentHeavy > maxConcurrent {
 		bad("agent.max_concurrent", "%d is out of range (1-%d backups/restores at once per agent)", c.Agent.MaxConcurrentHeavy, maxConcurrent)
 	}

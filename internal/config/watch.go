@@ -129,6 +129,7 @@ func Changes(old, cur *Config) []string {
 	}
 	add("agent.bandwidth_limit", old.Agent.BandwidthLimit, cur.Agent.BandwidthLimit)
 	add("agent.max_concurrent", old.Agent.MaxConcurrentHeavy, cur.Agent.MaxConcurrentHeavy)
+	add("metrics.refresh_interval", old.Metrics.RefreshInterval.Std(), cur.Metrics.RefreshInterval.Std())
 	oldByID := map[string]*Instance{}
 	for i := range old.Instances {
 		oldByID[old.Instances[i].ID] = &old.Instances[i]
@@ -172,7 +173,8 @@ func Changes(old, cur *Config) []string {
 }
 
 // RestartChanges lists changed settings a running process does not pick
-// up: the connection to Temporal, the storage and the encryption keys.
+// up: the connection to Temporal, the storage, the encryption keys and the
+// metrics endpoints' addresses.
 func RestartChanges(old, cur *Config) []string {
 	var out []string
 	if !reflect.DeepEqual(old.Temporal, cur.Temporal) {
@@ -183,6 +185,9 @@ func RestartChanges(old, cur *Config) []string {
 	}
 	if !reflect.DeepEqual(old.Encryption, cur.Encryption) {
 		out = append(out, "encryption")
+	}
+	if old.Metrics.Listen != cur.Metrics.Listen || old.Metrics.AgentListen != cur.Metrics.AgentListen {
+		out = append(out, "metrics")
 	}
 	return out
 }
