@@ -22,6 +22,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/ratelimit"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workflows"
@@ -34,6 +35,8 @@ func Dial(cfg *config.Config, log *zap.Logger) (client.Client, error) {
 		HostPort:  cfg.Temporal.Address,
 		Namespace: cfg.Temporal.Namespace,
 		Logger:    logging.NewTemporal(log),
+		// The SDK's own metrics (temporal_*), on the process's /metrics.
+		MetricsHandler: metrics.SDKHandler(),
 	}
 	t := cfg.Temporal.TLS
 	if t.Enabled || t.CAFile != "" || t.CertFile != "" || cfg.Temporal.APIKeyEnv != "" {

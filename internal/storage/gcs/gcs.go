@@ -159,6 +159,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Retry configures retries of failed requests.
 	Retry RetryOptions
+	// OnRetry, if set, is called before each retry of a failed request
+	// with the operation retried: get, put, stat, list or delete (the
+	// strata_storage_retries_total counter).
+	OnRetry func(op string)
 	// ChunkSize is the upload chunk size; zero means DefaultChunkSize. GCS
 	// rounds it up to a multiple of 256 KiB.
 	ChunkSize int
@@ -174,6 +178,7 @@ type Backend struct {
 	chunkSize  int
 	pageSize   int    // objects per List request
 	credsDesc  string // which credentials are used, for error messages
+	onRetry    func(op string)
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -223,6 +228,7 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 		chunkSize:  chunk,
 		pageSize:   listPageSize,
 		credsDesc:  credsDesc,
+		onRetry:    o.OnRetry,
 	}
 	if err := b.checkBucket(ctx); err != nil {
 		_ = client.Close()
@@ -327,6 +333,30 @@ func shouldRetry(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// retried reports a retry of op to the OnRetry hook.
+func (b *Backend) retried(op string) {
+	if b.onRetry != nil {
+		b.onRetry(op)
+	}
+}
+
+// object returns the handle of an object whose requests for op report
+// their retries (the client's retry policy otherwise).
+func (b *Backend) object(op, name string) *gcs.ObjectHandle {
+	return b.bucket.Object(name).Retryer(gcs.WithErrorFunc(b.retryFunc(op)))
+}
+
+// retryFunc is shouldRetry, reporting the retries of op.
+func (b *Backend) retryFunc(op string) func(error) bool {
+	return func(err error) bool {
+		if !shouldRetry(err) {
+			return false
+		}
+		b.retried(op)
+		return true
+	}
 }
 
 // checkBucket verifies that the bucket exists and that the credentials can
@@ -487,7 +517,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			if failures.Add(1) >= int64(b.retry.MaxAttempts) {
 				return false
 			}
-			return shouldRetry(err)
+			if !shouldRetry(err) {
+				return false
+			}
+			b.retried("put")
+			return true
 		}))
 	token := newUploadToken()
 	w := obj.NewWriter(wctx)
@@ -555,7 +589,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		// The object is ours if it carries our token.
 		switch code := httpCode(err); {
 		case code == http.StatusPreconditionFailed:
-			if b.ownObject(ctx, b.bucket.Object(name), token, n, sum) {
+			if b.ownObject(ctx, b.object("stat", name), token, n, sum) {
 				return nil
 			}
 			return fmt.Errorf("gcs: put %s: %w", b.location(key), storage.ErrExists)
@@ -600,7 +634,7 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gcs: get %s: %w", b.location(key), err)
 	}
-	rc, err := b.bucket.Object(b.objectName(key)).NewReader(ctx)
+	rc, err := b.object("get", b.objectName(key)).NewReader(ctx)
 	if err != nil {
 		if errors.Is(err, gcs.ErrObjectNotExist) {
 			return nil, fmt.Errorf("gcs: get %s: %w", b.location(key), storage.ErrNotFound)
@@ -618,7 +652,7 @@ func (b *Backend) Stat(ctx context.Context, key string) (storage.ObjectInfo, err
 	if err := ctx.Err(); err != nil {
 		return storage.ObjectInfo{}, fmt.Errorf("gcs: stat %s: %w", b.location(key), err)
 	}
-	attrs, err := b.bucket.Object(b.objectName(key)).Attrs(ctx)
+	attrs, err := b.object("stat", b.objectName(key)).Attrs(ctx)
 	if err != nil {
 		if errors.Is(err, gcs.ErrObjectNotExist) {
 			return storage.ObjectInfo{}, fmt.Errorf("gcs: stat %s: %w", b.location(key), storage.ErrNotFound)
@@ -656,7 +690,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]storage.ObjectInfo
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "Created"}); err != nil {
 		return nil, fmt.Errorf("gcs: list %s: %w", b.location(prefix+"*"), err)
 	}
-	it := b.bucket.Objects(ctx, q)
+	it := b.bucket.Retryer(gcs.WithErrorFunc(b.retryFunc("list"))).Objects(ctx, q)
 	it.PageInfo().MaxSize = b.pageSize
 	out := make([]storage.ObjectInfo, 0)
 	for {
@@ -685,7 +719,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gcs: delete %s: %w", b.location(key), err)
 	}
-	err := b.bucket.Object(b.objectName(key)).Delete(ctx)
+	err := b.object("delete", b.objectName(key)).Delete(ctx)
 	if err != nil && !errors.Is(err, gcs.ErrObjectNotExist) {
 		return b.failCtx(ctx, "delete", key, err)
 	}

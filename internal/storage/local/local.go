@@ -36,8 +36,14 @@ const dirPerm = 0o700
 // Backend stores objects as files below a root directory. It is safe for
 // concurrent use, including by several processes sharing the directory.
 type Backend struct {
-	root string // absolute, cleaned
+	root    string // absolute, cleaned
+	onRetry func(op string)
 }
+
+// OnRetry sets a function called before each retried request, with the
+// operation retried (the strata_storage_retries_total counter). Set it
+// before the backend is used.
+func (b *Backend) OnRetry(f func(op string)) { b.onRetry = f }
 
 var _ storage.Backend = (*Backend)(nil)
 
@@ -187,6 +193,9 @@ func (b *Backend) createTemp(dir string) (f *os.File, created string, err error)
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt >= 10 {
 			return nil, "", fmt.Errorf("create temporary file: %w", err)
+		}
+		if b.onRetry != nil {
+			b.onRetry("put")
 		}
 	}
 }

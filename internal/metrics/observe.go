@@ -1,0 +1,176 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/drill"
+)
+
+// Backup is what an agent observed of one backup it ran.
+type Backup struct {
+	Instance string
+	Type     string // full, incremental or differential
+	Duration time.Duration
+	// RawBytes is the size of the tool's stream; StoredBytes what was
+	// stored in the repository.
+	RawBytes, StoredBytes int64
+	// CommitsBlocked and DDLBlocked are how long the backup blocked commits
+	// and DDL.
+	CommitsBlocked, DDLBlocked time.Duration
+}
+
+// ObserveBackup records a backup the agent completed: its duration,
+// bytes, throughput, lock times and a success in strata_backups_total.
+func ObserveBackup(b Backup) {
+	backupDuration.WithLabelValues(b.Instance, b.Type).Observe(b.Duration.Seconds())
+	if b.RawBytes > 0 {
+		backupRawBytes.WithLabelValues(b.Instance, b.Type).Add(float64(b.RawBytes))
+	}
+	if b.StoredBytes > 0 {
+		backupStoredBytes.WithLabelValues(b.Instance, b.Type).Add(float64(b.StoredBytes))
+	}
+	tp := 0.0
+	if s := b.Duration.Seconds(); s > 0 {
+		tp = float64(b.RawBytes) / s
+	}
+	backupThroughput.WithLabelValues(b.Instance, b.Type).Set(tp)
+	backupLock.WithLabelValues(b.Instance, LockCommit).Set(b.CommitsBlocked.Seconds())
+	backupLock.WithLabelValues(b.Instance, LockDDL).Set(b.DDLBlocked.Seconds())
+	backupsTotal.WithLabelValues(b.Instance, b.Type, ResultSuccess).Inc()
+}
+
+// ObserveBackupFailure counts a backup the agent ran that failed.
+func ObserveBackupFailure(instance, typ string) {
+	backupsTotal.WithLabelValues(instance, typ, ResultFailure).Inc()
+}
+
+// archiveSeen is the last binlog.Status counted per instance and run, so
+// that the cumulative counts of a status become counter increments.
+var archiveSeen = newArchiveCounts()
+
+// ObserveArchive records the status of an instance's archiver run (the
+// status its heartbeat carries). run names the archiver run (its workflow
+// run or activity attempt): the status's counts are cumulative over a run,
+// and a new run starts them at zero again.
+func ObserveArchive(instance, run string, st binlog.Status) {
+	archiveRunning.WithLabelValues(instance).Set(1)
+	if !st.LastEventTime.IsZero() && !st.UpdatedAt.IsZero() {
+		// The status is written when a segment became durable; the newest
+		// event's commit time to then is its commit-to-durable lag.
+		lag := st.UpdatedAt.Sub(st.LastEventTime).Seconds()
+		if lag < 0 {
+			lag = 0
+		}
+		archiveLag.WithLabelValues(instance).Set(lag)
+	}
+	archiveWritesPerHour.WithLabelValues(instance).Set(st.WritesPerHour)
+	d := archiveSeen.delta(instance, run, [4]int{st.Writes, st.ListPages, st.Reads, st.Deletes})
+	add := func(c interface{ Add(float64) }, n int) {
+		if n > 0 {
+			c.Add(float64(n))
+		}
+	}
+	add(archiveWrites.WithLabelValues(instance), d[0])
+	add(archiveListPages.WithLabelValues(instance), d[1])
+	add(archiveReads.WithLabelValues(instance), d[2])
+	add(archiveDeletes.WithLabelValues(instance), d[3])
+}
+
+// ArchiveStopped records that the instance's archiver stopped on this agent.
+func ArchiveStopped(instance string) {
+	archiveRunning.WithLabelValues(instance).Set(0)
+}
+
+// SetLastBackup sets the newest complete backup of an instance and type.
+func SetLastBackup(instance, typ string, end time.Time, duration time.Duration) {
+	backupLastSuccess.WithLabelValues(instance, typ).Set(unix(end))
+	backupLastDuration.WithLabelValues(instance, typ).Set(duration.Seconds())
+}
+
+// SetPITRWindow sets an instance's point-in-time window and the gaps of the
+// archive inside it.
+func SetPITRWindow(instance string, start, end time.Time, gaps int) {
+	pitrStart.WithLabelValues(instance).Set(unix(start))
+	pitrEnd.WithLabelValues(instance).Set(unix(end))
+	pitrGaps.WithLabelValues(instance).Set(float64(gaps))
+}
+
+// ClearPITRWindow removes an instance's window (it has none).
+func ClearPITRWindow(instance string) {
+	pitrStart.DeleteLabelValues(instance)
+	pitrEnd.DeleteLabelValues(instance)
+	pitrGaps.DeleteLabelValues(instance)
+}
+
+// SetScheduleInterval sets the policy's interval between two runs of a
+// kind for an instance; a zero interval (no such schedule) removes it.
+func SetScheduleInterval(instance, kind string, every time.Duration) {
+	if every <= 0 {
+		scheduleInterval.DeleteLabelValues(instance, kind)
+		return
+	}
+	scheduleInterval.WithLabelValues(instance, kind).Set(every.Seconds())
+}
+
+// SetFleetLimit sets a fleet-wide limit's waiting requests and granted
+// permits.
+func SetFleetLimit(limit string, queued, inUse int) {
+	fleetQueueDepth.WithLabelValues(limit).Set(float64(queued))
+	fleetPermitsInUse.WithLabelValues(limit).Set(float64(inUse))
+}
+
+// ObserveDrill records a finished drill: it sets the instance's last-drill
+// gauges from the report and counts it in strata_drills_total. A report
+// older than the one already shown does not replace it in the gauges.
+func ObserveDrill(r *drill.Report) {
+	if r == nil || r.Instance == "" {
+		return
+	}
+	if setDrill(r, true) {
+		drillsTotal.WithLabelValues(r.Instance, r.Result).Inc()
+	}
+}
+
+// SetLastDrill sets the last-drill gauges from a report read back from the
+// repository (at a worker's start and on each refresh), without counting it.
+func SetLastDrill(r *drill.Report) {
+	if r == nil || r.Instance == "" {
+		return
+	}
+	setDrill(r, false)
+}
+
+// setDrill sets the gauges from r unless a newer drill of the instance is
+// shown, and reports whether r was not counted before.
+func setDrill(r *drill.Report, count bool) bool {
+	fresh, newest := drillSeen.see(r.Instance, r.DrillID, r.Finished, count)
+	if !newest {
+		return fresh
+	}
+	res := 0.0
+	if r.Passed() {
+		res = 1
+	}
+	drillLastResult.WithLabelValues(r.Instance).Set(res)
+	drillLastTimestamp.WithLabelValues(r.Instance).Set(unix(r.Finished))
+	drillRTO.WithLabelValues(r.Instance).Set(r.RTOSeconds)
+	drillRPO.WithLabelValues(r.Instance).Set(r.RPOSeconds)
+	// The phases of the previous drill go: a failed drill may not have
+	// reached every phase.
+	drillPhase.DeletePartialMatch(map[string]string{LabelInstance: r.Instance})
+	for _, p := range r.Phases {
+		if p.Phase == "" {
+			continue
+		}
+		drillPhase.WithLabelValues(r.Instance, p.Phase).Set(p.Seconds)
+	}
+	return fresh
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
