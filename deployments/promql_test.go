@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
 	"github.com/strata-backup/strata/internal/metrics"
@@ -197,6 +198,89 @@ func TestExportedSeries(t *testing.T) {
 	}
 }
 
+// strataLabels returns the label names of every family on the metrics
+// registry, read from the descriptors (`..., variableLabels: {a,b}}`).
+func strataLabels(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		metrics.Registry().Describe(ch)
+		close(ch)
+	}()
+	reName := regexp.MustCompile(`^Desc\{fqName: "([^"]+)"`)
+	out := map[string]map[string]bool{}
+	for d := range ch {
+		s := d.String()
+		m := reName.FindStringSubmatch(s)
+		i := strings.LastIndex(s, "variableLabels: {")
+		if m == nil || i < 0 {
+			t.Fatalf("cannot read the descriptor %s", s)
+		}
+		labels := map[string]bool{}
+		list, _, _ := strings.Cut(s[i+len("variableLabels: {"):], "}")
+		for _, l := range strings.Split(list, ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				labels[l] = true
+			}
+		}
+		out[m[1]] = labels
+	}
+	return out
+}
+
+var (
+	reSelector = regexp.MustCompile(`([A-Za-z_:][A-Za-z0-9_:]*)\{([^{}]*)\}`)
+	reMatcher  = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)`)
+)
+
+// badLabels reports the label matchers of strata_* selectors that name a
+// label the family does not have (job and instance are also the target's).
+func badLabels(expr string, families map[string]map[string]bool) []string {
+	var bad []string
+	for _, m := range reSelector.FindAllStringSubmatch(reString.ReplaceAllString(expr, `""`), -1) {
+		name := m[1]
+		if !strings.HasPrefix(name, "strata_") {
+			continue
+		}
+		labels, ok := families[name]
+		extra := ""
+		if !ok {
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				if base, cut := strings.CutSuffix(name, suf); cut && families[base] != nil {
+					labels = families[base]
+					if suf == "_bucket" {
+						extra = "le"
+					}
+				}
+			}
+		}
+		if labels == nil {
+			continue // reported as an unknown series
+		}
+		for _, lm := range reMatcher.FindAllStringSubmatch(m[2], -1) {
+			l := lm[1]
+			if !labels[l] && l != "job" && l != "instance" && l != extra {
+				bad = append(bad, fmt.Sprintf("%s has no label %s", name, l))
+			}
+		}
+	}
+	return bad
+}
+
+func TestBadLabels(t *testing.T) {
+	fam := strataLabels(t)
+	if got := badLabels(`strata_backup_last_success_timestamp_seconds{type="full",instance="a"}`, fam); len(got) != 0 {
+		t.Errorf("good matchers reported: %v", got)
+	}
+	if got := badLabels(`rate(strata_backup_duration_seconds_bucket{le="1",type="full"}[5m])`, fam); len(got) != 0 {
+		t.Errorf("le of a histogram's buckets reported: %v", got)
+	}
+	got := badLabels(`strata_backup_last_success_timestamp_seconds{kind="full"} or strata_archive_lag_seconds{le="1"}`, fam)
+	if len(got) != 2 {
+		t.Errorf("badLabels = %v, want kind and le reported", got)
+	}
+}
+
 // dashboardExprs returns every PromQL expression of the dashboard, panel
 // targets and query variables, named by where they are.
 func dashboardExprs(t *testing.T) map[string]string {
@@ -300,9 +384,13 @@ func checkPromQL(t *testing.T, exprs map[string]string, exported func(string) bo
 	}
 	var rules []rule
 	var problems []string
+	families := strataLabels(t)
 	for i, k := range keys {
 		e := grafanaVars.Replace(exprs[k])
 		rules = append(rules, rule{Alert: fmt.Sprintf("E%d", i), Expr: e})
+		for _, b := range badLabels(e, families) {
+			problems = append(problems, k+": "+b)
+		}
 		names := seriesNames(e)
 		if len(names) == 0 && !strings.Contains(e, "time()") {
 			problems = append(problems, fmt.Sprintf("%s: no metric name found in %q", k, e))
@@ -352,13 +440,17 @@ func TestPromQLCheckCatchesBadExpressions(t *testing.T) {
 	problems := checkPromQL(t, map[string]string{
 		"good":    `max by (instance) (strata_archive_lag_seconds) > 60`,
 		"unknown": `rate(strata_backup_failures_total[5m]) > 0`,
+		"label":   `strata_schedule_interval_seconds{type="drill"}`,
 		"syntax":  `sum by (instance (strata_pitr_window_gaps)`,
 	}, exported)
 	all := strings.Join(problems, "\n")
 	if !strings.Contains(all, "unknown: strata_backup_failures_total is not a metric") {
 		t.Errorf("the unknown metric was not reported:\n%s", all)
 	}
-	if !strings.Contains(all, "promtool check rules") || !strings.Contains(all, "E1 = syntax") {
+	if !strings.Contains(all, "label: strata_schedule_interval_seconds has no label type") {
+		t.Errorf("the wrong label was not reported:\n%s", all)
+	}
+	if !strings.Contains(all, "promtool check rules") || !strings.Contains(all, "E2 = syntax") {
 		t.Errorf("the syntax error was not reported:\n%s", all)
 	}
 	if strings.Contains(all, "good:") {
@@ -370,6 +462,7 @@ func TestPromQLCheckCatchesBadExpressions(t *testing.T) {
 // rules are exported too, so that the tests exercise real metrics.
 func TestAlertTestSeriesExported(t *testing.T) {
 	exported := exportedSeries(sdkMetricNames(t))
+	families := strataLabels(t)
 	for _, file := range []string{"prometheus/alerts_test.yaml", "prometheus/alerts_long_test.yaml"} {
 		var f struct {
 			Tests []struct {
@@ -388,6 +481,9 @@ func TestAlertTestSeriesExported(t *testing.T) {
 				name, _, _ := strings.Cut(s.Series, "{")
 				if !exported(name) {
 					t.Errorf("%s, test %q: series %s is not a metric Strata exports", file, tc.Name, name)
+				}
+				for _, b := range badLabels(s.Series, families) {
+					t.Errorf("%s, test %q: %s", file, tc.Name, b)
 				}
 			}
 		}
