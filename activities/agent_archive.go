@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"go.temporal.io/sdk/activity"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/replay"
 	"github.com/strata-backup/strata/internal/repo"
@@ -64,6 +66,8 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 	}
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), binlog.Status{})
 	defer hb.close()
+	defer metrics.ArchiveStarted(in.ID)()
+	run := archiveRun(ctx)
 	st := a.binlogStore(in.ID) // encrypts segments when the instance has encryption enabled
 	status, err := binlog.Run(ctx, st, db, binlog.Source{
 		Host: host, Port: uint16(port), User: ep.User, Password: ep.Password, Flavor: si.Flavor,
@@ -72,9 +76,15 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 		FlushInterval:   in.Archive.FlushInterval.Std(),
 		MaxSegmentBytes: int(in.Archive.MaxSegmentSize),
 		RunFor:          p.RunFor,
-		Progress:        func(s binlog.Status) { hb.update(ctx, s) },
-		Log:             func(msg string, kv ...any) { log.Sugar().Infow(msg, kv...) },
+		Progress: func(s binlog.Status) {
+			hb.update(ctx, s)
+			metrics.ObserveArchive(in.ID, run, s)
+		},
+		Log: func(msg string, kv ...any) { log.Sugar().Infow(msg, kv...) },
 	})
+	if status != nil {
+		metrics.ObserveArchive(in.ID, run, *status)
+	}
 	if err != nil {
 		if ctx.Err() != nil && status != nil {
 			// Stopped on request: what was received is written; report where.
@@ -84,6 +94,16 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 		return nil, classify(err)
 	}
 	return status, nil
+}
+
+// archiveRun names one archiver run for the archive metrics, whose counts
+// start at zero in each activity attempt.
+func archiveRun(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return ""
+	}
+	info := activity.GetInfo(ctx)
+	return fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
 }
 
 // ReplayParams asks an agent to replay archived binlogs onto a restored

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
@@ -42,8 +43,13 @@ import (
 // that will not be retried (a typed error, or a cancellation of the
 // workflow) deletes the partial upload; any other failure leaves it for the
 // retry.
-func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, error) {
+func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, err error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID))
+	defer func() {
+		if err != nil {
+			metrics.ObserveBackupFailure(p.Instance, p.Type) // every failed attempt
+		}
+	}()
 	in, err := a.instance(p.Instance)
 	if err != nil {
 		return nil, err
@@ -227,6 +233,8 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		return nil, fmt.Errorf("write manifest of %s: %w", p.BackupID, classify(err))
 	}
 	a.afterManifest(ctx, m, lease, log)
+	metrics.ObserveBackup(metrics.Backup{Instance: m.Instance, Type: m.Type, Duration: m.Duration.Std(),
+		RawBytes: m.RawSize, StoredBytes: m.StoredSize, CommitsBlocked: outcome.CommitsBlocked, DDLBlocked: outcome.DDLBlocked})
 	log.Info("backup complete", zap.Int64("raw_bytes", m.RawSize), zap.Int64("stored_bytes", m.StoredSize),
 		zap.Int64("uploaded_bytes", m.UploadedBytes), zap.Int64("reused_bytes", m.ReusedBytes),
 		zap.Int("chunks", len(m.Chunks)), zap.String("gtid", m.GTIDSet), zap.Duration("commits_blocked", outcome.CommitsBlocked))

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/demo"
 	"github.com/strata-backup/strata/internal/logging"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workers"
@@ -133,7 +134,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 			ExistingPath:  temporalBinary(t),
 			ExtraArgs:     workflows.SearchAttributeArgs(),
 			LogLevel:      "error",
-			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log)},
+			ClientOptions: &client.Options{Logger: logging.NewTemporal(s.log), MetricsHandler: metrics.SDKHandler()},
 			Stdout:        io.Discard,
 			Stderr:        io.Discard,
 		})
@@ -141,7 +142,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Cleanup(func() { _ = dev.Stop() })
 		s.dev, s.client, addr = dev, dev.Client(), dev.FrontendHostPort()
 	} else {
-		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log)})
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: logging.NewTemporal(s.log), MetricsHandler: metrics.SDKHandler()})
 		require.NoError(t, err, "connect to Temporal at %s", addr)
 		t.Cleanup(c.Close)
 		s.client = c

@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -104,6 +105,8 @@ func newWorker(c client.Client, cfg *config.Config, r *repo.Repo, policy *config
 	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
 		DefaultHeartbeatThrottleInterval: 2 * time.Second,
+		// A completed backup refreshes the metrics (RunMetrics).
+		Interceptors: []interceptor.WorkerInterceptor{&completions{}},
 	})
 	RegisterWorkflows(w)
 	w.RegisterActivity(&activities.Catalog{Config: cfg, Repo: r, Policy: policy, Client: c})

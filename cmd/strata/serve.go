@@ -12,7 +12,8 @@ import (
 )
 
 func workerCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var metricsListen string
+	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the Strata worker: every workflow and the repository activities (task queue strata)",
 		Args:  cobra.NoArgs,
@@ -32,16 +33,29 @@ func workerCmd(a *app) *cobra.Command {
 			policy := config.NewWatcher(a.cfg, 0, a.log)
 			w := workers.NewPolicyWorker(c, policy, r, a.log)
 			go policy.Run(cmd.Context())
+			if metricsListen == "" {
+				metricsListen = a.cfg.Metrics.Listen
+			}
+			stopMetrics, err := startMetrics(metricsListen, a.log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			if metricsListen != "" {
+				go workers.RunMetrics(cmd.Context(), c, policy, r, a.log)
+			}
 			a.log.Info("worker running", zap.String("task_queue", a.cfg.Temporal.TaskQueue),
 				zap.String("temporal", a.cfg.Temporal.Address), zap.String("repository", r.Backend().String()),
 				zap.String("watching", a.cfg.Path))
 			return w.Run(stopOn(cmd))
 		},
 	}
+	metricsListenFlag(cmd, &metricsListen, "metrics.listen")
+	return cmd
 }
 
 func agentCmd(a *app) *cobra.Command {
-	var host string
+	var host, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "agent --host NAME",
 		Short: "Run the agent of one database host (task queue strata-agent.NAME)",
@@ -84,6 +98,14 @@ func agentCmd(a *app) *cobra.Command {
 			} else if len(removed) > 0 {
 				log.Info("removed scratch dirs of a previous agent", zap.Strings("dirs", removed))
 			}
+			if metricsListen == "" {
+				metricsListen = a.cfg.Metrics.AgentListen
+			}
+			stopMetrics, err := startMetrics(metricsListen, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			w := workers.NewAgent(c, a.cfg, host, r, log)
 			policy := config.NewWatcher(a.cfg, 0, log)
 			w.FollowPolicy(policy)
@@ -106,6 +128,7 @@ func agentCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&host, "host", "", "this host's name, as in instances[].host")
+	metricsListenFlag(cmd, &metricsListen, "metrics.agent_listen")
 	return cmd
 }
 

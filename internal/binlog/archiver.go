@@ -143,7 +143,14 @@ type Status struct {
 	LagMaxMs  float64 `json:"lag_max_ms"`
 	GapsFound int     `json:"gaps_found"`
 	// Pending is how many received events are not yet durable.
-	Pending   int       `json:"pending"`
+	Pending int `json:"pending"`
+	// PendingSince is when the oldest of them was received (zero when
+	// none is pending).
+	PendingSince time.Time `json:"pending_since,omitzero"`
+	// DurableAt is when the segment holding LastEventTime's event became
+	// durable in the repository: DurableAt - LastEventTime is the commit to
+	// durable lag of the newest archived event.
+	DurableAt time.Time `json:"durable_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// The storage requests of this run, counted as the archiver makes them
 	// (every request of its Store, roll-ups included): Writes are object
@@ -505,6 +512,7 @@ func (a *run) flush(ctx context.Context, next string) error {
 	s := a.status
 	s.LastSeq, s.File, s.Pos = a.seg.Seq, a.seg.File, a.seg.End
 	s.LastEventTime = a.seg.LastTime
+	s.DurableAt = done.UTC()
 	if a.seg.LastGTID != "" {
 		s.LastGTID = a.seg.LastGTID
 	}
@@ -524,6 +532,9 @@ func (a *run) snapshot() Status {
 	s := *a.status
 	s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = a.lags.percentiles()
 	s.Pending = len(a.segRecv)
+	if len(a.segRecv) > 0 {
+		s.PendingSince = a.segRecv[0].UTC()
+	}
 	s.UpdatedAt = time.Now().UTC()
 	c := a.reqs.Counts()
 	s.Writes, s.ListPages, s.Reads, s.Deletes = c.Put, c.ListPages, c.Get+c.Stat, c.Delete

@@ -49,6 +49,8 @@ type Config struct {
 	Schedule Schedule `yaml:"schedule"`
 	// Fleet holds limits over all agents (see fleet.go).
 	Fleet Fleet `yaml:"fleet"`
+	// Metrics configures the /metrics endpoints (see metrics.go).
+	Metrics Metrics `yaml:"metrics"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -366,6 +368,7 @@ func (c *Config) applyDefaults() {
 	if c.Agent.MaxConcurrentHeavy == 0 {
 		c.Agent.MaxConcurrentHeavy = 1
 	}
+	c.Metrics.applyDefaults()
 	d := &c.Defaults
 	if d.Compression == "" {
 		d.Compression = "zstd"
@@ -474,6 +477,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("storage.type", "%q is not a storage type; use local or gcs", c.Storage.Type)
 	}
+	c.Metrics.validate(bad)
 	if c.Agent.MaxConcurrentHeavy < 0 || c.Agent.MaxConcurrentHeavy > maxConcurrent {
 		bad("agent.max_concurrent", "%d is out of range (1-%d backups/restores at once per agent)", c.Agent.MaxConcurrentHeavy, maxConcurrent)
 	}

@@ -58,7 +58,8 @@ func touchAll() {
 	ObserveBackup(Backup{Instance: "t1", Type: "full", Duration: 2 * time.Second, RawBytes: 10, StoredBytes: 5,
 		CommitsBlocked: time.Millisecond, DDLBlocked: time.Second})
 	ObserveBackupFailure("t1", "incremental")
-	ObserveArchive("t1", "run1", binlog.Status{LastEventTime: time.Unix(100, 0), UpdatedAt: time.Unix(101, 0),
+	ArchiveStarted("t1")
+	ObserveArchive("t1", "run1", binlog.Status{LastEventTime: time.Unix(100, 0), DurableAt: time.Unix(101, 0),
 		Writes: 3, ListPages: 2, Reads: 1, Deletes: 1, WritesPerHour: 7})
 	SetLastBackup("t1", "full", time.Unix(1000, 0), time.Minute)
 	SetPITRWindow("t1", time.Unix(10, 0), time.Unix(20, 0), 0)
@@ -168,5 +169,30 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+func TestServer(t *testing.T) {
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
+		t.Fatalf("GET %s: %d %.200s", s.URL(), resp.StatusCode, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(s.URL()); err == nil {
+		t.Fatalf("the server still answers after Close")
+	}
+	if _, err := Listen("127.0.0.1:notaport"); err == nil {
+		t.Fatalf("Listen accepted a bad address")
 	}
 }

@@ -1,7 +1,10 @@
 package metrics
 
 import (
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
@@ -49,20 +52,28 @@ func ObserveBackupFailure(instance, typ string) {
 // that the cumulative counts of a status become counter increments.
 var archiveSeen = newArchiveCounts()
 
+// ArchiveLag is the commit to durable lag a status shows: that of the
+// newest archived event (DurableAt - LastEventTime), or, while received
+// events wait to be written, at least how long the oldest of them has
+// waited. An idle archiver keeps the lag of its last event. ok is false
+// when the status has no archived event yet.
+func ArchiveLag(st binlog.Status) (lag time.Duration, ok bool) {
+	if !st.LastEventTime.IsZero() && !st.DurableAt.IsZero() {
+		lag, ok = max(st.DurableAt.Sub(st.LastEventTime), 0), true
+	}
+	if st.Pending > 0 && !st.PendingSince.IsZero() && !st.UpdatedAt.IsZero() {
+		lag, ok = max(lag, st.UpdatedAt.Sub(st.PendingSince)), true
+	}
+	return lag, ok
+}
+
 // ObserveArchive records the status of an instance's archiver run (the
 // status its heartbeat carries). run names the archiver run (its workflow
-// run or activity attempt): the status's counts are cumulative over a run,
-// and a new run starts them at zero again.
+// run and activity attempt): the status's counts are cumulative over a
+// run, and a new run starts them at zero again.
 func ObserveArchive(instance, run string, st binlog.Status) {
-	archiveRunning.WithLabelValues(instance).Set(1)
-	if !st.LastEventTime.IsZero() && !st.UpdatedAt.IsZero() {
-		// The status is written when a segment became durable; the newest
-		// event's commit time to then is its commit-to-durable lag.
-		lag := st.UpdatedAt.Sub(st.LastEventTime).Seconds()
-		if lag < 0 {
-			lag = 0
-		}
-		archiveLag.WithLabelValues(instance).Set(lag)
+	if lag, ok := ArchiveLag(st); ok {
+		archiveLag.WithLabelValues(instance).Set(lag.Seconds())
 	}
 	archiveWritesPerHour.WithLabelValues(instance).Set(st.WritesPerHour)
 	d := archiveSeen.delta(instance, run, [4]int{st.Writes, st.ListPages, st.Reads, st.Deletes})
@@ -77,9 +88,33 @@ func ObserveArchive(instance, run string, st binlog.Status) {
 	add(archiveDeletes.WithLabelValues(instance), d[3])
 }
 
-// ArchiveStopped records that the instance's archiver stopped on this agent.
-func ArchiveStopped(instance string) {
-	archiveRunning.WithLabelValues(instance).Set(0)
+// archiversRunning counts the archivers of each instance running in this
+// process (two overlap briefly when one hands over to the next).
+var archiversRunning = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+// ArchiveStarted records that an archiver of the instance started in this
+// process: strata_archive_running is 1 until every started one has called
+// the returned stop.
+func ArchiveStarted(instance string) (stop func()) {
+	archiversRunning.Lock()
+	archiversRunning.n[instance]++
+	archiveRunning.WithLabelValues(instance).Set(1)
+	archiversRunning.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			archiversRunning.Lock()
+			defer archiversRunning.Unlock()
+			archiversRunning.n[instance]--
+			if archiversRunning.n[instance] <= 0 {
+				delete(archiversRunning.n, instance)
+				archiveRunning.WithLabelValues(instance).Set(0)
+			}
+		})
+	}
 }
 
 // SetLastBackup sets the newest complete backup of an instance and type.
@@ -174,3 +209,43 @@ func unix(t time.Time) float64 {
 	}
 	return float64(t.UnixNano()) / 1e9
 }
+
+// ClearLastBackup removes the last-backup gauges of an instance and type
+// (the catalog holds no such backup).
+func ClearLastBackup(instance, typ string) {
+	backupLastSuccess.DeleteLabelValues(instance, typ)
+	backupLastDuration.DeleteLabelValues(instance, typ)
+}
+
+// ForgetInstance removes the catalog-derived gauges of an instance that
+// left the config.
+func ForgetInstance(instance string) {
+	m := map[string]string{LabelInstance: instance}
+	for _, v := range []*prometheus.GaugeVec{backupLastSuccess, backupLastDuration, pitrStart, pitrEnd, pitrGaps,
+		drillLastResult, drillLastTimestamp, drillRTO, drillRPO, drillPhase, scheduleInterval} {
+		v.DeletePartialMatch(m)
+	}
+	drillSeen.forget(instance)
+}
+
+// ClearFleetLimit removes a fleet-wide limit's gauges (no longer set).
+func ClearFleetLimit(limit string) {
+	fleetQueueDepth.DeleteLabelValues(limit)
+	fleetPermitsInUse.DeleteLabelValues(limit)
+}
+
+// backupDone carries the news that a backup workflow completed in this
+// process to the worker's refresh loop.
+var backupDone = make(chan struct{}, 1)
+
+// BackupCompleted tells the worker's refresh loop that a backup completed,
+// so that it refreshes the catalog-derived gauges now. It never blocks.
+func BackupCompleted() {
+	select {
+	case backupDone <- struct{}{}:
+	default: // a refresh is already due
+	}
+}
+
+// BackupCompletions receives after BackupCompleted.
+func BackupCompletions() <-chan struct{} { return backupDone }

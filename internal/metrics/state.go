@@ -70,3 +70,10 @@ func (d *drillState) see(instance, id string, finished time.Time, count bool) (f
 	d.newest[instance] = finished
 	return fresh, true
 }
+
+// forget drops the newest drill shown of an instance.
+func (d *drillState) forget(instance string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.newest, instance)
+}
