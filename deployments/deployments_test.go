@@ -191,6 +191,21 @@ func TestGrafanaDashboard(t *testing.T) {
 	if !strings.Contains(joined, "Fleet overview") || !strings.Contains(joined, "Instance $instance") {
 		t.Errorf("rows %v: want a fleet overview row and an instance row", rows)
 	}
+	// The fleet table merges its queries on the instance label: each one
+	// must give one row per instance.
+	for _, p := range d.Panels {
+		if p.Title != "Instances" {
+			continue
+		}
+		if len(p.Targets) < 8 {
+			t.Errorf("fleet table: %d queries", len(p.Targets))
+		}
+		for _, tg := range p.Targets {
+			if strings.Count(tg.Expr, "by (instance)") < 1 || strings.Contains(tg.Expr, "by (instance,") {
+				t.Errorf("fleet table: %q does not aggregate by (instance)", tg.Expr)
+			}
+		}
+	}
 	// The per-instance panels select the variable's instance.
 	for _, p := range d.Panels {
 		if p.GridPos.Y > rowY(d.Panels, "Instance $instance") && p.GridPos.Y < rowY(d.Panels, "Temporal SDK") && p.Type != "row" {
