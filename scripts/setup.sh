@@ -4,6 +4,10 @@
 #   * MariaDB server, mariabackup/mbstream and the client, from the
 #     distribution's packages (apt-get). Tests start their own throwaway
 #     mariadbd processes; this script never starts a MariaDB service.
+#   * promtool (Debian's prometheus package) and docker-compose (Debian's
+#     docker-compose package), which validate deployments/ in
+#     `go test ./deployments/`, and the prometheus binary the metrics
+#     end-to-end test scrapes with. This script never starts them.
 #   * The Temporal CLI (dev server) at bin/temporal, built from source with
 #     `go install` (no binaries are downloaded).
 #   * With STORAGE=gcs (`make demo STORAGE=gcs`): the GCS emulator
@@ -74,6 +78,41 @@ else
 	running_after="$(pgrep -x mariadbd || true)"
 	if [ -n "$running_after" ] && [ "$running_after" != "$running_before" ]; then
 		log "note: the package started a system mariadbd (pid $(echo "$running_after" | tr '\n' ' ')); leaving it alone — Strata tests start their own servers"
+	fi
+fi
+
+# ---- Prometheus and docker-compose (deployments/ validation) -------------
+
+# deploy_pkgs: the Debian packages of the missing tools, "tool:package" each.
+deploy_pkgs=()
+for tp in prometheus:prometheus promtool:prometheus docker-compose:docker-compose; do
+	find_tool "${tp%%:*}" >/dev/null || deploy_pkgs+=("${tp#*:}")
+done
+if [ "${#deploy_pkgs[@]}" -eq 0 ]; then
+	log "prometheus, promtool and docker-compose present: $("$(find_tool promtool)" --version 2>&1 | head -n1)"
+else
+	# shellcheck disable=SC2207 # package names have no spaces
+	deploy_pkgs=($(printf '%s\n' "${deploy_pkgs[@]}" | sort -u))
+	log "installing ${deploy_pkgs[*]} with apt-get"
+	command -v apt-get >/dev/null 2>&1 ||
+		die "apt-get not found; install Prometheus (prometheus, promtool >= 2.42) and docker-compose yourself"
+	sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "not running as root and sudo is not available"
+		sudo=(sudo)
+	fi
+	running_before="$(pgrep -x prometheus || true)"
+	${sudo[@]+"${sudo[@]}"} apt-get update
+	${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		"${deploy_pkgs[@]}"
+	for tool in prometheus promtool docker-compose; do
+		find_tool "$tool" >/dev/null || die "still missing after apt-get install: $tool"
+	done
+	log "installed: $("$(find_tool promtool)" --version 2>&1 | head -n1)"
+	# Debian's prometheus package may start a system Prometheus; tests start their own.
+	running_after="$(pgrep -x prometheus || true)"
+	if [ -n "$running_after" ] && [ "$running_after" != "$running_before" ]; then
+		log "note: the package started a system prometheus (pid $(echo "$running_after" | tr '\n' ' ')); leaving it alone — Strata tests start their own"
 	fi
 fi
 
