@@ -69,13 +69,14 @@ func TestSchedulesApplyReapplyRemoveTrigger(t *testing.T) {
 	want := map[string]string{
 		"strata/db1/full": "create", "strata/db1/incremental": "create", "strata/db1/verify": "create", "strata/db1/prune": "create",
 		"strata/db2/full": "create", "strata/db2/prune": "create",
+		"strata/db1/drill": "create", "strata/db2/drill": "create",
 	}
 	assert.Equal(t, want, s.applied("--dry-run"))
 	_, err = sc.GetHandle(ctx, "strata/db1/full").Describe(ctx)
 	var nf *serviceerror.NotFound
 	require.ErrorAs(t, err, &nf, "a dry run creates nothing")
 
-	assert.Equal(t, want, s.applied(), "drill is accepted but not scheduled")
+	assert.Equal(t, want, s.applied(), "drill is scheduled too")
 
 	// Described back through the client.
 	d, err := sc.GetHandle(ctx, "strata/db1/incremental").Describe(ctx)

@@ -49,6 +49,9 @@ type Config struct {
 	Schedule Schedule `yaml:"schedule"`
 	// Fleet holds limits over all agents (see fleet.go).
 	Fleet Fleet `yaml:"fleet"`
+	// Drill holds the defaults of restore drills; instances[].drill
+	// overrides them.
+	Drill Drill `yaml:"drill"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -258,6 +261,39 @@ type Instance struct {
 	Encryption InstanceEncryption `yaml:"encryption"`
 	// Schedule overrides the top-level schedule policy field by field.
 	Schedule Schedule `yaml:"schedule"`
+	// Drill overrides the top-level drill settings.
+	Drill Drill `yaml:"drill"`
+	// Heartbeat names the instance's heartbeat table, which makes a
+	// drill's RPO exact.
+	Heartbeat Heartbeat `yaml:"heartbeat"`
+}
+
+// Drill configures restore drills (DrillWorkflow).
+type Drill struct {
+	// Host is the agent host whose scratch area receives the drill's
+	// scratch server; default the instance's own host.
+	Host string `yaml:"host"`
+}
+
+// Heartbeat names a table the source writes the current time to, every
+// second: a drill reads the newest row of the restored copy for an exact
+// RPO.
+type Heartbeat struct {
+	// Table is "schema.table"; empty: no heartbeat table.
+	Table string `yaml:"table"`
+}
+
+var heartbeatTableRE = regexp.MustCompile(`^[A-Za-z0-9_$]{1,64}\.[A-Za-z0-9_$]{1,64}$`)
+
+// DrillHost returns the host a drill of the instance runs on.
+func (c *Config) DrillHost(in *Instance) string {
+	switch {
+	case in.Drill.Host != "":
+		return in.Drill.Host
+	case c.Drill.Host != "":
+		return c.Drill.Host
+	}
+	return in.Host
 }
 
 // EncryptionEnabled reports whether new backups and binlog segments of the
@@ -540,6 +576,15 @@ func (c *Config) Validate() error {
 		if in.Archive.MaxSegmentSize < 64<<10 {
 			bad(key+".archive.max_segment_size", "must be at least 64KiB")
 		}
+		if h := in.Drill.Host; h != "" && !idRE.MatchString(h) {
+			bad(key+".drill.host", "%q must be letters, digits, '.', '_' or '-' (an agent's --host)", h)
+		}
+		if t := in.Heartbeat.Table; t != "" && !heartbeatTableRE.MatchString(t) {
+			bad(key+".heartbeat.table", "%q must be schema.table (letters, digits, '_', '$')", t)
+		}
+	}
+	if h := c.Drill.Host; h != "" && !idRE.MatchString(h) {
+		bad("drill.host", "%q must be letters, digits, '.', '_' or '-' (an agent's --host)", h)
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
