@@ -171,6 +171,32 @@ func (m *Manifest) Validate() error {
 			add("uploaded_bytes %d + reused_bytes %d is not stored_size %d", m.UploadedBytes, m.ReusedBytes, m.StoredSize)
 		}
 	}
+	if ts := m.TableSums; ts != nil {
+		if m.FormatVersion < FormatVersionTableSums {
+			add("table_sums needs format_version %d or later, not %d", FormatVersionTableSums, m.FormatVersion)
+		}
+		if len(ts.Tables)+len(ts.Skipped) > MaxTables {
+			add("table_sums: %d tables are more than %d", len(ts.Tables)+len(ts.Skipped), MaxTables)
+		}
+		if !(ts.Seconds >= 0) {
+			add("table_sums: seconds %v must not be negative", ts.Seconds)
+		}
+		for i, t := range ts.Tables {
+			if len(problems) > 20 {
+				add("...")
+				break
+			}
+			if t.Schema == "" || t.Table == "" {
+				add("table_sums: table %d has no schema or table name", i)
+			}
+			if t.Rows < 0 {
+				add("table_sums: %s.%s: rows %d must not be negative", clip(t.Schema), clip(t.Table), t.Rows)
+			}
+			if t.Checksum == "" {
+				add("table_sums: %s.%s has no checksum", clip(t.Schema), clip(t.Table))
+			}
+		}
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
 	}
@@ -187,6 +213,10 @@ const (
 	// for MaxChunks chunks (about 240 bytes each, encoded), so that every
 	// manifest a backup writes can be read back.
 	MaxEncodedSize = 320 << 20
+	// MaxTables bounds table_sums (tables and skipped ones): at about 150
+	// bytes each, encoded, they take at most a tenth of MaxEncodedSize
+	// beside MaxChunks chunks.
+	MaxTables = 200_000
 	// encryptionOverhead is what encryption adds to a chunk (crypt.Overhead).
 	encryptionOverhead = 32
 )

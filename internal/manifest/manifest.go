@@ -10,8 +10,24 @@ import (
 	"time"
 )
 
-// FormatVersion is the manifest format written by this version of Strata.
-const FormatVersion = 1
+// FormatVersion is the newest manifest format this version of Strata
+// reads and writes. A manifest is written with the oldest version that
+// holds all its fields (Manifest.MinFormatVersion), so that an older
+// Strata still reads every manifest it can authenticate.
+const FormatVersion = 2
+
+// FormatVersionTableSums is the first format with table_sums: an older
+// reader would drop the field, and so fail the manifest's MAC, so it must
+// refuse the manifest as newer instead.
+const FormatVersionTableSums = 2
+
+// MinFormatVersion is the oldest format that holds every field m sets.
+func (m *Manifest) MinFormatVersion() int {
+	if m.TableSums != nil {
+		return FormatVersionTableSums
+	}
+	return 1
+}
 
 // FileName is the manifest's object name inside a backup directory.
 const FileName = "manifest.json"
@@ -83,11 +99,55 @@ type Manifest struct {
 
 	Chunks []Chunk `json:"chunks"`
 
+	// TableSums are the row counts and checksums of the user tables,
+	// taken in a consistent snapshot at (or next to) the backup's
+	// consistent point, for a restore drill to verify against. Absent when
+	// disabled, skipped, failed, or written by an older Strata.
+	TableSums *TableSums `json:"table_sums,omitempty"`
+
 	// MAC authenticates an encrypted backup's manifest: the hex
 	// HMAC-SHA256 of AuthBytes under a key derived from the backup's data
 	// key (see repo.ManifestAuthKey). Empty for an unencrypted backup and
 	// in manifests written before manifests were authenticated.
 	MAC string `json:"mac,omitempty"`
+}
+
+// TableSums are the reference values of a backup's tables: the sums of
+// every InnoDB base table of the user schemas, read in one consistent
+// snapshot whose binlog position they record.
+type TableSums struct {
+	// BinlogFile, BinlogPos and GTIDSet are the snapshot's position.
+	BinlogFile string `json:"binlog_file,omitempty"`
+	BinlogPos  uint64 `json:"binlog_pos,omitempty"`
+	GTIDSet    string `json:"gtid_set,omitempty"`
+	// At is when the snapshot was opened (agent clock, UTC).
+	At time.Time `json:"at"`
+	// AtBackupPoint is true when the snapshot's position is the backup's
+	// consistent point (BinlogFile/BinlogPos of the manifest): the sums
+	// describe exactly the backup's data. Otherwise they describe the
+	// state at their own position, which a point-in-time restore reaches.
+	AtBackupPoint bool `json:"at_backup_point"`
+	// Seconds is how long the sums took.
+	Seconds float64    `json:"seconds"`
+	Tables  []TableSum `json:"tables"`
+	// Skipped lists the base tables that are not summed because a
+	// consistent snapshot does not cover their engine (not InnoDB).
+	Skipped []SkippedTable `json:"skipped,omitempty"`
+}
+
+// SkippedTable is a base table that the sums leave out, with its engine.
+type SkippedTable struct {
+	Schema string `json:"schema"`
+	Table  string `json:"table"`
+	Engine string `json:"engine"`
+}
+
+// TableSum is the row count and checksum of one table.
+type TableSum struct {
+	Schema   string `json:"schema"`
+	Table    string `json:"table"`
+	Rows     int64  `json:"rows"`
+	Checksum string `json:"checksum"`
 }
 
 // Chunk is one stored piece of the stream, in stream order.
