@@ -81,9 +81,9 @@ type RestoreResult struct {
 	Replay     *activities.ReplayResult      `json:"replay,omitempty"`
 	// Notes say what the point-in-time plan skipped (backups whose drill
 	// failed).
-	Notes   []string  `json:"notes,omitempty"`
-	Started time.Time `json:"started"`
-	Finished   time.Time                     `json:"finished"`
+	Notes    []string  `json:"notes,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 	// Seconds is the whole restore's wall time, including the start of the server.
 	Seconds float64 `json:"seconds"`
 }
