@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
@@ -118,13 +121,16 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 
 	prefix := repo.BackupPrefix(p.Instance, p.BackupID)
 	var up *pipeline.UploadResult
+	sums, onCommitsBlocked := tableSumsRecorder(ctx, in, si, ep)
+	defer sums.Abort()
 	started := time.Now()
 	outcome, err := tool.StreamBackup(ctx, physical.BackupParams{
-		Endpoint:       ep,
-		Datadir:        in.Datadir,
-		ScratchDir:     a.Config.Agent.ScratchDir,
-		IncrementalLSN: p.FromLSN,
-		Log:            func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
+		Endpoint:         ep,
+		Datadir:          in.Datadir,
+		ScratchDir:       a.Config.Agent.ScratchDir,
+		IncrementalLSN:   p.FromLSN,
+		Log:              func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
+		OnCommitsBlocked: onCommitsBlocked,
 	}, func(r io.Reader) error {
 		if t := in.Backup.Throttle; t > 0 {
 			// The backup's own limit, read from the policy at its start.
@@ -215,6 +221,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		WorkflowID:       holder.WorkflowID,
 		RunID:            holder.RunID,
 	}
+	if sums != nil {
+		hb.update(ctx, BackupProgress{Phase: "table sums", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
+		m.TableSums = backupTableSums(ctx, sums, m, log)
+		m.FormatVersion = m.MinFormatVersion()
+	}
 	if err := a.checkUploaded(ctx, lease, m); err != nil {
 		return nil, err
 	}
@@ -231,6 +242,40 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (*BackupSummary, err
 		zap.Int64("uploaded_bytes", m.UploadedBytes), zap.Int64("reused_bytes", m.ReusedBytes),
 		zap.Int("chunks", len(m.Chunks)), zap.String("gtid", m.GTIDSet), zap.Duration("commits_blocked", outcome.CommitsBlocked))
 	return Summarize(m), nil
+}
+
+// tableSumsRecorder prepares the table sums of a backup (MariaDB, when
+// backup.table_sums is on): nil and no hook otherwise. A nil recorder's
+// Abort does nothing.
+func tableSumsRecorder(ctx context.Context, in *config.Instance, si *mysqlx.ServerInfo, ep mysqlx.Endpoint) (*drill.Recorder, func()) {
+	if !in.Backup.SumsOn() || si.Flavor != mysqlx.FlavorMariaDB {
+		return nil, nil
+	}
+	r := drill.NewRecorder(ctx, func(ctx context.Context) (*sql.DB, error) { return mysqlx.Open(ctx, ep) }, int64(in.Backup.TableSumsMaxSize))
+	return r, r.Begin
+}
+
+// backupTableSums waits for the table sums and marks whether they are at
+// the backup's consistent point. A failure never fails the backup: it is
+// logged and the manifest records no sums.
+func backupTableSums(ctx context.Context, r *drill.Recorder, m *manifest.Manifest, log *zap.Logger) *manifest.TableSums {
+	ts, err := r.Wait(ctx)
+	if err != nil {
+		log.Warn("table sums not recorded", zap.Error(err))
+		return nil
+	}
+	if n := len(ts.Tables) + len(ts.Skipped); n > manifest.MaxTables {
+		log.Warn("table sums not recorded: too many tables for the manifest", zap.Int("tables", n), zap.Int("max", manifest.MaxTables))
+		return nil
+	}
+	drill.MatchBackupPoint(ts, m.BinlogFile, m.BinlogPos)
+	fields := []zap.Field{zap.Int("tables", len(ts.Tables)), zap.Int("skipped", len(ts.Skipped)), zap.Float64("seconds", ts.Seconds),
+		zap.Bool("at_backup_point", ts.AtBackupPoint)}
+	if !ts.AtBackupPoint {
+		fields = append(fields, zap.String("binlog_file", ts.BinlogFile), zap.Uint64("binlog_pos", ts.BinlogPos), zap.String("gtid", ts.GTIDSet))
+	}
+	log.Info("table sums recorded", fields...)
+	return ts
 }
 
 // afterManifest deletes the chunks of interrupted attempts that the

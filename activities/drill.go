@@ -337,36 +337,32 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 	}
 	res.TablesChecked, res.Problems = checked, problems
 	hb.update(ctx, "summing tables")
+	var want *manifest.TableSums
 	if p.CompareSums {
 		m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID)
 		if err != nil {
 			return nil, classify(err)
 		}
-		if m.TableSums == nil {
+		if want = m.TableSums; want == nil {
 			return nil, fail(ErrInvalidRequest, "backup %s of %s has no table sums to compare", p.BackupID, p.Instance)
 		}
-		skip := drill.SkipNames(nil)
-		if p.HeartbeatTable != "" {
-			skip = drill.SkipNames([]string{p.HeartbeatTable})
-		}
-		got, err := drill.TableSums(ctx, db, func(schema, table string) bool {
-			return skip(schema, table) || skipped(m.TableSums.Skipped, schema, table)
-		})
-		if err != nil {
-			return nil, classify(err)
-		}
-		var want []manifest.TableSum
-		for _, w := range m.TableSums.Tables {
-			if !skip(w.Schema, w.Table) {
-				want = append(want, w)
-			}
-		}
-		compared, sp := drill.CompareSums(want, got)
+	}
+	var skip func(schema, table string) bool
+	if want != nil {
+		skip = drill.SkipTables(want.Skipped)
+	}
+	// Summed always: the row counts go into the report.
+	got, err := drill.TableSums(ctx, db, skip)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for _, g := range got {
+		res.Rows += g.Rows
+	}
+	if want != nil {
+		compared, sp := drill.CompareSums(want.Tables, got)
 		res.TablesCompared = compared
 		res.Problems = append(res.Problems, sp...)
-		for _, g := range got {
-			res.Rows += g.Rows
-		}
 	}
 	res.GotGTIDSet, err = executedGTID(ctx, db, p.Datadir, p.Replayed)
 	if err != nil {
@@ -386,15 +382,6 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 	log.Info("drill verified", zap.Int("tables_checked", res.TablesChecked), zap.Int("tables_compared", res.TablesCompared),
 		zap.Int("problems", len(res.Problems)), zap.String("gtid", res.GotGTIDSet))
 	return res, nil
-}
-
-func skipped(list []manifest.SkippedTable, schema, table string) bool {
-	for _, s := range list {
-		if s.Schema == schema && s.Table == table {
-			return true
-		}
-	}
-	return false
 }
 
 // executedGTID is the GTID position of the restored data: the consistent

@@ -123,6 +123,8 @@ type Agent struct {
 
 	err     error // from loading the keys: Start fails with it
 	started bool
+	// stopHeartbeats stops the writers of the heartbeat tables.
+	stopHeartbeats func()
 }
 
 // Start starts both workers. It fails if the agent's encryption keys could
@@ -142,6 +144,7 @@ func (a *Agent) Start() error {
 		a.Heavy.Stop()
 		return err
 	}
+	a.stopHeartbeats = activities.RunHeartbeats(a.Activities)
 	a.started = true
 	return nil
 }
@@ -152,6 +155,7 @@ func (a *Agent) Stop() {
 		return
 	}
 	a.started = false
+	a.stopHeartbeats()
 	a.Binlog.Stop()
 	a.Heavy.Stop()
 }

@@ -160,7 +160,22 @@ type Backup struct {
 	Throttle ByteSize `yaml:"throttle"`
 	// Preflight is the load check before a backup locks anything.
 	Preflight Preflight `yaml:"preflight"`
+	// TableSums records the row count and checksum of every InnoDB table
+	// of the user schemas in the manifest, read in a consistent snapshot
+	// at the backup's consistent point, for restore drills to verify
+	// against (default true; MariaDB only). It reads all the user data once
+	// more while the backup copies it.
+	TableSums *bool `yaml:"table_sums"`
+	// TableSumsMaxSize skips the sums when the InnoDB user data is larger
+	// (information_schema's data + index length); default 50GiB.
+	TableSumsMaxSize ByteSize `yaml:"table_sums_max_size"`
 }
+
+// SumsOn reports whether the backup records table sums.
+func (b Backup) SumsOn() bool { return b.TableSums == nil || *b.TableSums }
+
+// DefaultTableSumsMaxSize is backup.table_sums_max_size's default.
+const DefaultTableSumsMaxSize = 50 << 30
 
 // Preflight configures the pre-flight check of a backup: before the backup
 // tool starts, the agent checks the source server against these thresholds
@@ -263,9 +278,17 @@ type Instance struct {
 	Schedule Schedule `yaml:"schedule"`
 	// Drill overrides the top-level drill settings.
 	Drill Drill `yaml:"drill"`
-	// Heartbeat names the instance's heartbeat table, which makes a
-	// drill's RPO exact.
+	// Heartbeat, when its table is set, has the agent write the time
+	// into a row of that table every Every, so that a restore drill
+	// measures its recovery point exactly.
 	Heartbeat Heartbeat `yaml:"heartbeat"`
+}
+
+// Heartbeat configures an instance's heartbeat table (off unless Table is
+// set).
+type Heartbeat struct {
+	Table string   `yaml:"table"` // schema.table, e.g. strata.heartbeat
+	Every Duration `yaml:"every"` // default 1s
 }
 
 // Drill configures restore drills (DrillWorkflow).
@@ -274,16 +297,6 @@ type Drill struct {
 	// scratch server; default the instance's own host.
 	Host string `yaml:"host"`
 }
-
-// Heartbeat names a table the source writes the current time to, every
-// second: a drill reads the newest row of the restored copy for an exact
-// RPO.
-type Heartbeat struct {
-	// Table is "schema.table"; empty: no heartbeat table.
-	Table string `yaml:"table"`
-}
-
-var heartbeatTableRE = regexp.MustCompile(`^[A-Za-z0-9_$]{1,64}\.[A-Za-z0-9_$]{1,64}$`)
 
 // DrillHost returns the host a drill of the instance runs on.
 func (c *Config) DrillHost(in *Instance) string {
@@ -418,6 +431,9 @@ func (c *Config) applyDefaults() {
 	if d.BackupTimeout == 0 {
 		d.BackupTimeout = Duration(24 * time.Hour)
 	}
+	if d.TableSumsMaxSize == 0 {
+		d.TableSumsMaxSize = DefaultTableSumsMaxSize
+	}
 	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
@@ -476,6 +492,15 @@ func (c *Config) applyDefaults() {
 		b.Preflight.inherit(d.Preflight)
 		if b.Throttle == 0 {
 			b.Throttle = d.Throttle
+		}
+		if b.TableSums == nil {
+			b.TableSums = d.TableSums
+		}
+		if b.TableSumsMaxSize == 0 {
+			b.TableSumsMaxSize = d.TableSumsMaxSize
+		}
+		if hb := &c.Instances[i].Heartbeat; hb.Table != "" && hb.Every == 0 {
+			hb.Every = Duration(time.Second)
 		}
 		mergeSchedule(&c.Instances[i].Schedule, c.Schedule)
 		if r.PartialGrace == 0 {
@@ -564,6 +589,14 @@ func (c *Config) Validate() error {
 		validateRetention(key+".retention", &in.Retention, bad)
 		validateSchedule(key+".schedule", &in.Schedule, &c.Schedule, bad)
 		c.validatePartialGrace(key, in, bad)
+		if hb := in.Heartbeat; hb.Table != "" {
+			if err := checkSchemaTable(hb.Table); err != nil {
+				bad(key+".heartbeat.table", "%v", err)
+			}
+			if hb.Every < Duration(10*time.Millisecond) {
+				bad(key+".heartbeat.every", "must be at least 10ms (default 1s)")
+			}
+		}
 		if in.Archive.FlushInterval < Duration(10*time.Millisecond) {
 			bad(key+".archive.flush_interval", "must be at least 10ms")
 		}
@@ -578,9 +611,6 @@ func (c *Config) Validate() error {
 		}
 		if h := in.Drill.Host; h != "" && !idRE.MatchString(h) {
 			bad(key+".drill.host", "%q must be letters, digits, '.', '_' or '-' (an agent's --host)", h)
-		}
-		if t := in.Heartbeat.Table; t != "" && !heartbeatTableRE.MatchString(t) {
-			bad(key+".heartbeat.table", "%q must be schema.table (letters, digits, '_', '$')", t)
 		}
 	}
 	if h := c.Drill.Host; h != "" && !idRE.MatchString(h) {
@@ -654,6 +684,19 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
 	}
 	validatePreflight(key, &b.Preflight, bad)
+	if b.TableSumsMaxSize < 0 {
+		bad(key+".table_sums_max_size", "must not be negative")
+	}
+}
+
+// checkSchemaTable checks a "schema.table" name: two non-empty parts, no
+// further '.', no backtick or NUL.
+func checkSchemaTable(s string) error {
+	schema, table, ok := strings.Cut(s, ".")
+	if !ok || schema == "" || table == "" || strings.Contains(table, ".") || strings.ContainsAny(s, "`\x00") {
+		return fmt.Errorf("%q is not schema.table (e.g. strata.heartbeat)", s)
+	}
+	return nil
 }
 
 // Instance returns the instance with the given id.

@@ -130,6 +130,11 @@ func TableSums(ctx context.Context, q Querier, skip func(schema, table string) b
 	if err != nil {
 		return nil, err
 	}
+	return sumTables(ctx, q, tables, skip)
+}
+
+// sumTables sums the tables that skip does not exclude.
+func sumTables(ctx context.Context, q Querier, tables []BaseTable, skip func(schema, table string) bool) ([]manifest.TableSum, error) {
 	out := []manifest.TableSum{}
 	for _, t := range tables {
 		if skip != nil && skip(t.Schema, t.Table) {
@@ -144,14 +149,16 @@ func TableSums(ctx context.Context, q Querier, skip func(schema, table string) b
 	return out, nil
 }
 
-// SkipNames returns a skip function for TableSums that excludes the named
-// tables ("schema.table", as manifest.TableSums.Skipped lists them).
-func SkipNames(names []string) func(schema, table string) bool {
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		set[n] = true
+// SkipTables returns a skip function for TableSums that excludes the
+// tables the backup's sums skipped (manifest.TableSums.Skipped), so that a
+// drill sums the same tables the backup did.
+func SkipTables(skipped []manifest.SkippedTable) func(schema, table string) bool {
+	type id struct{ schema, table string }
+	set := make(map[id]bool, len(skipped))
+	for _, s := range skipped {
+		set[id{s.Schema, s.Table}] = true
 	}
-	return func(schema, table string) bool { return set[schema+"."+table] }
+	return func(schema, table string) bool { return set[id{schema, table}] }
 }
 
 // CompareSums compares the sums recorded at backup time (want) with those
@@ -160,16 +167,17 @@ func SkipNames(names []string) func(schema, table string) bool {
 // a different row count, a different checksum. compared counts the tables
 // found in both.
 func CompareSums(want, got []manifest.TableSum) (compared int, problems []string) {
-	key := func(s manifest.TableSum) string { return s.Schema + "." + s.Table }
-	g := make(map[string]manifest.TableSum, len(got))
+	type id struct{ schema, table string }
+	key := func(s manifest.TableSum) id { return id{s.Schema, s.Table} }
+	g := make(map[id]manifest.TableSum, len(got))
 	for _, s := range got {
 		g[key(s)] = s
 	}
-	seen := make(map[string]bool, len(want))
+	seen := make(map[id]bool, len(want))
 	for _, w := range want {
-		k := key(w)
-		seen[k] = true
-		s, ok := g[k]
+		seen[key(w)] = true
+		k := w.Schema + "." + w.Table
+		s, ok := g[key(w)]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("table %s is missing: the backup recorded %d rows, checksum %s", k, w.Rows, w.Checksum))
 			continue
@@ -185,7 +193,7 @@ func CompareSums(want, got []manifest.TableSum) (compared int, problems []string
 	var extra []string
 	for _, s := range got {
 		if !seen[key(s)] {
-			extra = append(extra, fmt.Sprintf("table %s is not in the backup's sums: %d rows, checksum %s", key(s), s.Rows, s.Checksum))
+			extra = append(extra, fmt.Sprintf("table %s.%s is not in the backup's sums: %d rows, checksum %s", s.Schema, s.Table, s.Rows, s.Checksum))
 		}
 	}
 	sort.Strings(extra)

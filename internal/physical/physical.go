@@ -84,6 +84,12 @@ type BackupParams struct {
 	Parallel int
 	// Log receives every line the tool writes to stderr (optional).
 	Log func(line string)
+	// OnCommitsBlocked, when set, is called once, in its own goroutine,
+	// as soon as the tool reports that commits are blocked (BACKUP STAGE
+	// BLOCK_COMMIT acquired, or FLUSH TABLES WITH READ LOCK / LOCK BINLOG
+	// FOR BACKUP): the moment of the backup's consistent point. The tool's
+	// output is never held up by it.
+	OnCommitsBlocked func()
 }
 
 // BackupOutcome is what the tool reported about the backup it streamed.
@@ -105,6 +111,7 @@ type BackupOutcome struct {
 type stageClock struct {
 	mu                         sync.Mutex
 	ddlStart, commitStart, end time.Time
+	onCommitsBlocked           func()
 }
 
 func (s *stageClock) line(l string) {
@@ -119,6 +126,9 @@ func (s *stageClock) line(l string) {
 	case strings.Contains(l, "Acquired locks for BACKUP STAGE BLOCK_COMMIT"),
 		strings.Contains(l, "Executing FLUSH TABLES WITH READ LOCK") && s.commitStart.IsZero(),
 		strings.Contains(l, "Executing LOCK BINLOG FOR BACKUP") && s.commitStart.IsZero():
+		if s.commitStart.IsZero() && s.onCommitsBlocked != nil {
+			go s.onCommitsBlocked()
+		}
 		s.commitStart = now
 		if s.ddlStart.IsZero() {
 			s.ddlStart = now
@@ -166,7 +176,7 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 	defer cancel()
 	cmd := command(cctx, t.Backup, args...)
 	cmd.Dir = work
-	var clock stageClock
+	clock := stageClock{onCommitsBlocked: p.OnCommitsBlocked}
 	tail := newTail(200, func(l string) {
 		clock.line(l)
 		if p.Log != nil {

@@ -119,3 +119,23 @@ func TestTailBufferKeepsLastLines(t *testing.T) {
 	assert.Equal(t, "b\ncd\ne", tb.String())
 	assert.Equal(t, "cd\ne", tb.lastLines(2))
 }
+
+// The commit-lock hook runs once, and a hook that blocks never holds up the
+// tool's output.
+func TestStageClockCommitsBlockedHook(t *testing.T) {
+	release := make(chan struct{})
+	calls := make(chan struct{}, 4)
+	c := stageClock{onCommitsBlocked: func() { calls <- struct{}{}; <-release }}
+	c.line("[00] Started BACKUP STAGE BLOCK_DDL")
+	c.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+	c.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
+	c.line("[00] All tables unlocked") // returns while the hook still blocks
+	<-calls
+	close(release)
+	select {
+	case <-calls:
+		t.Fatal("the hook ran twice")
+	default:
+	}
+	assert.False(t, c.end.IsZero())
+}

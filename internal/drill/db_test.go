@@ -1,0 +1,353 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/testdb"
+)
+
+func openDB(t *testing.T, s *testdb.Server) *sql.DB {
+	t.Helper()
+	db, err := s.DB("")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func exec1(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+}
+
+// fixture creates tables that are hard to checksum right: NULLs, blobs
+// with every byte value, utf8mb4, generated columns, no primary key with
+// duplicate rows, identifiers with a backtick and a space, an empty table
+// and a MyISAM table.
+func fixture(t *testing.T, db *sql.DB) {
+	exec1(t, db,
+		"CREATE DATABASE `we``ird db` CHARACTER SET utf8mb4",
+		"CREATE TABLE `we``ird db`.`t``1` (id INT PRIMARY KEY, n INT NULL, s VARCHAR(20) NULL, b LONGBLOB, "+
+			"u VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, d DOUBLE, dt DATETIME(6), "+
+			"g INT AS (id * 2) STORED, gv VARCHAR(60) AS (CONCAT(u, '!')) VIRTUAL) ENGINE=InnoDB",
+		"INSERT INTO `we``ird db`.`t``1` (id, n, s, b, u, d, dt) VALUES "+
+			"(1, NULL, NULL, NULL, 'plain', 1.5, '2024-01-02 03:04:05.123456'), "+
+			"(2, 0, '', REPEAT(UNHEX('000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F202122232425262728292A2B2C2D2E2F303132333435363738393A3B3C3D3E3F404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F606162636465666768696A6B6C6D6E6F707172737475767778797A7B7C7D7E7F808182838485868788898A8B8C8D8E8F909192939495969798999A9B9C9D9E9FA0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBFC0C1C2C3C4C5C6C7C8C9CACBCCCDCECFD0D1D2D3D4D5D6D7D8D9DADBDCDDDEDFE0E1E2E3E4E5E6E7E8E9EAEBECEDEEEFF0F1F2F3F4F5F6F7F8F9FAFBFCFDFEFF'), 300), 'Grüße 名前 😀', -2e-300, NULL), "+
+			"(3, 7, 'N', '', '', 0, '1970-01-01 00:00:01')",
+		"CREATE TABLE `we``ird db`.nopk (a INT, b VARCHAR(5)) ENGINE=InnoDB",
+		"INSERT INTO `we``ird db`.nopk VALUES (1, 'x'), (1, 'x'), (2, NULL), (NULL, '2')",
+		"CREATE TABLE `we``ird db`.empty (a INT) ENGINE=InnoDB",
+		"CREATE DATABASE app",
+		"CREATE TABLE app.`my isam` (a INT PRIMARY KEY, b TEXT) ENGINE=MyISAM",
+		"INSERT INTO app.`my isam` VALUES (1, 'one'), (2, 'two')",
+	)
+}
+
+func sums(t *testing.T, q drill.Querier) []manifest.TableSum {
+	t.Helper()
+	s, err := drill.TableSums(context.Background(), q, nil)
+	require.NoError(t, err)
+	return s
+}
+
+// copyData copies the user schemas of src into dst with a logical dump
+// (mariadb-dump | mariadb): the same data, written anew by another server.
+func copyData(t *testing.T, src, dst *testdb.Server, schemas ...string) {
+	t.Helper()
+	dump, err := testdb.Binary("mariadb-dump")
+	require.NoError(t, err)
+	client, err := testdb.Binary("mariadb")
+	require.NoError(t, err)
+	cnf := func(s *testdb.Server) string {
+		p := filepath.Join(t.TempDir(), "my.cnf")
+		require.NoError(t, os.WriteFile(p, []byte(fmt.Sprintf("[client]\nuser=root\npassword=%s\nhost=127.0.0.1\nport=%d\nprotocol=TCP\n", s.Password, s.Port)), 0o600))
+		return p
+	}
+	out, err := exec.Command(dump, append([]string{"--defaults-file=" + cnf(src), "--hex-blob", "--single-transaction", "--databases"}, schemas...)...).Output()
+	require.NoError(t, err)
+	load := exec.Command(client, "--defaults-file="+cnf(dst))
+	load.Stdin = bytes.NewReader(out)
+	msg, err := load.CombinedOutput()
+	require.NoError(t, err, string(msg))
+}
+
+func TestTableSumsOnTwoServers(t *testing.T) {
+	a := testdb.ForTest(t, testdb.Options{})
+	b := testdb.ForTest(t, testdb.Options{ServerID: 2})
+	dbA, dbB := openDB(t, a), openDB(t, b)
+	fixture(t, dbA)
+	copyData(t, a, b, "we`ird db", "app")
+
+	want := sums(t, dbA)
+	names := make([]string, len(want))
+	for i, s := range want {
+		names[i] = s.Schema + "." + s.Table
+	}
+	assert.Equal(t, []string{"app.my isam", "we`ird db.empty", "we`ird db.nopk", "we`ird db.t`1"}, names, "user schemas only, in order")
+	assert.Equal(t, []int64{2, 0, 4, 3}, []int64{want[0].Rows, want[1].Rows, want[2].Rows, want[3].Rows})
+	assert.Equal(t, "0", want[1].Checksum, "an empty table")
+
+	n, problems := drill.CompareSums(want, sums(t, dbB))
+	assert.Equal(t, 4, n)
+	assert.Empty(t, problems, "the same data on another server has the same sums")
+
+	// Each change of the copy shows, in the table changed and only there.
+	for _, c := range []struct{ name, change, undo, table string }{
+		{"one byte of a blob", "UPDATE `we``ird db`.`t``1` SET b = CONCAT(LEFT(b, 500), CHAR(ASCII(SUBSTRING(b, 501, 1)) ^ 1), SUBSTRING(b, 502)) WHERE id = 2",
+			"UPDATE `we``ird db`.`t``1` SET b = CONCAT(LEFT(b, 500), CHAR(ASCII(SUBSTRING(b, 501, 1)) ^ 1), SUBSTRING(b, 502)) WHERE id = 2", "we`ird db.t`1"},
+		{"NULL to the empty string", "UPDATE `we``ird db`.`t``1` SET s = '' WHERE id = 1", "UPDATE `we``ird db`.`t``1` SET s = NULL WHERE id = 1", "we`ird db.t`1"},
+		{"NULL to 'N'", "UPDATE `we``ird db`.`t``1` SET s = 'N' WHERE id = 1", "UPDATE `we``ird db`.`t``1` SET s = NULL WHERE id = 1", "we`ird db.t`1"},
+		{"one utf8mb4 character", "UPDATE `we``ird db`.`t``1` SET u = 'Grüße 名前 😁' WHERE id = 2", "UPDATE `we``ird db`.`t``1` SET u = 'Grüße 名前 😀' WHERE id = 2", "we`ird db.t`1"},
+		{"values swapped between rows", "UPDATE `we``ird db`.nopk SET a = IF(a = 2, NULL, 2) WHERE b IS NULL OR b = '2'", "UPDATE `we``ird db`.nopk SET a = IF(b IS NULL, 2, NULL) WHERE b IS NULL OR b = '2'", "we`ird db.nopk"},
+		{"a double's last digit", "UPDATE `we``ird db`.`t``1` SET d = 1.5000000000000002 WHERE id = 1", "UPDATE `we``ird db`.`t``1` SET d = 1.5 WHERE id = 1", "we`ird db.t`1"},
+		{"a microsecond", "UPDATE `we``ird db`.`t``1` SET dt = '2024-01-02 03:04:05.123457' WHERE id = 1", "UPDATE `we``ird db`.`t``1` SET dt = '2024-01-02 03:04:05.123456' WHERE id = 1", "we`ird db.t`1"},
+		{"a duplicate row removed", "DELETE FROM `we``ird db`.nopk WHERE a = 1 LIMIT 1", "INSERT INTO `we``ird db`.nopk VALUES (1, 'x')", "we`ird db.nopk"},
+		{"a MyISAM row", "UPDATE app.`my isam` SET b = 'twO' WHERE a = 2", "UPDATE app.`my isam` SET b = 'two' WHERE a = 2", "app.my isam"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			exec1(t, dbB, c.change)
+			n, problems := drill.CompareSums(want, sums(t, dbB))
+			assert.Equal(t, 4, n)
+			if assert.Len(t, problems, 1) {
+				assert.Contains(t, problems[0], "table "+c.table+" ")
+			}
+			exec1(t, dbB, c.undo)
+			_, problems = drill.CompareSums(want, sums(t, dbB))
+			require.Empty(t, problems, "undone")
+		})
+	}
+
+	// A table only on one side, and a skip function.
+	exec1(t, dbB, "CREATE TABLE app.extra (a INT)")
+	_, problems = drill.CompareSums(want, sums(t, dbB))
+	assert.Equal(t, []string{"table app.extra is not in the backup's sums: 0 rows, checksum 0"}, problems)
+	got, err := drill.TableSums(context.Background(), dbB, drill.SkipTables([]manifest.SkippedTable{{Schema: "app", Table: "extra"}, {Schema: "app", Table: "my isam"}}))
+	require.NoError(t, err)
+	_, problems = drill.CompareSums(want, got)
+	assert.Equal(t, []string{"table app.my isam is missing: the backup recorded 2 rows, checksum " + want[0].Checksum}, problems)
+
+	t.Run("CheckTables", func(t *testing.T) {
+		checked, problems, err := drill.CheckTables(context.Background(), dbA)
+		require.NoError(t, err)
+		assert.Equal(t, 4, checked)
+		assert.Empty(t, problems)
+
+		// A MyISAM data file cut short is a problem naming the table.
+		exec1(t, dbA, "FLUSH TABLES app.`my isam`")
+		require.NoError(t, os.Truncate(filepath.Join(a.Datadir, "app", "my@0020isam.MYD"), 5))
+		exec1(t, dbA, "FLUSH TABLES")
+		checked, problems, err = drill.CheckTables(context.Background(), dbA)
+		require.NoError(t, err)
+		assert.Equal(t, 4, checked)
+		require.NotEmpty(t, problems)
+		for _, p := range problems {
+			assert.True(t, strings.HasPrefix(p, "table app.my isam: "), p)
+		}
+	})
+}
+
+// The sums read in a consistent snapshot, while a writer commits, are those
+// of the data at the snapshot's recorded binlog position (and GTID).
+func TestSnapshotSumsUnderConcurrentWrites(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db,
+		"CREATE DATABASE app",
+		"CREATE TABLE app.w (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB",
+		"INSERT INTO app.w VALUES (0, '0')",
+		"CREATE TABLE app.m (a INT) ENGINE=MyISAM",
+	)
+	var base string
+	require.NoError(t, db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&base))
+	baseSeq := gtidSeq(t, base)
+
+	// Each transaction i (one GTID) inserts row i and sets row 0 to i.
+	var commits atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			for i := 1; ; i++ {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				tx, err := db.Begin()
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec("INSERT INTO app.w VALUES (?, REPEAT('x', ? % 40))", i, i); err != nil {
+					return err
+				}
+				if _, err := tx.Exec("UPDATE app.w SET v = ? WHERE id = 0", strconv.Itoa(i)); err != nil {
+					return err
+				}
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+				commits.Store(int64(i))
+			}
+		}()
+	}()
+	waitFor(t, func() bool { return commits.Load() >= 50 })
+	ts, err := drill.SnapshotSums(context.Background(), db, 0)
+	require.NoError(t, err)
+	after := commits.Load()
+	waitFor(t, func() bool { return commits.Load() >= after+20 })
+	close(stop)
+	require.NoError(t, <-done)
+
+	assert.NotEmpty(t, ts.BinlogFile)
+	assert.NotZero(t, ts.BinlogPos)
+	assert.Equal(t, []manifest.SkippedTable{{Schema: "app", Table: "m", Engine: "MyISAM"}}, ts.Skipped)
+	require.Len(t, ts.Tables, 1)
+	assert.GreaterOrEqual(t, ts.Seconds, 0.0)
+	k := gtidSeq(t, ts.GTIDSet) - baseSeq // transactions in the snapshot
+	require.Greater(t, k, int64(0))
+	require.Less(t, k, commits.Load(), "the snapshot was taken while the writer ran")
+
+	// The GTID is the one of the recorded position.
+	var gtid string
+	require.NoError(t, db.QueryRow("SELECT BINLOG_GTID_POS(?, ?)", ts.BinlogFile, ts.BinlogPos).Scan(&gtid))
+	assert.Equal(t, ts.GTIDSet, gtid)
+
+	// Bring the table back to its state after transaction k: the sums
+	// equal the snapshot's.
+	exec1(t, db, fmt.Sprintf("DELETE FROM app.w WHERE id > %d", k), fmt.Sprintf("UPDATE app.w SET v = '%d' WHERE id = 0", k))
+	got, err := drill.TableSums(context.Background(), db, drill.SkipTables(ts.Skipped))
+	require.NoError(t, err)
+	n, problems := drill.CompareSums(ts.Tables, got)
+	assert.Equal(t, 1, n)
+	assert.Empty(t, problems)
+	assert.Equal(t, k+1, got[0].Rows)
+
+	// One transaction more or less would not match.
+	exec1(t, db, fmt.Sprintf("DELETE FROM app.w WHERE id = %d", k), fmt.Sprintf("UPDATE app.w SET v = '%d' WHERE id = 0", k-1))
+	got, err = drill.TableSums(context.Background(), db, drill.SkipTables(ts.Skipped))
+	require.NoError(t, err)
+	_, problems = drill.CompareSums(ts.Tables, got)
+	assert.Len(t, problems, 1)
+
+	// The size cap refuses before reading.
+	_, err = drill.SnapshotSums(context.Background(), db, 1)
+	assert.ErrorIs(t, err, drill.ErrTooLarge)
+}
+
+func TestRecorder(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1), (2)")
+	open := func(context.Context) (*sql.DB, error) { return s.DB("") }
+
+	r := drill.NewRecorder(context.Background(), open, 0)
+	r.Begin()
+	r.Begin() // once
+	ts, err := r.Wait(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ts.Tables, 1)
+	assert.Equal(t, int64(2), ts.Tables[0].Rows)
+
+	// Never begun: nothing to wait for.
+	_, err = drill.NewRecorder(context.Background(), open, 0).Wait(context.Background())
+	assert.ErrorIs(t, err, drill.ErrNotStarted)
+
+	// A failure is returned, not hidden.
+	r = drill.NewRecorder(context.Background(), func(context.Context) (*sql.DB, error) { return nil, errors.New("refused") }, 0)
+	r.Begin()
+	_, err = r.Wait(context.Background())
+	assert.ErrorContains(t, err, "refused")
+}
+
+func TestHeartbeat(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	ctx := context.Background()
+
+	_, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat")
+	assert.ErrorIs(t, err, drill.ErrNoHeartbeat, "no schema")
+	w := &drill.HeartbeatWriter{DB: db, Table: "strata.heartbeat", ID: "db1", Host: "agent-1"}
+	require.NoError(t, w.Ensure(ctx))
+	require.NoError(t, w.Ensure(ctx), "again: the table exists")
+	_, err = drill.ReadHeartbeat(ctx, db, "strata.heartbeat")
+	assert.ErrorIs(t, err, drill.ErrNoHeartbeat, "no row")
+
+	var before, after time.Time
+	require.NoError(t, db.QueryRow("SELECT UTC_TIMESTAMP(6)").Scan(&before))
+	require.NoError(t, w.Beat(ctx))
+	require.NoError(t, db.QueryRow("SELECT UTC_TIMESTAMP(6)").Scan(&after))
+	got, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat")
+	require.NoError(t, err)
+	assert.Equal(t, time.UTC, got.Location())
+	assert.False(t, got.Before(before.Truncate(time.Microsecond)) || got.After(after), "%v not in [%v, %v]", got, before, after)
+	var host string
+	var rows int
+	require.NoError(t, db.QueryRow("SELECT host, (SELECT COUNT(*) FROM strata.heartbeat) FROM strata.heartbeat WHERE id = 'db1'").Scan(&host, &rows))
+	assert.Equal(t, "agent-1", host)
+	assert.Equal(t, 1, rows)
+
+	// Run creates the table when it is missing and keeps the row current.
+	exec1(t, db, "DROP DATABASE strata")
+	rctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); w.Run(rctx, 10*time.Millisecond, zap.NewNop()) }()
+	var first time.Time
+	waitFor(t, func() bool { first, err = drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })
+	waitFor(t, func() bool {
+		next, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat")
+		return err == nil && next.After(first)
+	})
+	// It survives the table's loss.
+	exec1(t, db, "DROP TABLE strata.heartbeat")
+	waitFor(t, func() bool { _, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })
+	cancel()
+	<-stopped
+
+	_, err = drill.ReadHeartbeat(ctx, db, "no dot")
+	assert.Error(t, err)
+	assert.NotErrorIs(t, err, drill.ErrNoHeartbeat)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 60s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// gtidSeq is the sequence number of a single-domain GTID set "0-1-42".
+func gtidSeq(t *testing.T, set string) int64 {
+	t.Helper()
+	if set == "" {
+		return 0
+	}
+	parts := strings.Split(set, "-")
+	require.Len(t, parts, 3, "GTID set %q", set)
+	n, err := strconv.ParseInt(parts[2], 10, 64)
+	require.NoError(t, err)
+	return n
+}
