@@ -98,6 +98,8 @@ type stackSetup struct {
 	// config is appended to the config file as is, after the instances
 	// (more instances, or top-level blocks such as fleet: or agent:).
 	config string
+	// db1 are more lines of instance db1's block (indented by four spaces).
+	db1 string
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -171,7 +173,7 @@ instances:
       user: root
       password_env: STRATA_E2E_PASSWORD
     datadir: %s
-`, addr, setup.storage, setup.defaults, s.src.Port, s.src.Datadir)
+%s`, addr, setup.storage, setup.defaults, s.src.Port, s.src.Datadir, setup.db1)
 	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}
