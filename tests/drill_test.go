@@ -84,6 +84,7 @@ func TestDrillPassesThenACorruptChunkFailsAndMarksTheBackup(t *testing.T) {
 	// (1) A good backup: a passing drill, through the CLI.
 	out, err := s.cli("drill", "db1", "--id", "d1", "--wait")
 	require.NoError(t, err, out)
+	t.Log(out)
 	assert.Contains(t, out, "PASSED")
 	assert.Contains(t, out, "RTO")
 	assert.Contains(t, out, "RPO")
@@ -206,5 +207,14 @@ func TestDrillPointInTimeHitsItsGTIDTarget(t *testing.T) {
 	assert.False(t, r.RPOExact)
 	assert.Positive(t, r.RTOSeconds)
 	requireTornDown(t, scratch, "p1")
+
+	// Once base is marked by a failed drill, point-in-time plans skip it
+	// (saying so), and naming it needs the override.
+	require.NoError(t, drill.Write(s.ctx, s.repo.Backend(), &drill.Report{DrillID: "p0", Instance: "db1", BackupID: "base",
+		Result: drill.ResultFailed, FailedPhase: drill.PhaseRestore, Started: time.Now()}))
+	_, _, err = s.pitr(binlog.Target{GTID: gtid120}, "")
+	requireAppError(t, err, "OutsideRecoveryWindow", "skipped: backup base failed drill p0")
+	_, _, err = s.pitr(binlog.Target{GTID: gtid120}, "base")
+	requireAppError(t, err, activities.ErrFailedDrill, "--allow-failed-drill")
 	s.stopArchive(arch)
 }
