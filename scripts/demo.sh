@@ -132,6 +132,7 @@ start_mariadb() {
 
 write_config() {
 	local storage
+	mkdir -p "$state/scratch"
 	case "$STORAGE" in
 	local) storage="storage:
   type: local

@@ -104,6 +104,10 @@ func ScheduledWorkflow(ctx workflow.Context, req ScheduledRequest) (*ScheduledRe
 			return nil, err
 		}
 	case "drill":
+		// Before drills existed a drill run failed at once as an unknown kind.
+		if workflow.GetVersion(ctx, "scheduled-drill", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return nil, invalid("kind %q has no scheduled work: use full, incremental, verify or prune", req.Kind)
+		}
 		drillID := now.UTC().Format(BackupIDFormat)
 		res.WorkflowID = DrillWorkflowID(req.Instance, drillID)
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
