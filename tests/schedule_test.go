@@ -152,8 +152,8 @@ func TestSchedulesApplyReapplyRemoveTrigger(t *testing.T) {
 		if err != nil || json.Unmarshal([]byte(out), &ls) != nil {
 			return false
 		}
-		return len(ls) == 4
-	}, time.Minute, time.Second, "schedule ls shows db1's four schedules")
+		return len(ls) == 5
+	}, time.Minute, time.Second, "schedule ls shows db1's five schedules (with the drill)")
 	for _, e := range ls {
 		assert.Equal(t, "db1", e.Instance)
 		assert.NotEqual(t, "reports/nightly", e.ID)
