@@ -404,6 +404,9 @@ func executedGTID(ctx context.Context, db *sql.DB, datadir string, replayed bool
 			base = in.GTID
 		}
 	}
+	if strings.Contains(base, ":") {
+		return base, nil // a MySQL GTID set: reported, not merged
+	}
 	var slave string
 	if replayed {
 		if err := db.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slave); err != nil {
