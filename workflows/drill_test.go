@@ -167,3 +167,18 @@ func (s *wfSuite) TestDrillPointInTimeReplaysAndComparesGTID() {
 	s.InDelta(0.8, r.RPOSeconds, 0.001)
 	s.Equal(drill.PhaseReplay, r.Phases[1].Phase)
 }
+
+func (s *wfSuite) TestDrillOfAMySQLBackupReportsItsGTIDSetWithoutComparing() {
+	plan := drillPlan()
+	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{GotGTIDSet: plan.Backup.GTIDSet}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res DrillResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal(plan.Backup.GTIDSet, (*reports)[0].WantGTIDSet)
+	s.Contains(res.Notes, "the executed GTID set is not compared for MySQL GTID sets")
+}
