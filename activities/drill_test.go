@@ -32,7 +32,7 @@ func TestFailedDrillMarksTheBackup(t *testing.T) {
 	assert.Equal(t, "f2", inc.ParentID)
 
 	require.NoError(t, c.WriteDrillReport(ctx, drill.Report{DrillID: "d1", Instance: "db1", BackupID: "f2", Result: drill.ResultFailed,
-		FailedPhase: drill.PhaseRestore, Started: t0}))
+		FailedPhase: drill.PhaseRestore, ErrorType: ErrCorruptBackup, Started: t0}))
 	p := plan()
 	assert.Equal(t, "i1", p.Backup.BackupID, "the newest backup without a failed drill")
 	assert.Equal(t, []string{"f1", "i1"}, p.Chain)
@@ -57,7 +57,7 @@ func TestFailedDrillMarksTheBackup(t *testing.T) {
 
 	// A failed full condemns the incrementals built on it.
 	require.NoError(t, c.WriteDrillReport(ctx, drill.Report{DrillID: "d2", Instance: "db1", BackupID: "f1", Result: drill.ResultFailed,
-		FailedPhase: drill.PhaseVerify, Started: t0.Add(1)}))
+		FailedPhase: drill.PhaseVerify, ErrorType: ErrVerificationFailed, Started: t0.Add(1)}))
 	_, err = c.ResolveChain(ctx, BackupRef{Instance: "db1", BackupID: "i1"})
 	assert.Equal(t, ErrFailedDrill, appErrType(err))
 	_, err = c.PlanDrill(ctx, DrillPlanRequest{Instance: "db1"})

@@ -131,6 +131,7 @@ func TestDrillPassesThenACorruptChunkFailsAndMarksTheBackup(t *testing.T) {
 	assert.Equal(t, "b2", r2.BackupID)
 	assert.Equal(t, drill.PhaseRestore, r2.FailedPhase)
 	assert.Equal(t, key, r2.CorruptChunk)
+	assert.Equal(t, activities.ErrCorruptBackup, r2.ErrorType)
 	assert.Contains(t, r2.Error, chunk.Key)
 	assert.Zero(t, r2.RTOSeconds)
 	assert.True(t, r2.TornDown)
@@ -211,7 +212,7 @@ func TestDrillPointInTimeHitsItsGTIDTarget(t *testing.T) {
 	// Once base is marked by a failed drill, point-in-time plans skip it
 	// (saying so), and naming it needs the override.
 	require.NoError(t, drill.Write(s.ctx, s.repo.Backend(), &drill.Report{DrillID: "p0", Instance: "db1", BackupID: "base",
-		Result: drill.ResultFailed, FailedPhase: drill.PhaseRestore, Started: time.Now()}))
+		Result: drill.ResultFailed, FailedPhase: drill.PhaseRestore, ErrorType: activities.ErrCorruptBackup, Started: time.Now()}))
 	_, _, err = s.pitr(binlog.Target{GTID: gtid120}, "")
 	requireAppError(t, err, "OutsideRecoveryWindow", "skipped: backup base failed drill p0")
 	_, _, err = s.pitr(binlog.Target{GTID: gtid120}, "base")

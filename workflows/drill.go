@@ -251,6 +251,10 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 			rep.FailedPhase = failedPhase
 		}
 		rep.CorruptChunk = d.chunk
+		var ae *temporal.ApplicationError
+		if errors.As(runErr, &ae) {
+			rep.ErrorType = ae.Type()
+		}
 		rep.Error = runErr.Error()
 		if rep.FailedPhase != "" {
 			rep.Error = rep.FailedPhase + ": " + rep.Error

@@ -82,23 +82,33 @@ func History(ctx context.Context, b storage.Backend, instance string) ([]*Report
 	return out, nil
 }
 
-// MarksBackup reports whether a failed drill condemns its backup: it failed
-// restoring the backup (a corrupt chunk, a prepare that fails), starting the
-// server on it, or verifying the backup's own data. A point-in-time drill
-// that failed in the replay, or verifying the replayed data, says something
-// about the binlog archive, not about the backup. A drill that failed for
-// want of an agent or a permit (no phase) says nothing.
+// MarksBackup reports whether a failed drill condemns its backup: the
+// backup's data failed — its restore found it corrupt or undecryptable or
+// the prepare failed, the server did not start on it, or verifying the
+// backup's own data found problems. A failure of the drill's machinery (no
+// agent, a timeout, a cancel, a verify that could not connect) says nothing
+// about the backup, and neither does a point-in-time drill that failed in
+// the replay or verifying the replayed data: that is the binlog archive.
 func (r *Report) MarksBackup() bool {
 	if r.Passed() || r.BackupID == "" {
 		return false
 	}
 	switch r.FailedPhase {
-	case PhaseRestore, PhaseStart:
-		return true
+	case PhaseRestore:
+		return markingRestoreErrors[r.ErrorType]
+	case PhaseStart:
+		return r.ErrorType == "ToolFailed"
 	case PhaseVerify:
-		return r.Target == ""
+		return r.Target == "" && r.ErrorType == "VerificationFailed"
 	}
 	return false
+}
+
+// markingRestoreErrors are the error types (activities.Err*) of a restore
+// that say the backup itself is bad.
+var markingRestoreErrors = map[string]bool{
+	"CorruptBackup": true, "DecryptFailed": true, "Unauthenticated": true, "Unencrypted": true,
+	"BrokenChain": true,
 }
 
 // Failed returns, for each backup of the history whose newest drill that

@@ -18,7 +18,9 @@ import (
 )
 
 func rep(id, backup, result, phase, target string, at time.Time) *drill.Report {
-	return &drill.Report{DrillID: id, Instance: "db1", BackupID: backup, Result: result, FailedPhase: phase, Target: target, Started: at}
+	r := &drill.Report{DrillID: id, Instance: "db1", BackupID: backup, Result: result, FailedPhase: phase, Target: target, Started: at}
+	r.ErrorType = map[string]string{drill.PhaseRestore: "CorruptBackup", drill.PhaseStart: "ToolFailed", drill.PhaseVerify: "VerificationFailed"}[phase]
+	return r
 }
 
 func TestHistoryIsNewestFirstAndWriteIsIdempotent(t *testing.T) {
@@ -58,6 +60,10 @@ func TestFailedTakesTheNewestDrillThatJudgedEachBackup(t *testing.T) {
 		rep("d4", "b4", drill.ResultFailed, "", "", at(4)), // no agent: says nothing
 		rep("d3", "b5", drill.ResultFailed, drill.PhaseStart, "", at(3)),
 		rep("d2", "b5", drill.ResultPassed, "", "", at(2)), // older than the failure
+		{DrillID: "d1", Instance: "db1", BackupID: "b6", Result: drill.ResultFailed, FailedPhase: drill.PhaseRestore,
+			ErrorType: "AgentUnavailable", Started: at(1)}, // no agent took the restore: says nothing
+		{DrillID: "d0", Instance: "db1", BackupID: "b7", Result: drill.ResultFailed, FailedPhase: drill.PhaseVerify,
+			ErrorType: "ServerUnreachable", Started: at(0)}, // could not verify: says nothing
 	}
 	f := drill.Failed(history)
 	assert.Len(t, f, 2)
@@ -66,6 +72,8 @@ func TestFailedTakesTheNewestDrillThatJudgedEachBackup(t *testing.T) {
 	assert.Nil(t, f["b1"])
 	assert.Nil(t, f["b3"])
 	assert.Nil(t, f["b4"])
+	assert.Nil(t, f["b6"])
+	assert.Nil(t, f["b7"])
 }
 
 func TestMergeAndCompareGTIDSets(t *testing.T) {

@@ -76,6 +76,10 @@ type Report struct {
 	// FailedPhase is the phase a failed drill failed in (a Phase* name;
 	// empty when it failed before restoring, e.g. no agent or no backup).
 	FailedPhase string `json:"failed_phase,omitempty"`
+	// ErrorType is the type of the failure's application error
+	// (CorruptBackup, VerificationFailed, AgentUnavailable, ...; empty for
+	// a timeout or a cancel).
+	ErrorType string `json:"error_type,omitempty"`
 	// CorruptChunk is the key of the chunk that failed its checksum, when a
 	// corrupt chunk failed the restore.
 	CorruptChunk string `json:"corrupt_chunk,omitempty"`
