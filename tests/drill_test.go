@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/strata-backup/strata/activities"
@@ -218,4 +219,31 @@ func TestDrillPointInTimeHitsItsGTIDTarget(t *testing.T) {
 	_, _, err = s.pitr(binlog.Target{GTID: gtid120}, "base")
 	requireAppError(t, err, activities.ErrFailedDrill, "--allow-failed-drill")
 	s.stopArchive(arch)
+}
+
+func TestDrillCancelledMidwayTearsDown(t *testing.T) {
+	s, scratch := drillStack(t, false)
+	s.seeded(64 << 20)
+	s.backup("b1", "full")
+	id := workflows.DrillWorkflowID("db1", "c1")
+	run, err := s.client.ExecuteWorkflow(s.ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue},
+		workflows.DrillWorkflowName, workflows.DrillRequest{Instance: "db1", DrillID: "c1"})
+	require.NoError(t, err)
+	dir := filepath.Join(scratch, drill.ScratchDirName, "c1")
+	require.Eventually(t, func() bool { _, err := os.Stat(dir); return err == nil }, time.Minute, 10*time.Millisecond, "the drill creates its scratch dir")
+	require.NoError(t, s.client.CancelWorkflow(s.ctx, id, ""))
+	err = run.Get(s.ctx, nil)
+	var ce *temporal.CanceledError
+	require.True(t, errors.As(err, &ce), "the drill ends cancelled: %v", err)
+	r := s.report("c1")
+	assert.Equal(t, drill.ResultFailed, r.Result)
+	assert.True(t, strings.HasPrefix(r.Error, "cancelled during "), r.Error)
+	assert.True(t, r.TornDown)
+	assert.False(t, r.MarksBackup(), "a cancel says nothing about the backup")
+	assert.Equal(t, drill.PhaseTeardown, r.Phases[len(r.Phases)-1].Phase)
+	requireTornDown(t, scratch, "c1")
+	// Nothing is left beside it either (the restore's staging dir).
+	ents, err := os.ReadDir(filepath.Join(scratch, drill.ScratchDirName))
+	require.NoError(t, err)
+	assert.Empty(t, ents)
 }
