@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/crypt"
@@ -193,7 +194,13 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 func fetchError(m *manifest.Manifest, err error) error {
 	switch {
 	case errors.Is(err, pipeline.ErrCorrupt), errors.Is(err, storage.ErrNotFound), errors.Is(err, xbstream.ErrCorrupt):
-		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v; the target was not touched (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
+		msg := fmt.Sprintf("backup %s of %s is corrupt: %v; the target was not touched (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
+		var ce *pipeline.ChunkError
+		if errors.As(err, &ce) {
+			// The chunk's key in the repository, for the drill's report.
+			return temporal.NewNonRetryableApplicationError(msg, ErrCorruptBackup, nil, CorruptChunk{Key: repo.BackupPrefix(m.Instance, m.BackupID) + ce.Key})
+		}
+		return fail(ErrCorruptBackup, "%s", msg)
 	case errors.Is(err, crypt.ErrDecrypt), errors.Is(err, pipeline.ErrEncrypted), errors.Is(err, crypt.ErrNotEncrypted):
 		return fail(ErrDecryptFailed, "backup %s of %s cannot be decrypted: %v", m.BackupID, m.Instance, err)
 	}

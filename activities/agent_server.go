@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,6 +19,9 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	if !filepath.IsAbs(p.TargetDir) {
 		return nil, fail(ErrInvalidRequest, "target_dir %q must be an absolute path", p.TargetDir)
 	}
+	if p.PickPort {
+		p.Port = 0
+	}
 	o := server.Options{Datadir: filepath.Clean(p.TargetDir), Port: p.Port}
 	// The restored server has the source's users: check it with the source's
 	// credentials when this agent has them.
@@ -31,7 +35,7 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), "starting server")
 	defer hb.close()
 	t0 := time.Now()
-	st, err := server.Start(ctx, o)
+	st, err := a.startServer(ctx, o, p.PickPort)
 	if err != nil {
 		if errors.Is(err, server.ErrPortInUse) {
 			return nil, fail(ErrPortInUse, "%v", err)
@@ -42,4 +46,30 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	log.Info("server started", zap.Int("pid", st.PID), zap.String("version", st.Version))
 	return &StartServerResult{PID: st.PID, Port: st.Port, Socket: st.Socket, ServerVersion: st.Version,
 		ErrorLog: st.ErrorLog, StartSeconds: time.Since(t0).Seconds()}, nil
+}
+
+// startServer starts the server; with pick, on a free port of 127.0.0.1
+// that it picks, picking again (up to 5 times) when another process takes
+// the port before the server binds it.
+func (a *Agent) startServer(ctx context.Context, o server.Options, pick bool) (*server.Started, error) {
+	if !pick {
+		return server.Start(ctx, o)
+	}
+	o.BindAddress = "127.0.0.1"
+	var err error
+	for i := 0; i < 5; i++ {
+		if o.Port, err = freePort(); err != nil {
+			return nil, err
+		}
+		var st *server.Started
+		st, err = server.Start(ctx, o)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, server.ErrPortInUse) && !strings.Contains(err.Error(), "Address already in use") {
+			return nil, err
+		}
+		a.logger(ctx).Info("the picked port was taken; picking another", zap.Int("port", o.Port))
+	}
+	return nil, err
 }

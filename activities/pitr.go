@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"strings"
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/manifest"
@@ -14,6 +15,10 @@ type PITRRequest struct {
 	Target   binlog.Target `json:"target"`
 	// BackupID forces the base backup; empty picks the newest that works.
 	BackupID string `json:"backup_id,omitempty"`
+	// AllowFailedDrill lets BackupID be a backup whose last drill failed
+	// (or one in such a backup's chain); without it that is refused, and
+	// the automatic choice always skips such backups.
+	AllowFailedDrill bool `json:"allow_failed_drill,omitempty"`
 }
 
 // PITRPlan is the base backup and where replay starts.
@@ -22,12 +27,16 @@ type PITRPlan struct {
 	StartFile string `json:"start_file"`
 	StartPos  uint32 `json:"start_pos"`
 	Window    string `json:"window"`
+	// Notes name the newer backups skipped because their drill failed.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PlanPITR picks the newest backup whose consistent point precedes the
 // target and from which the archive reaches the target without a gap. A
 // target outside every recovery window is refused with the windows in the
-// message.
+// message. A backup whose chain holds a backup whose last drill failed is
+// skipped (and named in Notes); given as BackupID, it is refused unless
+// AllowFailedDrill.
 func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, error) {
 	if _, err := c.cfg().Instance(req.Instance); err != nil {
 		return nil, fail(ErrUnknownInstance, "%v", err)
@@ -43,7 +52,12 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 	if err != nil {
 		return nil, classify(err)
 	}
+	failed, err := c.failedDrills(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
 	windows := binlog.Windows(backups, ix)
+	var notes []string
 	for i := len(backups) - 1; i >= 0; i-- {
 		b := backups[i]
 		if req.BackupID != "" && b.BackupID != req.BackupID {
@@ -55,10 +69,19 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 		if _, err := repo.Chain(backups, b.BackupID); err != nil {
 			continue
 		}
+		if r := failedInChain(backups, b.BackupID, failed); r != nil {
+			if req.BackupID != "" && !req.AllowFailedDrill {
+				return nil, fail(ErrFailedDrill, "instance %s: %s; restore it only with --allow-failed-drill (allow_failed_drill), or pick another backup", req.Instance, describeFailed(b.BackupID, r))
+			}
+			if req.BackupID == "" {
+				notes = append(notes, "skipped: "+describeFailed(b.BackupID, r))
+				continue
+			}
+		}
 		w := binlog.Windows([]*manifest.Manifest{b}, ix)
 		for _, win := range w {
 			if win.Reaches(req.Target) {
-				return &PITRPlan{BackupID: b.BackupID, StartFile: b.BinlogFile, StartPos: uint32(b.BinlogPos), Window: win.String()}, nil
+				return &PITRPlan{BackupID: b.BackupID, StartFile: b.BinlogFile, StartPos: uint32(b.BinlogPos), Window: win.String(), Notes: notes}, nil
 			}
 		}
 	}
@@ -66,8 +89,12 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 	if req.BackupID != "" {
 		what = "backup " + req.BackupID + " cannot"
 	}
-	return nil, fail(ErrOutsideWindow, "instance %s: %s reach %s: it is outside the recovery window or a gap in the binlog archive lies before it; %s",
-		req.Instance, what, req.Target, binlog.DescribeWindows(windows, ix.Gaps))
+	skippedNote := ""
+	if len(notes) > 0 {
+		skippedNote = " (" + strings.Join(notes, "; ") + ")"
+	}
+	return nil, fail(ErrOutsideWindow, "instance %s: %s reach %s: it is outside the recovery window or a gap in the binlog archive lies before it; %s%s",
+		req.Instance, what, req.Target, binlog.DescribeWindows(windows, ix.Gaps), skippedNote)
 }
 
 // ArchiveCoverage is what the binlog archive of an instance makes

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
@@ -28,18 +29,32 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 	if err != nil {
 		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
+	failed, err := c.failedDrills(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
 	var base *manifest.Manifest
+	var skipped []string
 	for i := len(all) - 1; i >= 0 && base == nil; i-- {
 		if req.Type == manifest.TypeIncremental || all[i].Type == manifest.TypeFull {
+			// Never build on a backup whose drill failed.
+			if r := failedInChain(all, all[i].BackupID, failed); r != nil {
+				skipped = append(skipped, describeFailed(all[i].BackupID, r))
+				continue
+			}
 			base = all[i]
 		}
+	}
+	skipNote := ""
+	if len(skipped) > 0 {
+		skipNote = " (skipped: " + strings.Join(skipped, "; ") + ")"
 	}
 	if base == nil {
 		what := "complete backup"
 		if req.Type == manifest.TypeDifferential {
 			what = "full backup"
 		}
-		note := fmt.Sprintf("instance %s has no %s to base the %s backup on", req.Instance, what, req.Type)
+		note := fmt.Sprintf("instance %s has no %s to base the %s backup on%s", req.Instance, what, req.Type, skipNote)
 		if !req.AutoFull {
 			return nil, fail(ErrNoBase, "%s; take a full backup first (strata backup %s --type full) or pass --auto-full", note, req.Instance)
 		}
@@ -74,7 +89,11 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 		return &BackupPlan{Type: manifest.TypeFull, ChainLength: 1,
 			Note: fmt.Sprintf("a %s would make a chain of %d backups, more than max_chain_length %d: taking a full", req.Type, length, max)}, nil
 	}
-	return &BackupPlan{Type: req.Type, ParentID: base.BackupID, FromLSN: base.ToLSN, ChainLength: length}, nil
+	plan := &BackupPlan{Type: req.Type, ParentID: base.BackupID, FromLSN: base.ToLSN, ChainLength: length}
+	if skipNote != "" {
+		plan.Note = "based on " + base.BackupID + skipNote
+	}
+	return plan, nil
 }
 
 // ResolveChain returns the summaries of the backups needed to restore a
@@ -85,6 +104,15 @@ func (c *Catalog) ResolveChain(ctx context.Context, ref BackupRef) ([]BackupSumm
 		return nil, classify(err) // an invalid manifest is CorruptBackup
 	}
 	chain, err := repo.Chain(all, ref.BackupID)
+	if err == nil && !ref.AllowFailedDrill {
+		failed, ferr := c.failedDrills(ctx, ref.Instance)
+		if ferr != nil {
+			return nil, ferr
+		}
+		if r := failedInChain(all, ref.BackupID, failed); r != nil {
+			return nil, fail(ErrFailedDrill, "instance %s: %s; restore it only with --allow-failed-drill (allow_failed_drill), or pick another backup", ref.Instance, describeFailed(r.BackupID, r))
+		}
+	}
 	if err != nil {
 		if _, rerr := c.Repo.ReadManifest(ctx, ref.Instance, ref.BackupID); rerr != nil {
 			return nil, classify(rerr) // names the instance and repository

@@ -29,6 +29,9 @@ type InstanceRoute struct {
 type BackupRef struct {
 	Instance string `json:"instance"`
 	BackupID string `json:"backup_id"`
+	// AllowFailedDrill lets ResolveChain resolve a backup whose chain holds
+	// a backup whose last drill failed; refused otherwise.
+	AllowFailedDrill bool `json:"allow_failed_drill,omitempty"`
 }
 
 // BackupSummary is a manifest without its chunk list: small enough for
@@ -67,6 +70,9 @@ type BackupSummary struct {
 	// DDLBlockedSeconds is how long DDL was blocked.
 	DDLBlockedSeconds float64 `json:"ddl_blocked_seconds"`
 	DurationSeconds   float64 `json:"duration_seconds"`
+	// FailedDrill is the id of the last drill of the backup, when it
+	// failed (see drill.Failed); such a backup is never chosen silently.
+	FailedDrill string `json:"failed_drill,omitempty"`
 }
 
 // BackupParams asks an agent for one backup. For an incremental or a
@@ -152,6 +158,10 @@ type StartServerParams struct {
 	Instance  string `json:"instance"`
 	TargetDir string `json:"target_dir"`
 	Port      int    `json:"port"`
+	// PickPort has the agent pick a free port on 127.0.0.1 (Port is then
+	// ignored), and pick again when the port is taken before the server
+	// binds it.
+	PickPort bool `json:"pick_port,omitempty"`
 }
 
 // StartServerResult describes the started server.

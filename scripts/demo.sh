@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Strata demo: a Temporal dev server (SQLite file), a demo MariaDB with
 # generated data, the Strata worker and agent, then a full backup, a restore
-# into a second instance and a checksum comparison of every table.
+# into a second instance, a checksum comparison of every table and a restore
+# drill of the backup (its RTO and RPO).
 #
 #   scripts/demo.sh demo    up + run + down
 #   scripts/demo.sh up      start everything (idempotent)
@@ -131,6 +132,7 @@ start_mariadb() {
 
 write_config() {
 	local storage
+	mkdir -p "$state/scratch"
 	case "$STORAGE" in
 	local) storage="storage:
   type: local
@@ -149,6 +151,7 @@ temporal:
 $storage
 agent:
   max_concurrent: 1
+  scratch_dir: $state/scratch   # drills restore onto scratch servers under drills/ here
 defaults:
   compression: zstd
   compression_level: 1
@@ -162,6 +165,8 @@ instances:
       user: root
       password_file: $state/mariadb.password
     datadir: $state/mariadb/data
+    heartbeat:
+      table: strata.heartbeat   # the agent writes it every second: the drill's RPO is exact
 YAML
 }
 
@@ -232,6 +237,9 @@ run() {
 	say "Workflows in Temporal (what the Web UI shows)"
 	temporal workflow list --address "127.0.0.1:$TEMPORAL_PORT" --query "WorkflowId STARTS_WITH 'backup/demo/$id' OR WorkflowId STARTS_WITH 'restore/demo-host:$target'"
 	ui_check "backup/demo/$id" || rc=1
+	say "Restore drill of the backup: strata drill demo --backup $id --wait (scratch server, verify, RTO and RPO)"
+	strata drill demo --backup "$id" --id "drill-$id" --wait || rc=1
+	strata drill ls demo
 	printf 'Web UI: http://127.0.0.1:%s/namespaces/default/workflows\n' "$TEMPORAL_UI_PORT"
 	return $rc
 }

@@ -106,6 +106,8 @@ type stackSetup struct {
 	// interceptors are set on the stack's client, and so on the
 	// in-process worker and agent built on it.
 	interceptors []interceptor.ClientInterceptor
+	// db1 are more lines of instance db1's block (indented by four spaces).
+	db1 string
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -179,7 +181,7 @@ instances:
       user: root
       password_env: STRATA_E2E_PASSWORD
     datadir: %s
-`, addr, setup.storage, setup.defaults, s.src.Port, s.src.Datadir)
+%s`, addr, setup.storage, setup.defaults, s.src.Port, s.src.Datadir, setup.db1)
 	for _, e := range setup.instances {
 		yaml += fmt.Sprintf(string(e), s.src.Port, s.src.Datadir)
 	}

@@ -69,13 +69,14 @@ func TestSchedulesApplyReapplyRemoveTrigger(t *testing.T) {
 	want := map[string]string{
 		"strata/db1/full": "create", "strata/db1/incremental": "create", "strata/db1/verify": "create", "strata/db1/prune": "create",
 		"strata/db2/full": "create", "strata/db2/prune": "create",
+		"strata/db1/drill": "create", "strata/db2/drill": "create",
 	}
 	assert.Equal(t, want, s.applied("--dry-run"))
 	_, err = sc.GetHandle(ctx, "strata/db1/full").Describe(ctx)
 	var nf *serviceerror.NotFound
 	require.ErrorAs(t, err, &nf, "a dry run creates nothing")
 
-	assert.Equal(t, want, s.applied(), "drill is accepted but not scheduled")
+	assert.Equal(t, want, s.applied(), "drill is scheduled too")
 
 	// Described back through the client.
 	d, err := sc.GetHandle(ctx, "strata/db1/incremental").Describe(ctx)
@@ -151,8 +152,8 @@ func TestSchedulesApplyReapplyRemoveTrigger(t *testing.T) {
 		if err != nil || json.Unmarshal([]byte(out), &ls) != nil {
 			return false
 		}
-		return len(ls) == 4
-	}, time.Minute, time.Second, "schedule ls shows db1's four schedules")
+		return len(ls) == 5
+	}, time.Minute, time.Second, "schedule ls shows db1's five schedules (with the drill)")
 	for _, e := range ls {
 		assert.Equal(t, "db1", e.Instance)
 		assert.NotEqual(t, "reports/nightly", e.ID)

@@ -104,6 +104,7 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.ScheduledWorkflow, workflow.RegisterOptions{Name: workflows.ScheduledWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.InstanceWorkflow, workflow.RegisterOptions{Name: workflows.InstanceWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.LimiterWorkflow, workflow.RegisterOptions{Name: workflows.LimiterWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.DrillWorkflow, workflow.RegisterOptions{Name: workflows.DrillWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.
@@ -147,6 +148,10 @@ type Agent struct {
 func (a *Agent) Start() error {
 	if a.err != nil {
 		return a.err
+	}
+	// Drill dirs (and scratch servers) a killed agent left behind.
+	if err := a.Activities.SweepDrills(context.Background()); err != nil && a.Activities.Log != nil {
+		a.Activities.Log.Warn("could not remove every drill dir left by an earlier agent", zap.Error(err))
 	}
 	if err := a.Heavy.Start(); err != nil {
 		return err

@@ -25,6 +25,9 @@ func VerifyWorkflowID(instance string, at time.Time) string {
 	return "verify/" + instance + "/" + at.UTC().Format(BackupIDFormat)
 }
 
+// DrillWorkflowID is the id of drill drillID of instance.
+func DrillWorkflowID(instance, drillID string) string { return "drill/" + instance + "/" + drillID }
+
 // RetentionWorkflowID is the id of instance's retention run: one at a time.
 func RetentionWorkflowID(instance string) string { return "retention/" + instance }
 

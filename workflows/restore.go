@@ -34,6 +34,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	req.TargetDir = filepath.Clean(req.TargetDir)
 	var cat *activities.Catalog
 	var pitrPlan *activities.PITRPlan
+	var notes []string
 	cctx := catalogCtx(ctx)
 	var route activities.InstanceRoute
 	if err := workflow.ExecuteActivity(cctx, cat.ResolveInstance, activities.InstanceRequest{Instance: req.Instance}).Get(ctx, &route); err != nil {
@@ -45,15 +46,19 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		}
 		var plan activities.PITRPlan
 		if err := workflow.ExecuteActivity(cctx, cat.PlanPITR, activities.PITRRequest{
-			Instance: req.Instance, Target: req.Target, BackupID: req.BackupID,
+			Instance: req.Instance, Target: req.Target, BackupID: req.BackupID, AllowFailedDrill: req.AllowFailedDrill,
 		}).Get(ctx, &plan); err != nil {
 			return nil, err
 		}
+		for _, n := range plan.Notes {
+			workflow.GetLogger(ctx).Warn("point-in-time plan", "instance", req.Instance, "note", n)
+		}
 		req.BackupID = plan.BackupID
 		pitrPlan = &plan
+		notes = plan.Notes
 	}
 	var chain []activities.BackupSummary
-	if err := workflow.ExecuteActivity(cctx, cat.ResolveChain, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID}).Get(ctx, &chain); err != nil {
+	if err := workflow.ExecuteActivity(cctx, cat.ResolveChain, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID, AllowFailedDrill: req.AllowFailedDrill}).Get(ctx, &chain); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(chain))
@@ -78,7 +83,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 	}
 
 	var agent *activities.Agent
-	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: chain[len(chain)-1], Chain: ids, Started: started}
+	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: host, Backup: chain[len(chain)-1], Chain: ids, Started: started, Notes: notes}
 	actx := agentCtx(ctx, &route, queue, route.BackupTimeout)
 	restore := func() error {
 		return workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{

@@ -20,7 +20,7 @@ const RequestScheduledBackupActivity = "RequestScheduledBackup"
 // ScheduledRequest is the input a Schedule gives ScheduledWorkflow.
 type ScheduledRequest struct {
 	Instance string `json:"instance"`
-	// Kind is the schedule's kind: full, incremental, verify or prune.
+	// Kind is the schedule's kind: full, incremental, verify, prune or drill.
 	Kind string `json:"kind"`
 }
 
@@ -41,6 +41,8 @@ type ScheduledResult struct {
 	// Verify and Retention are the results of verify and prune runs.
 	Verify    *VerifyResult    `json:"verify,omitempty"`
 	Retention *RetentionResult `json:"retention,omitempty"`
+	// Drill is the result of a drill run.
+	Drill *DrillResult `json:"drill,omitempty"`
 }
 
 // ScheduledWorkflow is started by a Strata Schedule (id ScheduleID). A
@@ -48,7 +50,8 @@ type ScheduledResult struct {
 // backup, through the worker's RequestScheduledBackup activity, and lasts
 // until the backup finished, so that the Schedule's overlap policy (skip)
 // skips a run while the previous one is still going. A verify run starts
-// VerifyWorkflow and a prune run RetentionWorkflow, as children.
+// VerifyWorkflow, a prune run RetentionWorkflow and a drill run
+// DrillWorkflow, as children.
 func ScheduledWorkflow(ctx workflow.Context, req ScheduledRequest) (*ScheduledResult, error) {
 	if req.Instance == "" {
 		return nil, invalid("instance is required")
@@ -100,8 +103,22 @@ func ScheduledWorkflow(ctx workflow.Context, req ScheduledRequest) (*ScheduledRe
 		if err != nil {
 			return nil, err
 		}
+	case "drill":
+		// Before drills existed a drill run failed at once as an unknown kind.
+		if workflow.GetVersion(ctx, "scheduled-drill", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return nil, invalid("kind %q has no scheduled work: use full, incremental, verify or prune", req.Kind)
+		}
+		drillID := now.UTC().Format(BackupIDFormat)
+		res.WorkflowID = DrillWorkflowID(req.Instance, drillID)
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID: res.WorkflowID, TypedSearchAttributes: SearchAttributes(req.Instance, KindDrill, "", ""),
+		})
+		if err := workflow.ExecuteChildWorkflow(cctx, DrillWorkflowName, DrillRequest{Instance: req.Instance, DrillID: drillID}).Get(ctx, &res.Drill); err != nil {
+			return nil, err
+		}
+		res.BackupID = res.Drill.Report.BackupID
 	default:
-		return nil, invalid("kind %q has no scheduled work: use full, incremental, verify or prune", req.Kind)
+		return nil, invalid("kind %q has no scheduled work: use full, incremental, verify, prune or drill", req.Kind)
 	}
 	return res, nil
 }

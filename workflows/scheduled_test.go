@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/verify"
 )
 
@@ -74,8 +75,23 @@ func (s *wfSuite) TestScheduledPruneStartsRetention() {
 	s.Equal("keep_full=2", res.Retention.Plan.Policy)
 }
 
-func (s *wfSuite) TestScheduledUnknownKindIsInvalid() {
+func (s *wfSuite) TestScheduledDrillStartsDrill() {
+	s.env.RegisterWorkflowWithOptions(func(ctx workflow.Context, r DrillRequest) (*DrillResult, error) {
+		if workflow.GetInfo(ctx).WorkflowExecution.ID != "drill/db1/20261124T084500Z" || r.Instance != "db1" || r.DrillID != "20261124T084500Z" {
+			return nil, invalid("wrong child %s %+v", workflow.GetInfo(ctx).WorkflowExecution.ID, r)
+		}
+		return &DrillResult{Report: drill.Report{BackupID: "b7", Result: drill.ResultPassed}}, nil
+	}, workflow.RegisterOptions{Name: DrillWorkflowName})
 	s.env.ExecuteWorkflow(ScheduledWorkflow, ScheduledRequest{Instance: "db1", Kind: "drill"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res ScheduledResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("b7", res.BackupID)
+	s.Equal("drill/db1/20261124T084500Z", res.WorkflowID)
+}
+
+func (s *wfSuite) TestScheduledUnknownKindIsInvalid() {
+	s.env.ExecuteWorkflow(ScheduledWorkflow, ScheduledRequest{Instance: "db1", Kind: "snapshot"})
 	var ae *temporal.ApplicationError
 	s.Require().ErrorAs(s.env.GetWorkflowError(), &ae)
 	s.Equal(activities.ErrInvalidRequest, ae.Type())

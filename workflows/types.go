@@ -63,6 +63,10 @@ type RestoreRequest struct {
 	// manifest carries no MAC, archived binlog segments without a MAC);
 	// without it such data is refused.
 	AllowUnencrypted bool `json:"allow_unencrypted,omitempty"`
+	// AllowFailedDrill restores a backup whose last drill failed (or one
+	// whose chain holds such a backup); without it that is refused, and a
+	// point-in-time restore skips such backups.
+	AllowFailedDrill bool `json:"allow_failed_drill,omitempty"`
 }
 
 // RestoreResult reports the restore.
@@ -75,8 +79,11 @@ type RestoreResult struct {
 	Stats      activities.RestoreStats       `json:"stats"`
 	Server     *activities.StartServerResult `json:"server,omitempty"`
 	Replay     *activities.ReplayResult      `json:"replay,omitempty"`
-	Started    time.Time                     `json:"started"`
-	Finished   time.Time                     `json:"finished"`
+	// Notes say what the point-in-time plan skipped (backups whose drill
+	// failed).
+	Notes    []string  `json:"notes,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 	// Seconds is the whole restore's wall time, including the start of the server.
 	Seconds float64 `json:"seconds"`
 }

@@ -89,6 +89,7 @@ func newRoot(a *app) *cobra.Command {
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "json or console (default json for strata worker and strata agent, console otherwise)")
 	root.AddCommand(workerCmd(a), agentCmd(a), backupCmd(a), restoreCmd(a), lsCmd(a), infoCmd(a), verifyCmd(a), pruneCmd(a), archiveCmd(a), keyCmd(a), devCmd(a), statusCmd(a))
 	root.AddCommand(scheduleCmd(a), policyCmd(a))
+	root.AddCommand(drillCmd(a))
 	return root
 }
 

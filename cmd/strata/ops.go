@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
@@ -205,6 +206,9 @@ func restoreCmd(a *app) *cobra.Command {
 				fmt.Printf("  replayed %d transactions (%s) to %s in %.1fs, last GTID %s at %s\n", res.Replay.Transactions,
 					human(res.Replay.Bytes), req.Target, res.Replay.Seconds, res.Replay.LastGTID, res.Replay.LastTime.Format(time.RFC3339))
 			}
+			for _, n := range res.Notes {
+				fmt.Printf("  note     %s\n", n)
+			}
 			if res.Server != nil {
 				fmt.Printf("  server %s running: pid %d, port %d, socket %s (started in %.1fs)\n", res.Server.ServerVersion,
 					res.Server.PID, res.Server.Port, res.Server.Socket, res.Server.StartSeconds)
@@ -223,6 +227,7 @@ func restoreCmd(a *app) *cobra.Command {
 	f.IntVar(&req.Port, "port", 0, "port for the restored server (with --start)")
 	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
 		"for an instance with encryption enabled, also accept old data stored unencrypted or without a MAC (backups and archived binlog segments)")
+	f.BoolVar(&req.AllowFailedDrill, "allow-failed-drill", false, "restore a backup whose last restore drill failed (refused without it)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
@@ -248,12 +253,20 @@ func catalog(ctx context.Context, r *repo.Repo, instance string) ([]catalogEntry
 	if err != nil {
 		return nil, nil, err
 	}
+	failed, err := drill.FailedBackups(ctx, r.Backend(), instance)
+	if err != nil {
+		return nil, nil, err
+	}
 	out := make([]catalogEntry, 0, len(ms))
 	for _, m := range ms {
 		e := catalogEntry{BackupSummary: *activities.Summarize(m), Status: "ok"}
 		chain, err := repo.Chain(ms, m.BackupID)
 		if err != nil {
 			e.Status = "broken: " + err.Error()
+		}
+		if f := failed[m.BackupID]; f != nil {
+			e.FailedDrill = f.DrillID
+			e.Status = "FAILED DRILL " + f.DrillID + " (" + f.FailedPhase + "): not restored without --allow-failed-drill"
 		}
 		for _, c := range chain {
 			e.Chain = append(e.Chain, c.BackupID)

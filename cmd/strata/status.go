@@ -22,6 +22,7 @@ import (
 
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workers"
@@ -39,6 +40,7 @@ type instanceStatus struct {
 	LastFull        *backupRef     `json:"last_full,omitempty"`
 	LastIncremental *backupRef     `json:"last_incremental,omitempty"` // incremental or differential
 	LastVerify      *workflowRef   `json:"last_verify,omitempty"`
+	LastDrill       *drillBrief    `json:"last_drill,omitempty"`
 	Archive         archiveBrief   `json:"archive"`
 	PITR            *binlog.Window `json:"pitr_window,omitempty"` // the newest recovery window
 	Schedules       []scheduleRef  `json:"schedules"`
@@ -52,6 +54,20 @@ type instanceStatus struct {
 	WaitingForPermit []activities.Permit `json:"waiting_for_permit"`
 	// Errors are the parts that could not be read (repository, Temporal).
 	Errors []string `json:"errors,omitempty"`
+}
+
+// drillBrief is the last drill of an instance (from its report).
+type drillBrief struct {
+	DrillID     string    `json:"drill_id"`
+	Result      string    `json:"result"`
+	BackupID    string    `json:"backup_id"`
+	Target      string    `json:"target,omitempty"`
+	Finished    time.Time `json:"finished"`
+	RTOSeconds  float64   `json:"rto_seconds"`
+	RPOSeconds  float64   `json:"rpo_seconds"`
+	RPOExact    bool      `json:"rpo_exact"`
+	FailedPhase string    `json:"failed_phase,omitempty"`
+	Error       string    `json:"error,omitempty"`
 }
 
 type backupRef struct {
@@ -181,6 +197,13 @@ func (st *instanceStatus) fromRepo(ctx context.Context, r *repo.Repo) {
 		} else {
 			st.LastIncremental = ref
 		}
+	}
+	if h, err := drill.History(ctx, r.Backend(), st.Instance); err != nil {
+		st.Errors = append(st.Errors, "drills: "+err.Error())
+	} else if len(h) > 0 {
+		d := h[0]
+		st.LastDrill = &drillBrief{DrillID: d.DrillID, Result: d.Result, BackupID: d.BackupID, Target: d.Target, Finished: d.Finished,
+			RTOSeconds: d.RTOSeconds, RPOSeconds: d.RPOSeconds, RPOExact: d.RPOExact, FailedPhase: d.FailedPhase, Error: d.Error}
 	}
 	var ar archiveReport
 	if err := ar.fromRepo(ctx, r, st.Instance); err != nil {
@@ -336,6 +359,17 @@ func (st *instanceStatus) print(w io.Writer, now time.Time) {
 		fmt.Fprintf(tw, "  last verify\t%s %s (%s), workflow %s\n", v.Status, v.CloseTime.Format(time.RFC3339), ago(v.CloseTime, now), v.WorkflowID)
 	} else {
 		fmt.Fprintf(tw, "  last verify\tnone\n")
+	}
+	if d := st.LastDrill; d != nil {
+		line := fmt.Sprintf("%s %s of %s, %s (%s)", d.Result, d.DrillID, d.BackupID, d.Finished.Format(time.RFC3339), ago(d.Finished, now))
+		if d.Result == drill.ResultPassed {
+			line += fmt.Sprintf(", RTO %.1fs, RPO %.1fs", d.RTOSeconds, d.RPOSeconds)
+		} else {
+			line += ": " + d.Error
+		}
+		fmt.Fprintf(tw, "  last drill\t%s\n", line)
+	} else {
+		fmt.Fprintf(tw, "  last drill\tnone\n")
 	}
 	arch := st.Archive.State
 	if st.Archive.State == "running" {

@@ -53,6 +53,9 @@ type Config struct {
 	Tracing Tracing `yaml:"tracing"`
 	// Metrics configures the /metrics endpoints (see metrics.go).
 	Metrics Metrics `yaml:"metrics"`
+	// Drill holds the defaults of restore drills; instances[].drill
+	// overrides them.
+	Drill Drill `yaml:"drill"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -277,6 +280,8 @@ type Instance struct {
 	Encryption InstanceEncryption `yaml:"encryption"`
 	// Schedule overrides the top-level schedule policy field by field.
 	Schedule Schedule `yaml:"schedule"`
+	// Drill overrides the top-level drill settings.
+	Drill Drill `yaml:"drill"`
 	// Heartbeat, when its table is set, has the agent write the time
 	// into a row of that table every Every, so that a restore drill
 	// measures its recovery point exactly.
@@ -288,6 +293,24 @@ type Instance struct {
 type Heartbeat struct {
 	Table string   `yaml:"table"` // schema.table, e.g. strata.heartbeat
 	Every Duration `yaml:"every"` // default 1s
+}
+
+// Drill configures restore drills (DrillWorkflow).
+type Drill struct {
+	// Host is the agent host whose scratch area receives the drill's
+	// scratch server; default the instance's own host.
+	Host string `yaml:"host"`
+}
+
+// DrillHost returns the host a drill of the instance runs on.
+func (c *Config) DrillHost(in *Instance) string {
+	switch {
+	case in.Drill.Host != "":
+		return in.Drill.Host
+	case c.Drill.Host != "":
+		return c.Drill.Host
+	}
+	return in.Host
 }
 
 // EncryptionEnabled reports whether new backups and binlog segments of the
@@ -594,6 +617,12 @@ func (c *Config) Validate() error {
 		if in.Archive.MaxSegmentSize < 64<<10 {
 			bad(key+".archive.max_segment_size", "must be at least 64KiB")
 		}
+		if h := in.Drill.Host; h != "" && !idRE.MatchString(h) {
+			bad(key+".drill.host", "%q must be letters, digits, '.', '_' or '-' (an agent's --host)", h)
+		}
+	}
+	if h := c.Drill.Host; h != "" && !idRE.MatchString(h) {
+		bad("drill.host", "%q must be letters, digits, '.', '_' or '-' (an agent's --host)", h)
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)

@@ -29,8 +29,7 @@ type Schedule struct {
 	// Verify and Prune are when VerifyWorkflow and RetentionWorkflow run.
 	Verify Spec `yaml:"verify"`
 	Prune  Spec `yaml:"prune"`
-	// Drill is accepted and validated, but no schedule is created for it
-	// until a restore drill workflow exists.
+	// Drill schedules a restore drill (DrillWorkflow) of the newest backup.
 	Drill Spec `yaml:"drill"`
 	// TimeZone is the IANA zone the cron and calendar specs are read in
 	// (default UTC).

@@ -73,6 +73,16 @@ type Report struct {
 	// Error says why a failed drill failed: the first failed phase and its
 	// message (a corrupt chunk's key, a table whose checksum differs, ...).
 	Error string `json:"error,omitempty"`
+	// FailedPhase is the phase a failed drill failed in (a Phase* name;
+	// empty when it failed before restoring, e.g. no agent or no backup).
+	FailedPhase string `json:"failed_phase,omitempty"`
+	// ErrorType is the type of the failure's application error
+	// (CorruptBackup, VerificationFailed, AgentUnavailable, ...; empty for
+	// a timeout or a cancel).
+	ErrorType string `json:"error_type,omitempty"`
+	// CorruptChunk is the key of the chunk that failed its checksum, when a
+	// corrupt chunk failed the restore.
+	CorruptChunk string `json:"corrupt_chunk,omitempty"`
 	// Problems lists every verification finding (empty when passed).
 	Problems []string `json:"problems,omitempty"`
 
@@ -91,6 +101,18 @@ type Report struct {
 	TablesCompared int    `json:"tables_compared"`
 	WantGTIDSet    string `json:"want_gtid_set,omitempty"`
 	GotGTIDSet     string `json:"got_gtid_set,omitempty"`
+	// Rows is the rows counted in the compared tables.
+	Rows int64 `json:"rows,omitempty"`
+	// TargetTime is the point the drill recovered to (the backup's
+	// consistent time, or the point-in-time target's); LastEventTime is the
+	// time of the last event restored (the heartbeat's, when RPOExact).
+	TargetTime    time.Time `json:"target_time,omitempty"`
+	LastEventTime time.Time `json:"last_event_time,omitempty"`
+	// Datadir and Port are where the scratch server ran (removed at teardown).
+	Datadir string `json:"datadir,omitempty"`
+	Port    int    `json:"port,omitempty"`
+	// TornDown says the scratch server was stopped and its files removed.
+	TornDown bool `json:"torn_down"`
 }
 
 // Passed reports whether the drill passed.

@@ -57,9 +57,7 @@ type Want struct {
 	Options client.ScheduleOptions
 }
 
-// Plan returns the schedules cfg's policy wants, sorted by id. The drill
-// kind is validated by the config but gets no schedule: no drill workflow
-// exists yet.
+// Plan returns the schedules cfg's policy wants, sorted by id.
 func Plan(cfg *config.Config) []Want {
 	var out []Want
 	for _, in := range cfg.Instances {
@@ -68,8 +66,8 @@ func Plan(cfg *config.Config) []Want {
 			var spec client.ScheduleSpec
 			var what string
 			switch kind {
-			case "full", "verify", "prune":
-				sp := map[string]config.Spec{"full": s.Full, "verify": s.Verify, "prune": s.Prune}[kind]
+			case "full", "verify", "prune", "drill":
+				sp := map[string]config.Spec{"full": s.Full, "verify": s.Verify, "prune": s.Prune, "drill": s.Drill}[kind]
 				if !sp.Active() {
 					continue
 				}
@@ -81,7 +79,7 @@ func Plan(cfg *config.Config) []Want {
 				}
 				spec.Intervals = []client.ScheduleIntervalSpec{{Every: s.IncrementalEvery.Every.Std()}}
 				what = "every " + s.IncrementalEvery.String()
-			default: // drill: not scheduled until a drill workflow exists
+			default:
 				continue
 			}
 			tz := s.TimeZone

@@ -171,9 +171,13 @@ func TestPlan(t *testing.T) {
 	for _, w := range ws {
 		ids = append(ids, w.ID)
 	}
-	assert.Equal(t, []string{"strata/db1/full", "strata/db1/incremental", "strata/db1/prune", "strata/db2/full", "strata/db2/prune", "strata/db2/verify"}, ids,
-		"drill is not scheduled; off and unset kinds get none")
-	w := ws[1]
+	assert.Equal(t, []string{"strata/db1/drill", "strata/db1/full", "strata/db1/incremental", "strata/db1/prune",
+		"strata/db2/drill", "strata/db2/full", "strata/db2/prune", "strata/db2/verify"}, ids,
+		"drill is scheduled from the fleet's policy; off and unset kinds get none")
+	d := ws[0]
+	assert.Equal(t, []string{"@monthly"}, d.Options.Spec.CronExpressions)
+	assert.Equal(t, workflows.ScheduledRequest{Instance: "db1", Kind: "drill"}, d.Options.Action.(*client.ScheduleWorkflowAction).Args[0])
+	w := ws[2]
 	assert.Equal(t, enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, w.Options.Overlap)
 	assert.Equal(t, config.DefaultCatchupWindow.Std(), w.Options.CatchupWindow)
 	assert.Equal(t, "1h0m0s", w.Options.Spec.Intervals[0].Every.String())
@@ -183,11 +187,11 @@ func TestPlan(t *testing.T) {
 	assert.Equal(t, workflows.ScheduledWorkflowName, a.Workflow)
 	assert.Equal(t, []any{workflows.ScheduledRequest{Instance: "db1", Kind: "incremental"}}, a.Args)
 	assert.Equal(t, "strata", a.TaskQueue)
-	prune := ws[2].Options.Spec.Calendars[0]
+	prune := ws[3].Options.Spec.Calendars[0]
 	assert.Equal(t, []client.ScheduleRange{{Start: 3, End: 3, Step: 1}}, prune.Hour)
 	assert.Equal(t, []client.ScheduleRange{{Start: 15, End: 15, Step: 1}}, prune.Minute)
-	assert.Equal(t, "Europe/Berlin", ws[5].Options.Spec.TimeZoneName)
-	assert.NotEqual(t, ws[0].Hash, ws[3].Hash, "the instance is part of the hash")
+	assert.Equal(t, "Europe/Berlin", ws[7].Options.Spec.TimeZoneName)
+	assert.NotEqual(t, ws[1].Hash, ws[5].Hash, "the instance is part of the hash")
 }
 
 func TestApplyIsIdempotentAndDiffs(t *testing.T) {
@@ -199,7 +203,7 @@ func TestApplyIsIdempotentAndDiffs(t *testing.T) {
 
 	dry, err := Apply(ctx, f, cfg, true)
 	require.NoError(t, err)
-	assert.Len(t, dry, 6)
+	assert.Len(t, dry, 8)
 	for _, c := range dry {
 		assert.Equal(t, Create, c.Op)
 	}
@@ -208,7 +212,7 @@ func TestApplyIsIdempotentAndDiffs(t *testing.T) {
 	first, err := Apply(ctx, f, cfg, false)
 	require.NoError(t, err)
 	assert.Equal(t, ops(dry), ops(first))
-	assert.Len(t, f.s, 7)
+	assert.Len(t, f.s, 9)
 
 	f.calls = nil
 	again, err := Apply(ctx, f, cfg, false)
@@ -222,12 +226,12 @@ func TestApplyIsIdempotentAndDiffs(t *testing.T) {
 	next.Instances = next.Instances[:1]
 	diff, err := Apply(ctx, f, next, false)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"update strata/db1/full", "unchanged strata/db1/incremental", "unchanged strata/db1/prune",
-		"delete strata/db2/full", "delete strata/db2/prune", "delete strata/db2/verify"}, ops(diff))
+	assert.Equal(t, []string{"unchanged strata/db1/drill", "update strata/db1/full", "unchanged strata/db1/incremental", "unchanged strata/db1/prune",
+		"delete strata/db2/drill", "delete strata/db2/full", "delete strata/db2/prune", "delete strata/db2/verify"}, ops(diff))
 	assert.Equal(t, []string{"0 1 * * *"}, f.s["strata/db1/full"].sched.Spec.CronExpressions)
 	assert.True(t, f.s["strata/db1/full"].paused, "an update keeps the paused state")
 	assert.Contains(t, f.s, "nightly-report", "unrelated schedules are never touched")
-	assert.Len(t, f.s, 4)
+	assert.Len(t, f.s, 5)
 
 	again, err = Apply(ctx, f, next, false)
 	require.NoError(t, err)

@@ -1,0 +1,417 @@
+package activities
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/mysqlx"
+	"github.com/strata-backup/strata/internal/physical"
+	"github.com/strata-backup/strata/internal/repo"
+)
+
+// ErrDrillFailed is the type of the error a failed drill returns (after it
+// wrote its report); its details are a DrillFailure.
+const ErrDrillFailed = "DrillFailed"
+
+// ErrVerificationFailed is the type of the error of a drill's verify
+// phase that found problems (the report lists them).
+const ErrVerificationFailed = "VerificationFailed"
+
+// ErrFailedDrill refuses to restore a backup whose last drill failed,
+// without the explicit override (allow_failed_drill, --allow-failed-drill).
+const ErrFailedDrill = "BackupFailedDrill"
+
+// DrillFailure is the detail of an ErrDrillFailed error.
+type DrillFailure struct {
+	DrillID   string `json:"drill_id"`
+	Phase     string `json:"phase"`
+	Chunk     string `json:"chunk,omitempty"`
+	ReportKey string `json:"report_key"`
+}
+
+// CorruptChunk is the detail of an ErrCorruptBackup error of a restore
+// whose chunk failed its checksum: the chunk's key in the repository.
+type CorruptChunk struct {
+	Key string `json:"key"`
+}
+
+// DrillPlanRequest asks the catalog what a drill restores.
+type DrillPlanRequest struct {
+	Instance string `json:"instance"`
+	// BackupID drills this backup (even one whose last drill failed);
+	// empty: the newest backup whose chain has no failed drill.
+	BackupID string `json:"backup_id,omitempty"`
+	// Target makes the drill a point-in-time drill to it.
+	Target binlog.Target `json:"target,omitempty"`
+}
+
+// DrillPlan is what a drill restores, where and what it verifies.
+type DrillPlan struct {
+	Backup BackupSummary `json:"backup"`
+	Chain  []string      `json:"chain"`
+	// Target and PITR are set for a point-in-time drill: the target (given,
+	// or the position of the backup's table sums) and where replay starts.
+	Target binlog.Target `json:"target,omitempty"`
+	PITR   *PITRPlan     `json:"pitr,omitempty"`
+	// Host is the agent host of the scratch server (instances[].drill.host,
+	// drill.host, or the instance's host).
+	Host string `json:"host"`
+	// CompareSums says the backup's table sums describe the drill's target
+	// point (they are at the backup point and there is no replay, or the
+	// replay targets their position).
+	CompareSums bool `json:"compare_sums"`
+	// HeartbeatTable is instances[].heartbeat.table.
+	HeartbeatTable string `json:"heartbeat_table,omitempty"`
+	// Notes say what the plan skipped or left out, e.g. backups whose
+	// drill failed, or why the sums are not compared.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// failedDrills returns the instance's backups whose last drill failed.
+func (c *Catalog) failedDrills(ctx context.Context, instance string) (map[string]*drill.Report, error) {
+	f, err := drill.FailedBackups(ctx, c.Repo.Backend(), instance)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return f, nil
+}
+
+// failedInChain returns the first member of the chain of backupID (in
+// backups) whose last drill failed, or nil.
+func failedInChain(backups []*manifest.Manifest, backupID string, failed map[string]*drill.Report) *drill.Report {
+	if len(failed) == 0 {
+		return nil
+	}
+	chain, err := repo.Chain(backups, backupID)
+	if err != nil {
+		return failed[backupID]
+	}
+	for _, m := range chain {
+		if r := failed[m.BackupID]; r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+func describeFailed(id string, r *drill.Report) string {
+	return fmt.Sprintf("backup %s failed drill %s (%s)", id, r.DrillID, drill.ReportKey(r.Instance, r.DrillID))
+}
+
+// PlanDrill picks what a drill restores: the given backup, or the newest
+// one whose chain has no failed drill (skipped ones are named in Notes);
+// for a point-in-time drill the base backup of the PITR plan; with no
+// target given, the position of the backup's table sums when they are not
+// at the backup point and the archive reaches them.
+func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPlan, error) {
+	cfg := c.cfg()
+	in, err := cfg.Instance(req.Instance)
+	if err != nil {
+		return nil, fail(ErrUnknownInstance, "%v", err)
+	}
+	plan := &DrillPlan{Host: cfg.DrillHost(in), HeartbeatTable: in.Heartbeat.Table}
+	backups, err := c.Repo.ListBackups(ctx, req.Instance)
+	if err != nil {
+		return nil, classify(err)
+	}
+	failed, err := c.failedDrills(ctx, req.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if !req.Target.IsZero() {
+		if err := req.Target.Validate(); err != nil {
+			return nil, fail(ErrInvalidRequest, "%v", err)
+		}
+		p, err := c.PlanPITR(ctx, PITRRequest{Instance: req.Instance, Target: req.Target, BackupID: req.BackupID, AllowFailedDrill: req.BackupID != ""})
+		if err != nil {
+			return nil, err
+		}
+		plan.Target, plan.PITR = req.Target, p
+		plan.Notes = append(plan.Notes, p.Notes...)
+		req.BackupID = p.BackupID
+	}
+	var base *manifest.Manifest
+	for i := len(backups) - 1; i >= 0 && base == nil; i-- {
+		b := backups[i]
+		switch {
+		case req.BackupID != "" && b.BackupID == req.BackupID:
+			base = b
+		case req.BackupID == "":
+			if _, err := repo.Chain(backups, b.BackupID); err != nil {
+				continue
+			}
+			if r := failedInChain(backups, b.BackupID, failed); r != nil {
+				plan.Notes = append(plan.Notes, "skipped: "+describeFailed(b.BackupID, r))
+				continue
+			}
+			base = b
+		}
+	}
+	if base == nil {
+		if req.BackupID != "" {
+			return nil, fail(ErrBackupNotFound, "instance %s has no backup %s in %s (see `strata ls %s`)", req.Instance, req.BackupID, c.Repo, req.Instance)
+		}
+		return nil, fail(ErrBackupNotFound, "instance %s has no backup to drill in %s (%d backups, %d with a failed drill): take one with `strata backup %s`",
+			req.Instance, c.Repo, len(backups), len(failed), req.Instance)
+	}
+	chain, err := repo.Chain(backups, base.BackupID)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for _, m := range chain {
+		plan.Chain = append(plan.Chain, m.BackupID)
+	}
+	plan.Backup = *Summarize(base)
+	sums := base.TableSums
+	switch {
+	case sums == nil:
+		plan.Notes = append(plan.Notes, "backup "+base.BackupID+" has no table sums: row counts and checksums are not compared")
+	case plan.PITR == nil && sums.AtBackupPoint:
+		plan.CompareSums = true
+	case plan.PITR == nil && sums.BinlogFile != "" && req.Target.IsZero():
+		// The sums describe the source at their own position: replay to it.
+		t := binlog.Target{File: sums.BinlogFile, Pos: uint32(sums.BinlogPos)}
+		p, err := c.PlanPITR(ctx, PITRRequest{Instance: req.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
+		if err != nil {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("the table sums of %s are at %s:%d, which the archive does not reach: not compared", base.BackupID, sums.BinlogFile, sums.BinlogPos))
+			break
+		}
+		plan.Target, plan.PITR, plan.CompareSums = t, p, true
+	case plan.PITR != nil && sums.BinlogFile != "" && plan.Target.File == sums.BinlogFile && uint64(plan.Target.Pos) == sums.BinlogPos:
+		plan.CompareSums = true
+	case plan.PITR != nil && sums.GTIDSet != "" && plan.Target.GTID != "":
+		if want, err := drill.MergeGTID(base.GTIDSet, plan.Target.GTID); err == nil {
+			if same, _ := drill.SameGTIDSet(sums.GTIDSet, want); same {
+				plan.CompareSums = true
+			}
+		}
+	}
+	if !plan.CompareSums && sums != nil {
+		plan.Notes = append(plan.Notes, "the table sums of "+base.BackupID+" do not describe the drill's target: row counts and checksums are not compared")
+	}
+	return plan, nil
+}
+
+// WriteDrillReport writes a drill's report to the repository at
+// drill.ReportKey. It is the one place a finished drill passes through on
+// the worker.
+func (c *Catalog) WriteDrillReport(ctx context.Context, r drill.Report) error {
+	if err := drill.Write(ctx, c.Repo.Backend(), &r); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// PrepareDrillParams asks a drill agent for a drill's scratch directory.
+type PrepareDrillParams struct {
+	Instance string `json:"instance"`
+	DrillID  string `json:"drill_id"`
+}
+
+// scratchRoot is agent.scratch_dir, default the system's temp dir.
+func (a *Agent) scratchRoot() string {
+	if d := a.cfg().Agent.ScratchDir; d != "" {
+		return d
+	}
+	return os.TempDir()
+}
+
+// PrepareDrill creates the drill's scratch directory,
+// <agent.scratch_dir>/drills/<drill id>, tearing down what an earlier
+// attempt of the same drill left there.
+func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.Scratch, error) {
+	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	if err != nil {
+		return nil, fail(ErrInvalidRequest, "%v", err)
+	}
+	if err := s.Prepare(ctx); err != nil {
+		return nil, classify(err)
+	}
+	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch dir created", zap.String("dir", s.Dir))
+	return &s, nil
+}
+
+// TeardownDrill stops the drill's scratch server and removes its
+// directory; idempotent.
+func (a *Agent) TeardownDrill(ctx context.Context, p PrepareDrillParams) error {
+	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	if err != nil {
+		return fail(ErrInvalidRequest, "%v", err)
+	}
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), "tearing down")
+	defer hb.close()
+	if err := s.Teardown(ctx); err != nil {
+		return classify(err)
+	}
+	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch server and dir removed", zap.String("dir", s.Dir))
+	return nil
+}
+
+// SweepDrills tears down the drill dirs a killed agent left; the agent
+// runs it when it starts, before it takes work.
+func (a *Agent) SweepDrills(ctx context.Context) error {
+	removed, err := drill.Sweep(ctx, a.scratchRoot())
+	for _, d := range removed {
+		a.logger(ctx).Warn("removed the scratch dir (and server) of a drill an earlier agent left", zap.String("dir", d))
+	}
+	return err
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// DrillVerifyParams asks the drill agent to verify the scratch server.
+type DrillVerifyParams struct {
+	Instance string `json:"instance"`
+	BackupID string `json:"backup_id"`
+	Datadir  string `json:"datadir"`
+	Port     int    `json:"port"`
+	// CompareSums compares the tables with the backup manifest's table sums.
+	CompareSums bool `json:"compare_sums"`
+	// Replayed says binlogs were replayed (their GTIDs are in gtid_slave_pos).
+	Replayed       bool   `json:"replayed"`
+	HeartbeatTable string `json:"heartbeat_table,omitempty"`
+}
+
+// DrillVerifyResult is what the verification found.
+type DrillVerifyResult struct {
+	TablesChecked  int      `json:"tables_checked"`
+	TablesCompared int      `json:"tables_compared"`
+	Rows           int64    `json:"rows"`
+	Problems       []string `json:"problems,omitempty"`
+	// GotGTIDSet is the executed GTID position of the restored data: the
+	// backup tool's record of its consistent point in the datadir, with
+	// the replayed transactions (gtid_slave_pos) on top.
+	GotGTIDSet string `json:"got_gtid_set"`
+	// HeartbeatAt is the newest heartbeat of the restored data (zero
+	// without a heartbeat table, or when it has no row; HeartbeatNote says
+	// why).
+	HeartbeatAt   time.Time `json:"heartbeat_at,omitempty"`
+	HeartbeatNote string    `json:"heartbeat_note,omitempty"`
+}
+
+// VerifyDrill checks the scratch server: CHECK TABLE of every table, the
+// table sums against the backup's (CompareSums), its executed GTID
+// position, and the heartbeat. Findings are Problems, not errors; an error
+// is a failure to verify at all.
+func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVerifyResult, error) {
+	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID), zap.Int("port", p.Port))
+	ep := mysqlx.Endpoint{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)), User: "root"}
+	if in, err := a.cfg().Instance(p.Instance); err == nil {
+		ep.User = in.Connect.User
+		if pw, err := in.Password(); err == nil {
+			ep.Password = pw
+		}
+	}
+	db, err := mysqlx.Open(ctx, ep)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer db.Close()
+	hb := startHeartbeat(ctx, a.heartbeatEvery(), "verifying")
+	defer hb.close()
+	res := &DrillVerifyResult{}
+	checked, problems, err := drill.CheckTables(ctx, db)
+	if err != nil {
+		return nil, classify(err)
+	}
+	res.TablesChecked, res.Problems = checked, problems
+	hb.update(ctx, "summing tables")
+	var want *manifest.TableSums
+	if p.CompareSums {
+		m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID)
+		if err != nil {
+			return nil, classify(err)
+		}
+		if want = m.TableSums; want == nil {
+			return nil, fail(ErrInvalidRequest, "backup %s of %s has no table sums to compare", p.BackupID, p.Instance)
+		}
+	}
+	var skip func(schema, table string) bool
+	if want != nil {
+		skip = drill.SkipTables(want.Skipped)
+	}
+	// Summed always: the row counts go into the report.
+	got, err := drill.TableSums(ctx, db, skip)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for _, g := range got {
+		res.Rows += g.Rows
+	}
+	if want != nil {
+		compared, sp := drill.CompareSums(want.Tables, got)
+		res.TablesCompared = compared
+		res.Problems = append(res.Problems, sp...)
+	}
+	res.GotGTIDSet, err = executedGTID(ctx, db, p.Datadir, p.Replayed)
+	if err != nil {
+		res.Problems = append(res.Problems, "executed GTID set: "+err.Error())
+	}
+	if p.HeartbeatTable != "" {
+		t, err := drill.ReadHeartbeat(ctx, db, p.HeartbeatTable)
+		switch {
+		case errors.Is(err, drill.ErrNoHeartbeat):
+			res.HeartbeatNote = err.Error()
+		case err != nil:
+			return nil, classify(err)
+		default:
+			res.HeartbeatAt = t
+		}
+	}
+	log.Info("drill verified", zap.Int("tables_checked", res.TablesChecked), zap.Int("tables_compared", res.TablesCompared),
+		zap.Int("problems", len(res.Problems)), zap.String("gtid", res.GotGTIDSet))
+	return res, nil
+}
+
+// executedGTID is the GTID position of the restored data: the consistent
+// point the backup tool recorded in the datadir (its binlog info), with
+// the transactions a replay applied (gtid_slave_pos) on top.
+func executedGTID(ctx context.Context, db *sql.DB, datadir string, replayed bool) (string, error) {
+	base := ""
+	for _, name := range []string{"mariadb_backup_binlog_info", "xtrabackup_binlog_info"} {
+		b, err := os.ReadFile(filepath.Join(datadir, name))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			base = f[2]
+		}
+		break
+	}
+	if base == "" {
+		if in, err := physical.ReadInfo(datadir); err == nil {
+			base = in.GTID
+		}
+	}
+	if strings.Contains(base, ":") {
+		return base, nil // a MySQL GTID set: reported, not merged
+	}
+	var slave string
+	if replayed {
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slave); err != nil {
+			return "", fmt.Errorf("read gtid_slave_pos: %w", err)
+		}
+	}
+	return drill.MergeGTID(base, strings.Split(slave, ",")...)
+}

@@ -1,0 +1,160 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/server"
+	"github.com/strata-backup/strata/internal/storage/memory"
+	"github.com/strata-backup/strata/internal/testdb"
+)
+
+func rep(id, backup, result, phase, target string, at time.Time) *drill.Report {
+	r := &drill.Report{DrillID: id, Instance: "db1", BackupID: backup, Result: result, FailedPhase: phase, Target: target, Started: at}
+	r.ErrorType = map[string]string{drill.PhaseRestore: "CorruptBackup", drill.PhaseStart: "ToolFailed", drill.PhaseVerify: "VerificationFailed"}[phase]
+	return r
+}
+
+func TestHistoryIsNewestFirstAndWriteIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	for i, id := range []string{"d2", "d1", "d3"} {
+		require.NoError(t, drill.Write(ctx, b, rep(id, "b1", drill.ResultPassed, "", "", t0.Add(time.Duration([]int{2, 1, 3}[i])*time.Hour))))
+	}
+	require.NoError(t, drill.Write(ctx, b, rep("d1", "b1", drill.ResultPassed, "", "", t0)), "a retried write of the same drill")
+	// Not a report: ignored when not named <id>.json, an error otherwise.
+	require.NoError(t, b.Put(ctx, "db1/drills/notes.txt", bytes.NewReader([]byte("x")), 1))
+	h, err := drill.History(ctx, b, "db1")
+	require.NoError(t, err)
+	var ids []string
+	for _, r := range h {
+		ids = append(ids, r.DrillID)
+	}
+	assert.Equal(t, []string{"d3", "d2", "d1"}, ids)
+	require.NoError(t, b.Put(ctx, "db1/drills/bad.json", bytes.NewReader([]byte("{}")), 2))
+	_, err = drill.History(ctx, b, "db1")
+	assert.ErrorContains(t, err, "db1/drills/bad.json")
+	h, err = drill.History(ctx, b, "db2")
+	require.NoError(t, err)
+	assert.Empty(t, h)
+}
+
+func TestFailedTakesTheNewestDrillThatJudgedEachBackup(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	at := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
+	history := []*drill.Report{ // newest first
+		rep("d9", "b1", drill.ResultFailed, drill.PhaseReplay, "GTID 0-1-9", at(9)), // the archive's fault: says nothing of b1
+		rep("d8", "b1", drill.ResultPassed, "", "", at(8)),                          // b1 passed after failing
+		rep("d7", "b1", drill.ResultFailed, drill.PhaseRestore, "", at(7)),
+		rep("d6", "b2", drill.ResultFailed, drill.PhaseVerify, "", at(6)), // b2's own data is wrong
+		rep("d5", "b3", drill.ResultFailed, drill.PhaseVerify, "GTID 0-1-5", at(5)),
+		rep("d4", "b4", drill.ResultFailed, "", "", at(4)), // no agent: says nothing
+		rep("d3", "b5", drill.ResultFailed, drill.PhaseStart, "", at(3)),
+		rep("d2", "b5", drill.ResultPassed, "", "", at(2)), // older than the failure
+		{DrillID: "d1", Instance: "db1", BackupID: "b6", Result: drill.ResultFailed, FailedPhase: drill.PhaseRestore,
+			ErrorType: "AgentUnavailable", Started: at(1)}, // no agent took the restore: says nothing
+		{DrillID: "d0", Instance: "db1", BackupID: "b7", Result: drill.ResultFailed, FailedPhase: drill.PhaseVerify,
+			ErrorType: "ServerUnreachable", Started: at(0)}, // could not verify: says nothing
+	}
+	f := drill.Failed(history)
+	assert.Len(t, f, 2)
+	assert.Equal(t, "d6", f["b2"].DrillID)
+	assert.Equal(t, "d3", f["b5"].DrillID)
+	assert.Nil(t, f["b1"])
+	assert.Nil(t, f["b3"])
+	assert.Nil(t, f["b4"])
+	assert.Nil(t, f["b6"])
+	assert.Nil(t, f["b7"])
+}
+
+func TestMergeAndCompareGTIDSets(t *testing.T) {
+	m, err := drill.MergeGTID("0-1-10,1-2-5", "1-3-9", "2-1-1")
+	require.NoError(t, err)
+	assert.Equal(t, "0-1-10,1-3-9,2-1-1", m)
+	m, err = drill.MergeGTID("", "0-1-4")
+	require.NoError(t, err)
+	assert.Equal(t, "0-1-4", m)
+	_, err = drill.MergeGTID("0-1-x")
+	assert.Error(t, err)
+	for _, c := range []struct {
+		want, got string
+		same      bool
+	}{
+		{"0-1-10", "0-1-10", true},
+		{"0-1-10,1-1-2", "1-1-2, 0-1-10", true},
+		{"0-1-10", "0-1-9", false},
+		{"0-1-10", "0-1-10,1-1-1", false},
+		{"0-1-10", "", false},
+		{"", "", true},
+	} {
+		same, err := drill.SameGTIDSet(c.want, c.got)
+		require.NoError(t, err)
+		assert.Equal(t, c.same, same, "%q vs %q", c.want, c.got)
+	}
+}
+
+func TestScratchPrepareTeardownAndSweep(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	_, err := drill.ScratchFor("relative", "d1")
+	assert.Error(t, err)
+	_, err = drill.ScratchFor(root, "../escape")
+	assert.Error(t, err)
+	s, err := drill.ScratchFor(root, "d1")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(root, "drills", "d1"), s.Dir)
+	assert.Equal(t, filepath.Join(s.Dir, "data"), s.Datadir)
+	require.NoError(t, s.Prepare(ctx))
+	require.NoError(t, os.MkdirAll(s.Datadir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(s.Datadir, "ibdata1"), []byte("x"), 0o600))
+	require.NoError(t, s.Prepare(ctx), "a retried prepare starts from nothing")
+	_, err = os.Stat(s.Datadir)
+	assert.True(t, os.IsNotExist(err))
+	require.NoError(t, s.Teardown(ctx))
+	require.NoError(t, s.Teardown(ctx), "idempotent")
+	_, err = os.Stat(s.Dir)
+	assert.True(t, os.IsNotExist(err))
+
+	// Left by a killed agent: swept.
+	for _, id := range []string{"a", "b"} {
+		l, err := drill.ScratchFor(root, id)
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(l.Datadir, 0o700))
+	}
+	removed, err := drill.Sweep(ctx, root)
+	require.NoError(t, err)
+	assert.Len(t, removed, 2)
+	ents, err := os.ReadDir(filepath.Join(root, "drills"))
+	require.NoError(t, err)
+	assert.Empty(t, ents)
+	removed, err = drill.Sweep(ctx, t.TempDir())
+	require.NoError(t, err)
+	assert.Empty(t, removed)
+}
+
+func TestSweepStopsAServerLeftRunningInADrillDir(t *testing.T) {
+	testdb.Require(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	srv, err := testdb.Init(ctx, testdb.Options{BaseDir: filepath.Join(root, "drills", "killed")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	_, running := server.Running(srv.Datadir)
+	require.True(t, running, "the left-over server runs on %s", srv.Datadir)
+	removed, err := drill.Sweep(ctx, root)
+	require.NoError(t, err)
+	assert.Equal(t, []string{filepath.Join(root, "drills", "killed")}, removed)
+	_, running = server.Running(srv.Datadir)
+	assert.False(t, running, "the sweep stopped it")
+	_, err = os.Stat(srv.Datadir)
+	assert.True(t, os.IsNotExist(err))
+}

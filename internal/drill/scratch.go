@@ -1,0 +1,117 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/strata-backup/strata/internal/server"
+)
+
+// ScratchDirName is the directory under an agent's scratch area
+// (agent.scratch_dir) that holds the drills' scratch servers.
+const ScratchDirName = "drills"
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Scratch is where one drill's scratch server lives on its agent: Dir
+// (<scratch>/drills/<drill id>) holds everything the drill creates, and
+// Datadir, inside it, is the restored datadir.
+type Scratch struct {
+	Dir     string `json:"dir"`
+	Datadir string `json:"datadir"`
+}
+
+// ScratchFor returns the scratch of drillID under the agent's scratch
+// root.
+func ScratchFor(root, drillID string) (Scratch, error) {
+	if !idRE.MatchString(drillID) {
+		return Scratch{}, fmt.Errorf("drill id %q must be letters, digits, '.', '_' or '-'", drillID)
+	}
+	if !filepath.IsAbs(root) {
+		return Scratch{}, fmt.Errorf("scratch dir %q must be an absolute path (agent.scratch_dir)", root)
+	}
+	dir := filepath.Join(filepath.Clean(root), ScratchDirName, drillID)
+	return Scratch{Dir: dir, Datadir: filepath.Join(dir, "data")}, nil
+}
+
+// Prepare creates the drill's directory (not the datadir, which the
+// restore creates). A directory left by an earlier attempt of the same
+// drill is torn down first: the drill starts from nothing.
+func (s Scratch) Prepare(ctx context.Context) error {
+	if err := s.Teardown(ctx); err != nil {
+		return err
+	}
+	return os.MkdirAll(s.Dir, 0o700)
+}
+
+// Teardown stops any server running on the datadir (SIGTERM, then SIGKILL
+// after grace) and removes the drill's directory. It is idempotent.
+func (s Scratch) Teardown(ctx context.Context) error {
+	if err := StopServer(ctx, s.Datadir, 30*time.Second); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.Dir); err != nil {
+		return fmt.Errorf("remove drill dir %s: %w", s.Dir, err)
+	}
+	return nil
+}
+
+// StopServer stops the server running on datadir, if any: SIGTERM, then
+// SIGKILL when it has not exited after grace.
+func StopServer(ctx context.Context, datadir string, grace time.Duration) error {
+	pid, ok := server.Running(datadir)
+	if !ok {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for {
+		if _, ok := server.Running(datadir); !ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			deadline = time.Now().Add(grace)
+		}
+		select {
+		case <-ctx.Done():
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Sweep tears down every drill directory under the scratch root: an agent
+// that starts runs no drill yet, so whatever is there was left by an agent
+// that was killed mid-drill. It returns the directories it removed.
+func Sweep(ctx context.Context, root string) ([]string, error) {
+	base := filepath.Join(root, ScratchDirName)
+	ents, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		s := Scratch{Dir: filepath.Join(base, e.Name()), Datadir: filepath.Join(base, e.Name(), "data")}
+		if err := s.Teardown(ctx); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, s.Dir)
+	}
+	return removed, errors.Join(errs...)
+}
