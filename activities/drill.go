@@ -17,6 +17,7 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/manifest"
+	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
@@ -212,6 +213,9 @@ func (c *Catalog) WriteDrillReport(ctx context.Context, r drill.Report) error {
 	if err := drill.Write(ctx, c.Repo.Backend(), &r); err != nil {
 		return classify(err)
 	}
+	// The drill gauges and counter of this worker (a retried write counts
+	// the drill once: by its id).
+	metrics.ObserveDrill(&r)
 	return nil
 }
 

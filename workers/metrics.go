@@ -90,10 +90,12 @@ func refreshLimits(ctx context.Context, c client.Client, cfg *config.Config, sho
 
 // RefreshAfterWorkflows are the workflow types whose completion on this
 // worker refreshes the catalog-derived gauges at once: they change the
-// catalog (a backup's manifest, the backups retention deleted).
+// catalog (a backup's manifest, the backups retention deleted, a drill's
+// report and the backup it marked).
 var RefreshAfterWorkflows = map[string]bool{
 	workflows.BackupWorkflowName:    true,
 	workflows.RetentionWorkflowName: true,
+	workflows.DrillWorkflowName:     true,
 }
 
 // completions tells the metrics loop when a workflow of
