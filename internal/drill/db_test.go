@@ -343,6 +343,51 @@ func TestHeartbeat(t *testing.T) {
 	assert.NotErrorIs(t, err, drill.ErrNoHeartbeat)
 }
 
+// TestHeartbeatNotOnReadOnlyOrReplica: the writer never writes into a
+// read-only server or a replica (a user with SUPER would pass read_only:
+// the write would be an errant GTID of the replica), and writes again
+// once the server is a writable primary.
+func TestHeartbeatNotOnReadOnlyOrReplica(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	ctx := context.Background()
+	w := &drill.HeartbeatWriter{DB: db, Table: "strata.heartbeat", ID: "db1", Host: "agent-1"}
+	gtid := func() string {
+		var g string
+		require.NoError(t, db.QueryRow("SELECT @@global.gtid_binlog_pos").Scan(&g))
+		return g
+	}
+	noSchema := func(msg string) {
+		var n int
+		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'strata'").Scan(&n))
+		assert.Zero(t, n, msg)
+	}
+
+	exec1(t, db, "SET GLOBAL read_only = 1")
+	before := gtid()
+	assert.ErrorIs(t, w.Ensure(ctx), drill.ErrNotWritable, "read_only")
+	assert.ErrorIs(t, w.Beat(ctx), drill.ErrNotWritable, "read_only")
+	noSchema("read_only: nothing created")
+	assert.Equal(t, before, gtid(), "read_only: no transaction")
+
+	exec1(t, db, "SET GLOBAL read_only = 0", "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = 1")
+	before = gtid()
+	assert.ErrorIs(t, w.Ensure(ctx), drill.ErrNotWritable, "replica")
+	assert.ErrorIs(t, w.Beat(ctx), drill.ErrNotWritable, "replica")
+	noSchema("replica: nothing created")
+	assert.Equal(t, before, gtid(), "replica: no transaction")
+
+	// Promoted: Run writes.
+	exec1(t, db, "RESET SLAVE ALL")
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); w.Run(rctx, 10*time.Millisecond, zap.NewNop()) }()
+	waitFor(t, func() bool { _, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })
+	cancel()
+	<-stopped
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
