@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -292,6 +293,38 @@ func TestRecorder(t *testing.T) {
 	r.Begin()
 	_, err = r.Wait(context.Background())
 	assert.ErrorContains(t, err, "refused")
+}
+
+// TestSnapshotSumsDoNotWaitForDDL: a table whose metadata lock another
+// session holds (LOCK TABLES ... WRITE, as an ALTER would) makes the sums
+// fail with the server's lock wait timeout, not wait for the lock (the
+// server's default is a day, the backup waiting behind it).
+func TestSnapshotSumsDoNotWaitForDDL(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)")
+	defer drill.SetLockWait(time.Second)()
+	ctx := context.Background()
+	locker, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer locker.Close()
+	_, err = locker.ExecContext(ctx, "LOCK TABLES app.t WRITE")
+	require.NoError(t, err)
+
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	_, err = drill.SnapshotSums(wctx, db, 0)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the sums waited for the lock")
+	var me *mysql.MySQLError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, uint16(1205), me.Number, "lock wait timeout")
+
+	_, err = locker.ExecContext(ctx, "UNLOCK TABLES")
+	require.NoError(t, err)
+	ts, err := drill.SnapshotSums(ctx, db, 0)
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
 }
 
 func TestHeartbeat(t *testing.T) {

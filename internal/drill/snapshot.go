@@ -42,15 +42,27 @@ func SnapshotSums(ctx context.Context, db *sql.DB, maxBytes int64) (*manifest.Ta
 	return snapshotSums(ctx, conn, maxBytes)
 }
 
-// prepareConn takes a connection of db for a snapshot: repeatable read.
+// lockWait is the session's lock_wait_timeout while it sums: a table
+// whose metadata lock a DDL (an ALTER, LOCK TABLES ... WRITE) holds or
+// waits for makes the sums fail at once instead of waiting for the server's
+// default (a day), with the backup waiting for them.
+var lockWait = 10 * time.Second
+
+// prepareConn takes a connection of db for a snapshot: repeatable read, a
+// short lock_wait_timeout.
 func prepareConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("table sums: connect: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("table sums: %w", err)
+	for _, q := range []string{
+		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+		"SET SESSION lock_wait_timeout = " + strconv.Itoa(max(int(lockWait/time.Second), 1)),
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("table sums: %w", err)
+		}
 	}
 	return conn, nil
 }
