@@ -327,6 +327,29 @@ func TestSnapshotSumsDoNotWaitForDDL(t *testing.T) {
 	assert.Len(t, ts.Tables, 1)
 }
 
+// TestRecorderOutlastsWaitTimeout: the recorder's connection, idle from
+// the start of the backup until the tool blocks commits, is not closed by
+// the server's wait_timeout.
+func TestRecorderOutlastsWaitTimeout(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)",
+		"SET GLOBAL wait_timeout = 1")
+	var opened atomic.Bool
+	r := drill.NewRecorder(context.Background(), func(context.Context) (*sql.DB, error) {
+		defer opened.Store(true)
+		return s.DB("")
+	}, 0)
+	defer r.Abort()
+	waitFor(t, opened.Load)
+	// Idle for three times the server's wait_timeout.
+	time.Sleep(3 * time.Second)
+	r.Begin()
+	ts, err := r.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
+}
+
 func TestHeartbeat(t *testing.T) {
 	s := testdb.ForTest(t, testdb.Options{})
 	db := openDB(t, s)

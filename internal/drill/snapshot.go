@@ -48,8 +48,15 @@ func SnapshotSums(ctx context.Context, db *sql.DB, maxBytes int64) (*manifest.Ta
 // default (a day), with the backup waiting for them.
 var lockWait = 10 * time.Second
 
+// idleWait is the session's wait_timeout: the recorder's connection is
+// opened when the backup starts and stays idle until the tool blocks
+// commits, longer than many servers' wait_timeout (often minutes), which
+// would close it under the recorder.
+const idleWait = 7 * 24 * time.Hour
+
 // prepareConn takes a connection of db for a snapshot: repeatable read, a
-// short lock_wait_timeout.
+// short lock_wait_timeout, a wait_timeout (idleWait) that outlasts the
+// backup.
 func prepareConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -58,6 +65,7 @@ func prepareConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	for _, q := range []string{
 		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
 		"SET SESSION lock_wait_timeout = " + strconv.Itoa(max(int(lockWait/time.Second), 1)),
+		"SET SESSION wait_timeout = " + strconv.Itoa(int(idleWait/time.Second)),
 	} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			conn.Close()
