@@ -51,8 +51,8 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID))
 	ctx = tracing.IDs(ctx, p.Instance, p.BackupID) // on the data path's spans
 	defer func() {
-		if err != nil {
-			metrics.ObserveBackupFailure(p.Instance, p.Type) // every failed attempt
+		if err != nil && lastAttempt(ctx, err) {
+			metrics.ObserveBackupFailure(p.Instance, p.Type) // a backup that ends in failure
 		}
 	}()
 	in, err := a.instance(p.Instance)
@@ -383,6 +383,23 @@ func checkFromLSN(tool string, p BackupParams, got uint64) error {
 	}
 	return fail(ErrLSNMismatch, "%s reported from_lsn %d for %s backup %s from LSN %d (the end of parent %s): the server's redo log does not continue from the parent; take a full backup",
 		tool, got, p.Type, p.BackupID, p.FromLSN, p.ParentID)
+}
+
+// lastAttempt reports whether a failed attempt ends the backup: a failure
+// that finalFailure calls final (not retryable, the workflow cancelled), or
+// the retry policy's last attempt. strata_backups_total counts only those,
+// so that a transient failure Temporal retries into a success is not a
+// failed backup.
+func lastAttempt(ctx context.Context, err error) bool {
+	if final, _ := finalFailure(ctx, err); final {
+		return true
+	}
+	return activity.IsActivity(ctx) && attemptsSpent(activity.GetInfo(ctx))
+}
+
+// attemptsSpent reports whether an attempt is its retry policy's last.
+func attemptsSpent(info activity.Info) bool {
+	return info.RetryPolicy != nil && info.RetryPolicy.MaximumAttempts > 0 && info.Attempt >= info.RetryPolicy.MaximumAttempts
 }
 
 // finalFailure decides whether a failed backup attempt is the last one, so
