@@ -350,6 +350,41 @@ func TestRecorderOutlastsWaitTimeout(t *testing.T) {
 	assert.Len(t, ts.Tables, 1)
 }
 
+// TestSnapshotSumsNeedGlobalSelect: a user without SELECT ON *.* (the
+// backup grants alone) sees no table in information_schema; its sums are
+// refused rather than recorded as an empty set.
+func TestSnapshotSumsNeedGlobalSelect(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)",
+		"CREATE USER 'backup'@'%' IDENTIFIED BY 'pw'",
+		"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION SLAVE ON *.* TO 'backup'@'%'")
+	ctx := context.Background()
+	// Global privileges apply from the next connection: a pool per step.
+	sums := func() (*manifest.TableSums, error) {
+		u, err := sql.Open("mysql", fmt.Sprintf("backup:pw@tcp(127.0.0.1:%d)/", s.Port))
+		require.NoError(t, err)
+		defer u.Close()
+		return drill.SnapshotSums(ctx, u, 0)
+	}
+	_, err := sums()
+	require.ErrorIs(t, err, drill.ErrNoSelect)
+	assert.ErrorContains(t, err, "GRANT SELECT ON *.*")
+
+	exec1(t, db, "GRANT SELECT ON *.* TO 'backup'@'%'")
+	ts, err := sums()
+	require.NoError(t, err)
+	require.Len(t, ts.Tables, 1)
+	assert.Equal(t, "t", ts.Tables[0].Table)
+
+	// Through the user's default role.
+	exec1(t, db, "REVOKE SELECT ON *.* FROM 'backup'@'%'", "CREATE ROLE reader", "GRANT SELECT ON *.* TO reader",
+		"GRANT reader TO 'backup'@'%'", "SET DEFAULT ROLE reader FOR 'backup'@'%'")
+	ts, err = sums()
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
+}
+
 func TestHeartbeat(t *testing.T) {
 	s := testdb.ForTest(t, testdb.Options{})
 	db := openDB(t, s)
