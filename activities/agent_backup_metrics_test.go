@@ -78,3 +78,22 @@ func TestAttemptsSpent(t *testing.T) {
 	assert.False(t, attemptsSpent(activity.Info{Attempt: 50, RetryPolicy: &temporal.RetryPolicy{}}), "unlimited")
 	assert.False(t, attemptsSpent(activity.Info{Attempt: 50}), "no policy known")
 }
+
+// A request's instance and type become labels only when they are this
+// agent's instance and a backup type: a hand-written request cannot add
+// series.
+func TestBackupFailureLabelsFromTheConfig(t *testing.T) {
+	cat := testCatalog(t, 0)
+	a := &Agent{Host: "h1", Config: cat.Config, Repo: cat.Repo}
+	for _, p := range []BackupParams{
+		{Instance: "no-such-instance", BackupID: "b1", Type: manifest.TypeFull},
+		{Instance: "db1", BackupID: "b1", Type: "no-such-type"},
+	} {
+		_, err := runBackup(t, a, p)
+		require.Error(t, err)
+		var ae *temporal.ApplicationError
+		require.ErrorAs(t, err, &ae)
+		require.True(t, ae.NonRetryable(), "%v", err)
+		assert.Zero(t, backupFailures(t, p.Instance, p.Type), "%+v", p)
+	}
+}
