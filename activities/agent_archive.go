@@ -3,9 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
-	"go.opentelemetry.io/otel/attribute"
 	"fmt"
-	"go.temporal.io/sdk/activity"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/binlog"

@@ -50,15 +50,15 @@ import (
 func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, err error) {
 	log := a.logger(ctx, zap.String("instance", p.Instance), zap.String("backup_id", p.BackupID))
 	ctx = tracing.IDs(ctx, p.Instance, p.BackupID) // on the data path's spans
-	defer func() {
-		if err != nil {
-			metrics.ObserveBackupFailure(p.Instance, p.Type) // every failed attempt
-		}
-	}()
 	in, err := a.instance(p.Instance)
 	if err != nil {
-		return nil, err
+		return nil, err // not this agent's instance: no series for a name from the request
 	}
+	defer func() {
+		if err != nil && validType(p.Type) && lastAttempt(ctx, err) {
+			metrics.ObserveBackupFailure(in.ID, p.Type) // a backup that ends in failure
+		}
+	}()
 	if p.BackupID == "" {
 		return nil, fail(ErrInvalidRequest, "backup_id is required")
 	}
@@ -383,6 +383,28 @@ func checkFromLSN(tool string, p BackupParams, got uint64) error {
 	}
 	return fail(ErrLSNMismatch, "%s reported from_lsn %d for %s backup %s from LSN %d (the end of parent %s): the server's redo log does not continue from the parent; take a full backup",
 		tool, got, p.Type, p.BackupID, p.FromLSN, p.ParentID)
+}
+
+// validType reports whether t is a backup type (the type label's values).
+func validType(t string) bool {
+	return t == manifest.TypeFull || t == manifest.TypeIncremental || t == manifest.TypeDifferential
+}
+
+// lastAttempt reports whether a failed attempt ends the backup: a failure
+// that finalFailure calls final (not retryable, the workflow cancelled), or
+// the retry policy's last attempt. strata_backups_total counts only those,
+// so that a transient failure Temporal retries into a success is not a
+// failed backup.
+func lastAttempt(ctx context.Context, err error) bool {
+	if final, _ := finalFailure(ctx, err); final {
+		return true
+	}
+	return activity.IsActivity(ctx) && attemptsSpent(activity.GetInfo(ctx))
+}
+
+// attemptsSpent reports whether an attempt is its retry policy's last.
+func attemptsSpent(info activity.Info) bool {
+	return info.RetryPolicy != nil && info.RetryPolicy.MaximumAttempts > 0 && info.Attempt >= info.RetryPolicy.MaximumAttempts
 }
 
 // finalFailure decides whether a failed backup attempt is the last one, so

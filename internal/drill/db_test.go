@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -294,6 +295,96 @@ func TestRecorder(t *testing.T) {
 	assert.ErrorContains(t, err, "refused")
 }
 
+// TestSnapshotSumsDoNotWaitForDDL: a table whose metadata lock another
+// session holds (LOCK TABLES ... WRITE, as an ALTER would) makes the sums
+// fail with the server's lock wait timeout, not wait for the lock (the
+// server's default is a day, the backup waiting behind it).
+func TestSnapshotSumsDoNotWaitForDDL(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)")
+	defer drill.SetLockWait(time.Second)()
+	ctx := context.Background()
+	locker, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer locker.Close()
+	_, err = locker.ExecContext(ctx, "LOCK TABLES app.t WRITE")
+	require.NoError(t, err)
+
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	_, err = drill.SnapshotSums(wctx, db, 0)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the sums waited for the lock")
+	var me *mysql.MySQLError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, uint16(1205), me.Number, "lock wait timeout")
+
+	_, err = locker.ExecContext(ctx, "UNLOCK TABLES")
+	require.NoError(t, err)
+	ts, err := drill.SnapshotSums(ctx, db, 0)
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
+}
+
+// TestRecorderOutlastsWaitTimeout: the recorder's connection, idle from
+// the start of the backup until the tool blocks commits, is not closed by
+// the server's wait_timeout.
+func TestRecorderOutlastsWaitTimeout(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)",
+		"SET GLOBAL wait_timeout = 1")
+	var opened atomic.Bool
+	r := drill.NewRecorder(context.Background(), func(context.Context) (*sql.DB, error) {
+		defer opened.Store(true)
+		return s.DB("")
+	}, 0)
+	defer r.Abort()
+	waitFor(t, opened.Load)
+	// Idle for three times the server's wait_timeout.
+	time.Sleep(3 * time.Second)
+	r.Begin()
+	ts, err := r.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
+}
+
+// TestSnapshotSumsNeedGlobalSelect: a user without SELECT ON *.* (the
+// backup grants alone) sees no table in information_schema; its sums are
+// refused rather than recorded as an empty set.
+func TestSnapshotSumsNeedGlobalSelect(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	exec1(t, db, "CREATE DATABASE app", "CREATE TABLE app.t (a INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO app.t VALUES (1)",
+		"CREATE USER 'backup'@'%' IDENTIFIED BY 'pw'",
+		"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICATION SLAVE ON *.* TO 'backup'@'%'")
+	ctx := context.Background()
+	// Global privileges apply from the next connection: a pool per step.
+	sums := func() (*manifest.TableSums, error) {
+		u, err := sql.Open("mysql", fmt.Sprintf("backup:pw@tcp(127.0.0.1:%d)/", s.Port))
+		require.NoError(t, err)
+		defer u.Close()
+		return drill.SnapshotSums(ctx, u, 0)
+	}
+	_, err := sums()
+	require.ErrorIs(t, err, drill.ErrNoSelect)
+	assert.ErrorContains(t, err, "GRANT SELECT ON *.*")
+
+	exec1(t, db, "GRANT SELECT ON *.* TO 'backup'@'%'")
+	ts, err := sums()
+	require.NoError(t, err)
+	require.Len(t, ts.Tables, 1)
+	assert.Equal(t, "t", ts.Tables[0].Table)
+
+	// Through the user's default role.
+	exec1(t, db, "REVOKE SELECT ON *.* FROM 'backup'@'%'", "CREATE ROLE reader", "GRANT SELECT ON *.* TO reader",
+		"GRANT reader TO 'backup'@'%'", "SET DEFAULT ROLE reader FOR 'backup'@'%'")
+	ts, err = sums()
+	require.NoError(t, err)
+	assert.Len(t, ts.Tables, 1)
+}
+
 func TestHeartbeat(t *testing.T) {
 	s := testdb.ForTest(t, testdb.Options{})
 	db := openDB(t, s)
@@ -341,6 +432,51 @@ func TestHeartbeat(t *testing.T) {
 	_, err = drill.ReadHeartbeat(ctx, db, "no dot")
 	assert.Error(t, err)
 	assert.NotErrorIs(t, err, drill.ErrNoHeartbeat)
+}
+
+// TestHeartbeatNotOnReadOnlyOrReplica: the writer never writes into a
+// read-only server or a replica (a user with SUPER would pass read_only:
+// the write would be an errant GTID of the replica), and writes again
+// once the server is a writable primary.
+func TestHeartbeatNotOnReadOnlyOrReplica(t *testing.T) {
+	s := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, s)
+	ctx := context.Background()
+	w := &drill.HeartbeatWriter{DB: db, Table: "strata.heartbeat", ID: "db1", Host: "agent-1"}
+	gtid := func() string {
+		var g string
+		require.NoError(t, db.QueryRow("SELECT @@global.gtid_binlog_pos").Scan(&g))
+		return g
+	}
+	noSchema := func(msg string) {
+		var n int
+		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'strata'").Scan(&n))
+		assert.Zero(t, n, msg)
+	}
+
+	exec1(t, db, "SET GLOBAL read_only = 1")
+	before := gtid()
+	assert.ErrorIs(t, w.Ensure(ctx), drill.ErrNotWritable, "read_only")
+	assert.ErrorIs(t, w.Beat(ctx), drill.ErrNotWritable, "read_only")
+	noSchema("read_only: nothing created")
+	assert.Equal(t, before, gtid(), "read_only: no transaction")
+
+	exec1(t, db, "SET GLOBAL read_only = 0", "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = 1")
+	before = gtid()
+	assert.ErrorIs(t, w.Ensure(ctx), drill.ErrNotWritable, "replica")
+	assert.ErrorIs(t, w.Beat(ctx), drill.ErrNotWritable, "replica")
+	noSchema("replica: nothing created")
+	assert.Equal(t, before, gtid(), "replica: no transaction")
+
+	// Promoted: Run writes.
+	exec1(t, db, "RESET SLAVE ALL")
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); w.Run(rctx, 10*time.Millisecond, zap.NewNop()) }()
+	waitFor(t, func() bool { _, err := drill.ReadHeartbeat(ctx, db, "strata.heartbeat"); return err == nil })
+	cancel()
+	<-stopped
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -17,6 +17,11 @@ import (
 // larger than the configured cap (backup.table_sums_max_size).
 var ErrTooLarge = errors.New("user data larger than table_sums_max_size")
 
+// ErrNoSelect is returned (wrapped) by SnapshotSums when the user has no
+// global SELECT privilege: information_schema hides the tables a user may
+// not read, so the sums would silently cover only some tables, or none.
+var ErrNoSelect = errors.New("no global SELECT privilege")
+
 // ErrNotStarted is returned by Recorder.Wait when the backup never
 // reported that commits were blocked, so no snapshot was opened.
 var ErrNotStarted = errors.New("the backup tool never blocked commits: no snapshot was taken")
@@ -42,15 +47,35 @@ func SnapshotSums(ctx context.Context, db *sql.DB, maxBytes int64) (*manifest.Ta
 	return snapshotSums(ctx, conn, maxBytes)
 }
 
-// prepareConn takes a connection of db for a snapshot: repeatable read.
+// lockWait is the session's lock_wait_timeout while it sums: a table
+// whose metadata lock a DDL (an ALTER, LOCK TABLES ... WRITE) holds or
+// waits for makes the sums fail at once instead of waiting for the server's
+// default (a day), with the backup waiting for them.
+var lockWait = 10 * time.Second
+
+// idleWait is the session's wait_timeout: the recorder's connection is
+// opened when the backup starts and stays idle until the tool blocks
+// commits, longer than many servers' wait_timeout (often minutes), which
+// would close it under the recorder.
+const idleWait = 7 * 24 * time.Hour
+
+// prepareConn takes a connection of db for a snapshot: repeatable read, a
+// short lock_wait_timeout, a wait_timeout (idleWait) that outlasts the
+// backup.
 func prepareConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("table sums: connect: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("table sums: %w", err)
+	for _, q := range []string{
+		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+		"SET SESSION lock_wait_timeout = " + strconv.Itoa(max(int(lockWait/time.Second), 1)),
+		"SET SESSION wait_timeout = " + strconv.Itoa(int(idleWait/time.Second)),
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("table sums: %w", err)
+		}
 	}
 	return conn, nil
 }
@@ -65,6 +90,9 @@ func snapshotSums(ctx context.Context, conn *sql.Conn, maxBytes int64) (*manifes
 	started := time.Now()
 	ts := &manifest.TableSums{At: started.UTC(), Tables: []manifest.TableSum{}}
 	if ts.BinlogFile, ts.BinlogPos, err = snapshotPosition(ctx, conn); err != nil {
+		return nil, err
+	}
+	if err := checkGlobalSelect(ctx, conn); err != nil {
 		return nil, err
 	}
 	tables, err := ListBaseTables(ctx, conn)
@@ -94,6 +122,50 @@ func snapshotSums(ctx context.Context, conn *sql.Conn, maxBytes int64) (*manifes
 	}
 	ts.Seconds = time.Since(started).Seconds()
 	return ts, nil
+}
+
+// checkGlobalSelect returns ErrNoSelect unless the session holds SELECT ON
+// *.*: directly or through its current role (SHOW GRANTS lists both, and
+// needs no privilege).
+func checkGlobalSelect(ctx context.Context, q Querier) error {
+	rows, err := q.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return fmt.Errorf("table sums: read the session's grants: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return fmt.Errorf("table sums: read the session's grants: %w", err)
+		}
+		if GlobalSelect(g) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("table sums: read the session's grants: %w", err)
+	}
+	var user string
+	_ = q.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&user)
+	return fmt.Errorf("table sums: %w for %s: information_schema hides the tables it may not read, so the sums would miss them; GRANT SELECT ON *.* to the user, or set backup.table_sums: false", ErrNoSelect, user)
+}
+
+// GlobalSelect reports whether one line of SHOW GRANTS grants SELECT (or
+// ALL PRIVILEGES) ON *.*.
+func GlobalSelect(grant string) bool {
+	const prefix = "GRANT "
+	up := strings.ToUpper(grant)
+	on := strings.Index(up, " ON *.* TO ")
+	if !strings.HasPrefix(up, prefix) || on < 0 {
+		return false
+	}
+	for _, p := range strings.Split(up[len(prefix):on], ",") {
+		switch strings.TrimSpace(p) {
+		case "SELECT", "ALL PRIVILEGES", "ALL":
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotPosition reads the binlog position of the connection's

@@ -81,3 +81,19 @@ func TestParseTable(t *testing.T) {
 		}
 	}
 }
+
+func TestGlobalSelect(t *testing.T) {
+	for g, want := range map[string]bool{
+		"GRANT SELECT ON *.* TO `backup`@`%`": true,
+		"GRANT RELOAD, PROCESS, SELECT, LOCK TABLES ON *.* TO `backup`@`%` IDENTIFIED BY PASSWORD '*X'": true,
+		"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION":                           true,
+		"GRANT SELECT ON *.* TO `reader`":                                                               true,
+		"GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO `backup`@`%`":                     false,
+		"GRANT SELECT ON `app`.* TO `backup`@`%`":                                                       false,
+		"GRANT SELECT (`a`) ON `app`.`t` TO `backup`@`%`":                                               false,
+		"GRANT `reader` TO `backup`@`%`":                                                                false,
+		"GRANT INSERT, DELETE HISTORY ON *.* TO `x`@`%`":                                                false,
+	} {
+		assert.Equal(t, want, drill.GlobalSelect(g), g)
+	}
+}
