@@ -22,6 +22,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/workers"
+	"github.com/strata-backup/strata/workflows"
 )
 
 // prometheusBinary is Debian's prometheus (scripts/setup.sh installs it).
@@ -97,7 +98,7 @@ func TestPrometheusScrapesWorkerAndAgent(t *testing.T) {
 	prom := prometheusBinary(t)
 	agentAddr := freeAddr(t)
 	s := newStack(t, stackOptionFunc(func(c *stackSetup) {
-		c.config += fmt.Sprintf("metrics:\n  agent_listen: %s\n  refresh_interval: 1s\n", agentAddr)
+		c.config += fmt.Sprintf("metrics:\n  agent_listen: %s\n  refresh_interval: 1s\nagent:\n  scratch_dir: %s\n", agentAddr, t.TempDir())
 	}))
 
 	// The agent as a process, serving metrics.agent_listen.
@@ -210,6 +211,19 @@ scrape_configs:
 		want(fmt.Sprintf(`abs(%s - %f) < 0.001`, q, unix(at)), nil)
 	}
 	want(`strata_pitr_window_gaps{instance="db1"} == 0`, nil)
+
+	// A drill of the backup: its result, RTO and RPO (worker).
+	dres, err := s.drill(workflows.DrillRequest{Instance: "db1", DrillID: "m1-drill"})
+	require.NoError(t, err)
+	rep := s.report("m1-drill")
+	require.True(t, rep.Passed(), "%+v", rep)
+	assert.Equal(t, res.BackupID, rep.BackupID, "%+v", dres)
+	want(`strata_drill_last_result{instance="db1",job="strata-worker"} == 1`, nil)
+	want(`strata_drills_total{instance="db1",result="passed"} == 1`, nil)
+	want(fmt.Sprintf(`abs(strata_drill_rto_seconds{instance="db1"} - %f) < 0.001`, rep.RTOSeconds), nil)
+	want(fmt.Sprintf(`abs(strata_drill_last_timestamp_seconds{instance="db1"} - %f) < 0.001`, unix(rep.Finished)), nil)
+	want(`strata_drill_rpo_seconds{instance="db1"} >= 0`, nil)
+	want(`strata_drill_phase_seconds{instance="db1",phase="restore"} > 0`, nil)
 
 	// The Temporal SDK's own metrics, from both processes.
 	for _, job := range []string{"strata-worker", "strata-agent"} {
