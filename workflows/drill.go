@@ -99,7 +99,6 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 	var scratch drill.Scratch
 	var server activities.StartServerResult
 	var queue string
-	prepared := false
 	runErr := func() error {
 		if err := workflow.ExecuteActivity(cctx, cat.PlanDrill, activities.DrillPlanRequest{
 			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target,
@@ -125,7 +124,6 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		if err := workflow.ExecuteActivity(agentCtx(ctx, &route, queue, 10*time.Minute), agent.PrepareDrill, ref).Get(ctx, &scratch); err != nil {
 			return agentError(err, plan.Host, queue)
 		}
-		prepared = true
 		rep.Datadir = scratch.Datadir
 		restore := func() error {
 			var stats activities.RestoreStats
@@ -229,7 +227,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 	// drill still removes its scratch server and records that it failed.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	failedPhase := d.phase
-	if queue != "" && (prepared || temporal.IsCanceledError(runErr)) {
+	// Whenever a drill agent was chosen: a PrepareDrill that failed or timed
+	// out may still have created the dir (the teardown of none is a no-op).
+	if queue != "" {
 		d.ctx = dctx
 		terr := d.timed(drill.PhaseTeardown, func() error {
 			tctx := agentCtx(dctx, &route, queue, 10*time.Minute)

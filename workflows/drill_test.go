@@ -182,3 +182,26 @@ func (s *wfSuite) TestDrillOfAMySQLBackupReportsItsGTIDSetWithoutComparing() {
 	s.Equal(plan.Backup.GTIDSet, (*reports)[0].WantGTIDSet)
 	s.Contains(res.Notes, "the executed GTID set is not compared for MySQL GTID sets")
 }
+
+// A PrepareDrill that fails (here: it timed out after the agent may have
+// created the dir) is still followed by a teardown, and the drill fails
+// without marking the backup: the machinery failed, not the data.
+func (s *wfSuite) TestDrillWhosePrepareFailedStillTearsDown() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanDrill, mock.Anything, mock.Anything).Return(drillPlan(), nil)
+	s.env.OnActivity(s.ag.PrepareDrill, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("scratch dir: disk full", activities.ErrInsufficientSpace, nil))
+	var reports []drill.Report
+	s.env.OnActivity(s.cat.WriteDrillReport, mock.Anything, mock.Anything).Return(func(_ context.Context, r drill.Report) error {
+		reports = append(reports, r)
+		return nil
+	})
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Require().Len(reports, 1)
+	s.Equal(drill.ResultFailed, reports[0].Result)
+	s.True(reports[0].TornDown)
+	s.False(reports[0].MarksBackup())
+	s.env.AssertExpectations(s.T())
+}
