@@ -57,6 +57,10 @@ type DrillPlanRequest struct {
 	BackupID string `json:"backup_id,omitempty"`
 	// Target makes the drill a point-in-time drill to it.
 	Target binlog.Target `json:"target,omitempty"`
+	// BackupOnly drills the backup alone, without the replay to the
+	// newest archived transaction a drill without a target does by
+	// default (config drill.point_in_time).
+	BackupOnly bool `json:"backup_only,omitempty"`
 }
 
 // DrillPlan is what a drill restores, where and what it verifies.
@@ -177,6 +181,11 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	}
 	plan.Backup = *Summarize(base)
 	sums := base.TableSums
+	if req.Target.IsZero() && !req.BackupOnly && cfg.DrillPointInTime(in) && (sums == nil || sums.AtBackupPoint) {
+		if err := c.planLatest(ctx, plan, base, backups); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case sums == nil:
 		plan.Notes = append(plan.Notes, "backup "+base.BackupID+" has no table sums: row counts and checksums are not compared")
@@ -204,6 +213,37 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 		plan.Notes = append(plan.Notes, "the table sums of "+base.BackupID+" do not describe the drill's target: row counts and checksums are not compared")
 	}
 	return plan, nil
+}
+
+// planLatest makes plan a point-in-time drill to the newest archived
+// transaction when the binlog archive reaches past base's consistent point
+// without a gap: the recovery a restore "to now" would give. When it does
+// not, the plan stays a drill of the backup alone, with a note saying why.
+func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifest.Manifest, backups []*manifest.Manifest) error {
+	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: base.Instance}).ReadIndex(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	wins := binlog.Windows(backups, ix)
+	for i := len(wins) - 1; i >= 0; i-- {
+		w := wins[i]
+		t := binlog.Target{File: w.ToFile, Pos: w.ToPos}
+		if w.ToFile == "" || !binlog.Before(base, t) || (w.ToFile == base.BinlogFile && uint64(w.ToPos) <= base.BinlogPos) {
+			continue
+		}
+		p, err := c.PlanPITR(ctx, PITRRequest{Instance: base.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
+		if err != nil {
+			continue // this window does not start from base
+		}
+		plan.Target, plan.PITR = t, p
+		plan.Notes = append(plan.Notes, fmt.Sprintf("point-in-time drill to the newest archived transaction, %s:%d (GTID %s, %s)",
+			w.ToFile, w.ToPos, w.ToGTID, w.ToTime.UTC().Format(time.RFC3339)))
+		return nil
+	}
+	if len(ix.Segments) > 0 {
+		plan.Notes = append(plan.Notes, "the binlog archive does not reach past backup "+base.BackupID+" without a gap: the backup is drilled alone")
+	}
+	return nil
 }
 
 // WriteDrillReport writes a drill's report to the repository at

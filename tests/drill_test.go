@@ -210,6 +210,25 @@ func TestDrillPointInTimeHitsItsGTIDTarget(t *testing.T) {
 	assert.Positive(t, r.RTOSeconds)
 	requireTornDown(t, scratch, "p1")
 
+	// Without a target, a drill replays to the newest archived transaction
+	// (the archive reaches past the backup): all 150 rows, the source's
+	// GTID set; --backup-only drills the backup alone (50 rows).
+	latest, err := s.drill(workflows.DrillRequest{Instance: "db1", DrillID: "p2"})
+	require.NoError(t, err)
+	lr := latest.Report
+	require.True(t, lr.Passed(), "%+v", lr)
+	assert.True(t, strings.HasPrefix(lr.Target, "position "), "a point-in-time drill to a position: %q (notes %v)", lr.Target, latest.Notes)
+	assert.Equal(t, int64(150), lr.Rows, "the rows of the newest archived transaction")
+	assert.Equal(t, gtidPos(t, db), lr.GotGTIDSet)
+	assert.Contains(t, phaseNames(&lr), drill.PhaseReplay)
+	requireTornDown(t, scratch, "p2")
+	only, err := s.drill(workflows.DrillRequest{Instance: "db1", DrillID: "p3", BackupOnly: true})
+	require.NoError(t, err)
+	assert.Empty(t, only.Report.Target)
+	assert.Equal(t, int64(50), only.Report.Rows)
+	assert.NotContains(t, phaseNames(&only.Report), drill.PhaseReplay)
+	requireTornDown(t, scratch, "p3")
+
 	// Once base is marked by a failed drill, point-in-time plans skip it
 	// (saying so), and naming it needs the override.
 	require.NoError(t, drill.Write(s.ctx, s.repo.Backend(), &drill.Report{DrillID: "p0", Instance: "db1", BackupID: "base",

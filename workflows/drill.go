@@ -27,6 +27,10 @@ type DrillRequest struct {
 	// Target makes it a point-in-time drill (the base backup is the newest
 	// before it, or BackupID).
 	Target binlog.Target `json:"target,omitempty"`
+	// BackupOnly drills the backup alone: no replay to the newest archived
+	// transaction, which a drill without a target does by default when the
+	// archive reaches past the backup (config drill.point_in_time).
+	BackupOnly bool `json:"backup_only,omitempty"`
 	// DrillID defaults to the workflow's start time, e.g. 20261124T084500Z.
 	DrillID string `json:"drill_id,omitempty"`
 }
@@ -76,6 +80,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		if err := req.Target.Validate(); err != nil {
 			return nil, invalid("%v", err)
 		}
+		if req.BackupOnly {
+			return nil, invalid("backup_only and a target exclude each other: drop one")
+		}
 	}
 	log := workflow.GetLogger(ctx)
 	var cat *activities.Catalog
@@ -101,7 +108,7 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 	var queue string
 	runErr := func() error {
 		if err := workflow.ExecuteActivity(cctx, cat.PlanDrill, activities.DrillPlanRequest{
-			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target,
+			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target, BackupOnly: req.BackupOnly,
 		}).Get(ctx, &plan); err != nil {
 			return err
 		}

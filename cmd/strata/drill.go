@@ -24,10 +24,11 @@ func drillCmd(a *app) *cobra.Command {
 		toTime, toGTID, toPos string
 	)
 	cmd := &cobra.Command{
-		Use:   "drill INSTANCE [--backup ID] [--to-time T | --to-gtid G | --to-position F:P] [--wait]",
+		Use:   "drill INSTANCE [--backup ID] [--to-time T | --to-gtid G | --to-position F:P | --backup-only] [--wait]",
 		Short: "Run a restore drill: restore onto a scratch server, verify, measure RTO and RPO (DrillWorkflow)",
 		Long: "Restores the newest backup chain of the instance whose chain has no failed drill (or --backup), and with a target\n" +
-			"a point in time, onto a scratch server on the drill host, verifies it (CHECK TABLE, table sums, GTID set), measures\n" +
+			"a point in time (without one: the newest archived transaction when the binlog archive reaches past the backup,\n" +
+			"unless --backup-only or drill.point_in_time: false), onto a scratch server on the drill host, verifies it (CHECK TABLE, table sums, GTID set), measures\n" +
 			"RTO and RPO, removes the scratch server and writes the report to <instance>/drills/<id>.json. `strata drill ls` lists them.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,6 +76,7 @@ func drillCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.BackupID, "backup", "", "backup id to drill (default: the newest whose chain has no failed drill)")
+	f.BoolVar(&req.BackupOnly, "backup-only", false, "drill the backup alone, without the replay to the newest archived transaction")
 	f.StringVar(&toTime, "to-time", "", "point-in-time drill to this time (RFC 3339)")
 	f.StringVar(&toGTID, "to-gtid", "", "point-in-time drill up to and including this GTID")
 	f.StringVar(&toPos, "to-position", "", "point-in-time drill up to FILE:POSITION of the source's binlog")

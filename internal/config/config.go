@@ -300,6 +300,23 @@ type Drill struct {
 	// Host is the agent host whose scratch area receives the drill's
 	// scratch server; default the instance's own host.
 	Host string `yaml:"host"`
+	// PointInTime: when the binlog archive reaches past the drilled
+	// backup, the drill also replays it to the newest archived
+	// transaction (default true); false drills the backup alone.
+	PointInTime *bool `yaml:"point_in_time"`
+}
+
+// DrillPointInTime reports whether a drill of the instance without a
+// target replays the archive to its newest transaction
+// (instances[].drill.point_in_time, else drill.point_in_time, default true).
+func (c *Config) DrillPointInTime(in *Instance) bool {
+	switch {
+	case in.Drill.PointInTime != nil:
+		return *in.Drill.PointInTime
+	case c.Drill.PointInTime != nil:
+		return *c.Drill.PointInTime
+	}
+	return true
 }
 
 // DrillHost returns the host a drill of the instance runs on.

@@ -29,3 +29,18 @@ func TestDrillHost(t *testing.T) {
 `))
 	assert.ErrorContains(t, err, `instances[0] (db1).drill.host`)
 }
+
+func TestDrillPointInTime(t *testing.T) {
+	base := "storage: {local: {root: r}}\n"
+	inst := `instances:
+  - {id: db1, host: h1, connect: {address: "x:1", user: u}, datadir: /d}
+  - {id: db2, host: h2, connect: {address: "x:1", user: u}, datadir: /d, drill: {point_in_time: true}}
+`
+	c, err := Parse([]byte(base + inst))
+	require.NoError(t, err)
+	assert.True(t, c.DrillPointInTime(&c.Instances[0]), "default: replay to the newest archived transaction")
+	c, err = Parse([]byte(base + "drill: {point_in_time: false}\n" + inst))
+	require.NoError(t, err)
+	assert.False(t, c.DrillPointInTime(&c.Instances[0]), "the fleet's setting")
+	assert.True(t, c.DrillPointInTime(&c.Instances[1]), "the instance's overrides it")
+}
