@@ -442,7 +442,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 			ix.Segments = append(ix.Segments, seg)
 		}
 	}
-	objs, err := s.B.List(ctx, s.prefix()+"index/")
+	objs, err := s.B.List(ctx, IndexPrefix(s.Instance))
 	if err != nil {
 		return nil, fmt.Errorf("list binlog index: %w", err)
 	}
@@ -1044,3 +1044,7 @@ func (s *Store) IndexKey(seq uint64) string { return s.indexKey(seq) }
 
 // DataKey returns the object key of a segment's data.
 func (s *Store) DataKey(seg *Segment) string { return s.segmentDataKey(seg) }
+
+// IndexPrefix is where the individual index records of an instance's
+// archive are (the open tail; a roll-up deletes those it holds).
+func IndexPrefix(instance string) string { return instance + "/binlogs/index/" }
