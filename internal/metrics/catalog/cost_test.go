@@ -169,4 +169,25 @@ func TestRefreshCost(t *testing.T) {
 	prev = newManifest(inst, "b27", manifest.TypeFull, t0.Add(27*24*time.Hour), time.Minute, "", 0)
 	requireGauge(t, unix(prev.EndTime), "strata_backup_last_success_timestamp_seconds", l("type", "full"))
 	steady("after the changed refresh")
+	// Their data goes too (abandoned partial backups would be looked for
+	// with the back-off, each a get).
+	require.NoError(t, r.DeleteBackupData(ctx, inst, newest.BackupID))
+	require.NoError(t, r.DeleteBackupData(ctx, inst, "b28"))
+	steady("after the data went")
+
+	// A backup that completes on this worker (MarkChanged without
+	// deletion) is seen at once, also when its back-off would wait.
+	slow := newManifest(inst, "slow", manifest.TypeDifferential, now, 30*time.Minute, "", 0)
+	slow.ParentID = "b27"
+	plant(t, mem, repo.BackupPrefix(inst, "slow")+"chunks/00000000.zst", []byte("c"))
+	changed("a partial backup", 1)
+	now = now.Add(20 * time.Minute)
+	changed("a partial backup, 20 minutes old", 1)
+	steady("a partial backup looked for a minute ago")
+	slow.EndTime = now
+	require.NoError(t, r.WriteManifest(ctx, slow))
+	ref.MarkChanged(inst, false)
+	changed("a backup completed on this worker", 1)
+	requireGauge(t, unix(slow.EndTime), "strata_backup_last_success_timestamp_seconds", l("type", "differential"))
+	steady("after it")
 }
