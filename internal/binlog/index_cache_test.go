@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/storage/counting"
 	"github.com/strata-backup/strata/internal/storage/memory"
 )
@@ -73,4 +74,25 @@ func TestIndexCache(t *testing.T) {
 	assert.Equal(t, uint64(215), got.Last().Seq)
 	assert.Equal(t, 5+15+1, cached.Cache.Len())
 	read()
+}
+
+// TestCondensed: the condensed index has a segment per stretch of a file
+// and the same windows as the index for a backup at any position.
+func TestCondensed(t *testing.T) {
+	ctx := context.Background()
+	st := &Store{B: memory.New(), Instance: "i1"}
+	smallArchive(t, st)
+	require.NoError(t, st.WriteGap(ctx, &Gap{BeforeSeq: 100, ResumeFile: "binlog.000099", ResumePos: 4, Reason: "test", DetectedAt: synthStart}))
+	ix, err := st.ReadIndex(ctx)
+	require.NoError(t, err)
+	ix.Missing = append(ix.Missing, ix.Segments[150]) // as CheckAllData finds one
+	c := ix.Condensed()
+	assert.Less(t, len(c.Segments), 12, "a segment per stretch of a file")
+	assert.Equal(t, len(ix.Runs()), len(c.Runs()))
+	for i, s := range ix.Segments {
+		for _, pos := range []uint32{s.Start, s.End} {
+			b := []*manifest.Manifest{{BackupID: "b", BinlogFile: s.File, BinlogPos: uint64(pos), ConsistentAt: s.FirstTime}}
+			assert.Equal(t, Windows(b, ix), Windows(b, c), "a backup at segment %d %s:%d", i, s.File, pos)
+		}
+	}
 }
