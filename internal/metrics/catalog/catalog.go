@@ -86,6 +86,12 @@ type instanceState struct {
 	// its index (ix): the same listing again means the same archive.
 	indexKeys []string
 	ix        *binlog.Index
+	// base are the segments before cut, the first segment of the newest
+	// roll-up at the last full read of the index, condensed: the older
+	// roll-ups are immutable, so a read of the tail completes them.
+	base     []binlog.Segment
+	cut      uint64
+	haveBase bool
 }
 
 // backupState is a backup id seen in the repository.
@@ -382,12 +388,16 @@ func (r *Refresher) pitr(ctx context.Context, instance string, st *instanceState
 	return nil
 }
 
-// archive returns the archive's index. It lists the individual records
-// (the open tail): when they are those of the last read, and not reread,
-// the archive is the same (a new segment, a gap before it, a roll-up all
-// change the records). Otherwise it reads the index from the roll-ups and
-// records, fetching only the objects not read before (binlog.IndexCache),
-// without the data checks: the gaps are those the index records.
+// archive returns the archive's index, condensed (binlog.Index.Condensed:
+// about a segment per binlog file in memory). It lists the individual
+// records (the open tail): when they are those of the last read, and not
+// reread, the archive is the same (a new segment, a gap before it, a
+// roll-up all change the records). Otherwise it reads the tail (ReadTail:
+// the newest roll-up, the records, the gaps; fetching only the objects not
+// read before, binlog.IndexCache) onto the older roll-ups' segments kept
+// from the last full read, or, when the newest roll-up is another one or
+// reread, the whole index. No data checks: the gaps are those the index
+// records.
 func (r *Refresher) archive(ctx context.Context, instance string, st *instanceState, reread bool) (*binlog.Index, error) {
 	b := r.Repo.Backend()
 	objs, err := b.List(ctx, binlog.IndexPrefix(instance))
@@ -404,13 +414,53 @@ func (r *Refresher) archive(ctx context.Context, instance string, st *instanceSt
 	if st.archive == nil {
 		st.archive = &binlog.Store{B: b, Instance: instance, IndexOnly: true, Cache: &binlog.IndexCache{}}
 	}
-	ix, err := st.archive.ReadIndex(ctx)
-	if err != nil {
-		st.ix, st.indexKeys = nil, nil
-		return nil, err
+	st.ix, st.indexKeys = nil, nil
+	var ix *binlog.Index
+	if !reread && st.haveBase {
+		tail, err := st.archive.ReadTail(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if newestRollup(tail.Rollups) == st.cut {
+			merged := &binlog.Index{Segments: slices.Clone(st.base), Gaps: tail.Gaps, Missing: tail.Missing, Rollups: tail.Rollups}
+			for _, seg := range tail.Segments {
+				if seg.Seq >= st.cut {
+					merged.Segments = append(merged.Segments, seg)
+				}
+			}
+			ix = merged.Condensed()
+		}
+	}
+	if ix == nil {
+		full, err := st.archive.ReadIndex(ctx)
+		if err != nil {
+			st.base, st.haveBase = nil, false
+			return nil, err
+		}
+		st.cut, st.haveBase = newestRollup(full.Rollups), true
+		var older []binlog.Segment
+		for _, seg := range full.Segments {
+			if seg.Seq < st.cut {
+				older = append(older, seg)
+			}
+		}
+		st.base = (&binlog.Index{Segments: older, Gaps: full.Gaps, Missing: full.Missing}).Condensed().Segments
+		ix = full.Condensed()
 	}
 	st.ix, st.indexKeys = ix, keys
 	return ix, nil
+}
+
+// newestRollup is the first segment of the newest roll-up (the one
+// ReadTail reads), 0 when there is none.
+func newestRollup(rs []binlog.RollupRange) uint64 {
+	var newest binlog.RollupRange
+	for _, rr := range rs {
+		if rr.LastSeq > newest.LastSeq {
+			newest = rr
+		}
+	}
+	return newest.FirstSeq
 }
 
 // lastDrill shows the newest drill report of the instance.

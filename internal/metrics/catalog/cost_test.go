@@ -76,6 +76,7 @@ func TestRefreshCost(t *testing.T) {
 	require.NoError(t, ref.Refresh(ctx)) // the first refresh reads everything
 	requireGauge(t, unix(newest.EndTime), "strata_backup_last_success_timestamp_seconds", l("type", "full"))
 	requireGauge(t, unix(t0.Add(25*time.Hour)), "strata_pitr_window_end_timestamp_seconds", l())
+	requireGauge(t, unix(t0.Add(time.Minute)), "strata_pitr_window_start_timestamp_seconds", l())
 
 	steady := func(what string) {
 		t.Helper()
@@ -137,6 +138,29 @@ func TestRefreshCost(t *testing.T) {
 	changed("two new segments", 2)
 	requireGauge(t, unix(at.Add(time.Second)), "strata_pitr_window_end_timestamp_seconds", l())
 	steady("after the segments")
+
+	// binlog.000002 closes and is rolled up: the whole index is read again
+	// (the new roll-up, not the older ones: cached); then a new segment
+	// costs its record.
+	at = now
+	seg(6, "binlog.000003", 4, 100, at)
+	ix, err = st.ReadIndex(ctx)
+	require.NoError(t, err)
+	n, err = st.RollUp(ctx, ix)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "binlog.000002 rolled up")
+	now = now.Add(time.Minute)
+	require.NoError(t, ref.Refresh(ctx))
+	requireGauge(t, unix(at), "strata_pitr_window_end_timestamp_seconds", l())
+	requireGauge(t, unix(t0.Add(time.Minute)), "strata_pitr_window_start_timestamp_seconds", l())
+	requireGauge(t, 0, "strata_pitr_window_gaps", l())
+	steady("after the roll-up")
+	seg(7, "binlog.000003", 100, 200, at.Add(2*time.Second))
+	changed("a segment after the roll-up", 1)
+	requireGauge(t, unix(at.Add(2*time.Second)), "strata_pitr_window_end_timestamp_seconds", l())
+	requireGauge(t, unix(t0.Add(time.Minute)), "strata_pitr_window_start_timestamp_seconds", l())
+	requireGauge(t, 0, "strata_pitr_window_gaps", l())
+	steady("after it")
 
 	// Retention deletes the newest backups (data and manifest): the next
 	// refresh shows the one before.
