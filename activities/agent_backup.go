@@ -55,7 +55,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return nil, err // not this agent's instance: no series for a name from the request
 	}
 	defer func() {
-		if err != nil && validType(p.Type) && lastAttempt(ctx, err) {
+		if err != nil && validType(p.Type) && lastAttempt(ctx, err) && !cancelled(ctx) {
 			metrics.ObserveBackupFailure(in.ID, p.Type) // a backup that ends in failure
 		}
 	}()
@@ -400,6 +400,13 @@ func lastAttempt(ctx context.Context, err error) bool {
 		return true
 	}
 	return activity.IsActivity(ctx) && attemptsSpent(activity.GetInfo(ctx))
+}
+
+// cancelled reports whether the attempt ended because its workflow was
+// cancelled (an operator's cancel): the backup ends, but it did not fail,
+// so strata_backups_total does not count it as a failure.
+func cancelled(ctx context.Context) bool {
+	return ctx.Err() != nil && temporal.IsCanceledError(context.Cause(ctx))
 }
 
 // attemptsSpent reports whether an attempt is its retry policy's last.

@@ -68,6 +68,28 @@ func TestBackupFailureCountedOnlyWhenFinal(t *testing.T) {
 	assert.Equal(t, before+1, backupFailures(t, "db1", manifest.TypeFull), "a failure that is not retried ends the backup")
 }
 
+// An operator's cancel of the backup ends it, but is not a failure; an
+// attempt that fails for good is.
+func TestBackupCancelNotCountedAsFailure(t *testing.T) {
+	cat := testCatalog(t, 0)
+	a := &Agent{Host: "h1", Config: cat.Config, Repo: repo.New(unavailable{memory.New()})}
+	before := backupFailures(t, "db1", manifest.TypeFull)
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(temporal.NewCanceledError("cancelled by the operator"))
+	_, err := a.Backup(ctx, BackupParams{Instance: "db1", BackupID: "b1", Type: manifest.TypeFull})
+	require.Error(t, err)
+	final, _ := finalFailure(ctx, err)
+	require.True(t, final, "a cancel ends the backup (its partial upload is deleted)")
+	assert.Equal(t, before, backupFailures(t, "db1", manifest.TypeFull), "a cancelled backup is not a failed one")
+
+	// The same agent outside a cancel still counts a failure that ends the
+	// backup.
+	_, err = a.Backup(context.Background(), BackupParams{Instance: "db1", Type: manifest.TypeFull})
+	require.Equal(t, ErrInvalidRequest, appErrType(err))
+	assert.Equal(t, before+1, backupFailures(t, "db1", manifest.TypeFull))
+}
+
 // The retry policy's last attempt ends the backup; an attempt before it,
 // or one of a policy without a maximum (the server's default), does not.
 func TestAttemptsSpent(t *testing.T) {

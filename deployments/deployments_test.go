@@ -326,8 +326,15 @@ func TestComposeConfigCatchesErrors(t *testing.T) {
 func TestMetricsPortsAgree(t *testing.T) {
 	var p struct {
 		ScrapeConfigs []struct {
-			JobName       string `json:"job_name"`
-			HonorLabels   bool   `json:"honor_labels"`
+			JobName        string `json:"job_name"`
+			HonorLabels    bool   `json:"honor_labels"`
+			RelabelConfigs []struct {
+				SourceLabels []string `json:"source_labels"`
+				TargetLabel  string   `json:"target_label"`
+				Action       string   `json:"action"`
+				Regex        string   `json:"regex"`
+				Replacement  string   `json:"replacement"`
+			} `json:"relabel_configs"`
 			StaticConfigs []struct {
 				Targets []string `json:"targets"`
 			} `json:"static_configs"`
@@ -338,6 +345,17 @@ func TestMetricsPortsAgree(t *testing.T) {
 	for _, sc := range p.ScrapeConfigs {
 		if !sc.HonorLabels {
 			t.Errorf("prometheus.yml job %s: honor_labels is off, so the instance label of strata_* metrics becomes exported_instance", sc.JobName)
+		}
+		// With honor_labels, two worker replicas export the same catalog
+		// series: a per-target label keeps them apart.
+		perTarget := false
+		for _, rc := range sc.RelabelConfigs {
+			perTarget = perTarget || (len(rc.SourceLabels) == 1 && rc.SourceLabels[0] == "__address__" &&
+				rc.TargetLabel == "scrape_target" && (rc.Action == "" || rc.Action == "replace") &&
+				rc.Regex == "" && rc.Replacement == "")
+		}
+		if !perTarget {
+			t.Errorf("prometheus.yml job %s: no relabel rule copies __address__ into scrape_target, so two replicas merge into one series", sc.JobName)
 		}
 		for _, st := range sc.StaticConfigs {
 			for _, tg := range st.Targets {

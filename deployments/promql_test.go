@@ -234,7 +234,8 @@ var (
 )
 
 // badLabels reports the label matchers of strata_* selectors that name a
-// label the family does not have (job and instance are also the target's).
+// label the family does not have (job and instance are also the target's,
+// scrape_target is set by prometheus.yml's relabel rule).
 func badLabels(expr string, families map[string]map[string]bool) []string {
 	var bad []string
 	for _, m := range reSelector.FindAllStringSubmatch(reString.ReplaceAllString(expr, `""`), -1) {
@@ -259,7 +260,7 @@ func badLabels(expr string, families map[string]map[string]bool) []string {
 		}
 		for _, lm := range reMatcher.FindAllStringSubmatch(m[2], -1) {
 			l := lm[1]
-			if !labels[l] && l != "job" && l != "instance" && l != extra {
+			if !labels[l] && l != "job" && l != "instance" && l != "scrape_target" && l != extra {
 				bad = append(bad, fmt.Sprintf("%s has no label %s", name, l))
 			}
 		}

@@ -21,7 +21,9 @@ import (
 // from the catalog (catalog.Refresher) and the fleet limiters' queue depth
 // and permits in use. It refreshes at once, then every
 // metrics.refresh_interval of the live config, and right after a workflow
-// of RefreshAfterWorkflows (a backup) completes on this worker.
+// of RefreshAfterWorkflows (a backup) completes on this worker: that
+// refresh looks again at the instance's partial backups and archive (and,
+// after a retention, reads its catalog in full; catalog.Refresher.MarkChanged).
 func RunMetrics(ctx context.Context, c client.Client, policy *config.Watcher, r *repo.Repo, log *zap.Logger) {
 	ref := &catalog.Refresher{Repo: r, Config: policy.Current, Log: log}
 	limits := map[string]bool{}
@@ -30,6 +32,9 @@ func RunMetrics(ctx context.Context, c client.Client, policy *config.Watcher, r 
 		every := cfg.Metrics.RefreshInterval.Std()
 		if every <= 0 {
 			every = config.DefaultMetricsRefresh
+		}
+		for _, ch := range metrics.TakeCatalogChanges() {
+			ref.MarkChanged(ch.Instance, ch.Deleted)
 		}
 		rctx, cancel := context.WithTimeout(ctx, max(every, 30*time.Second))
 		if err := ref.Refresh(rctx); err != nil && ctx.Err() == nil {
@@ -91,11 +96,13 @@ func refreshLimits(ctx context.Context, c client.Client, cfg *config.Config, sho
 // RefreshAfterWorkflows are the workflow types whose completion on this
 // worker refreshes the catalog-derived gauges at once: they change the
 // catalog (a backup's manifest, the backups retention deleted, a drill's
-// report and the backup it marked).
+// report and the backup it marked). The value says whether the workflow
+// deletes from the catalog: the refresh then reads the instance's catalog
+// in full.
 var RefreshAfterWorkflows = map[string]bool{
-	workflows.BackupWorkflowName:    true,
+	workflows.BackupWorkflowName:    false,
 	workflows.RetentionWorkflowName: true,
-	workflows.DrillWorkflowName:     true,
+	workflows.DrillWorkflowName:     false,
 }
 
 // completions tells the metrics loop when a workflow of
@@ -114,8 +121,12 @@ type completionsInbound struct {
 
 func (w *completionsInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (interface{}, error) {
 	res, err := w.Next.ExecuteWorkflow(ctx, in)
-	if err == nil && !workflow.IsReplaying(ctx) && RefreshAfterWorkflows[workflow.GetInfo(ctx).WorkflowType.Name] {
-		metrics.BackupCompleted() // no command: replay is unaffected
+	deletes, refresh := RefreshAfterWorkflows[workflow.GetInfo(ctx).WorkflowType.Name]
+	if err == nil && !workflow.IsReplaying(ctx) && refresh {
+		// The instance, from the search attribute every Strata workflow
+		// carries ("" when absent: every instance is looked at again).
+		instance, _ := workflow.GetTypedSearchAttributes(ctx).GetKeyword(workflows.SAInstance)
+		metrics.CatalogChanged(instance, deletes) // no command: replay is unaffected
 	}
 	return res, err
 }

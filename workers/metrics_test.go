@@ -28,8 +28,18 @@ func drain() bool {
 
 func runWith(t *testing.T, name string, fail bool) {
 	t.Helper()
+	runOn(t, name, "", fail)
+}
+
+// runOn runs a workflow of type name carrying the instance search
+// attribute (none when instance is "").
+func runOn(t *testing.T, name, instance string, fail bool) {
+	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	if instance != "" {
+		require.NoError(t, env.SetTypedSearchAttributesOnStart(workflows.SearchAttributes(instance, "backup", "", "")))
+	}
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&completions{}}})
 	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
 		if fail {
@@ -51,6 +61,21 @@ func TestCompletedBackupRefreshesMetrics(t *testing.T) {
 	assert.True(t, drain(), "a completed prune asks for a refresh")
 	runWith(t, workflows.RestoreWorkflowName, false)
 	assert.False(t, drain(), "a restore changes no catalog gauge")
+}
+
+// TestCompletionNamesTheInstance: the refresh after a completed workflow
+// knows its instance, and whether it deleted from the catalog.
+func TestCompletionNamesTheInstance(t *testing.T) {
+	drain()
+	metrics.TakeCatalogChanges()
+	runOn(t, workflows.BackupWorkflowName, "db7", false)
+	runOn(t, workflows.RetentionWorkflowName, "db8", false)
+	runOn(t, workflows.BackupWorkflowName, "db9", true)
+	runWith(t, workflows.DrillWorkflowName, false)
+	assert.True(t, drain())
+	assert.ElementsMatch(t, []metrics.CatalogChange{{Instance: "db7"}, {Instance: "db8", Deleted: true}, {Instance: ""}},
+		metrics.TakeCatalogChanges())
+	assert.Empty(t, metrics.TakeCatalogChanges())
 }
 
 func TestLimitLabel(t *testing.T) {

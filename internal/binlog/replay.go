@@ -355,3 +355,41 @@ func fileAfter(a, b string) bool {
 	}
 	return len(a) > len(b) || (len(a) == len(b) && a > b)
 }
+
+// Condensed returns the index with each stretch of consecutive segments of
+// one binlog file that continue each other (no gap before any but the
+// first, none missing) as one segment: the first's number, start and first
+// event, the last's end and the rest. It has the same Runs boundaries and
+// the same Windows for any backups, at about one segment per binlog file,
+// for a reader that keeps an index in memory (the metrics). Its segments
+// cannot be read (ReadSegment).
+func (ix *Index) Condensed() *Index {
+	gapAt := map[uint64]bool{}
+	for _, g := range ix.Gaps {
+		gapAt[g.BeforeSeq] = true
+	}
+	missing := map[uint64]bool{}
+	for _, s := range ix.Missing {
+		missing[s.Seq] = true
+	}
+	out := &Index{Gaps: ix.Gaps, Missing: ix.Missing, Rollups: ix.Rollups}
+	var prev *Segment // the last original segment of the open stretch
+	for i := range ix.Segments {
+		s := ix.Segments[i]
+		n := len(out.Segments)
+		if prev != nil && !missing[s.Seq] && !missing[prev.Seq] && !gapAt[s.Seq] && s.File == prev.File && contiguous(prev, &s) {
+			first := out.Segments[n-1]
+			c := s
+			c.Seq, c.Start, c.FirstTime, c.FirstGTID = first.Seq, first.Start, first.FirstTime, first.FirstGTID
+			c.DataKey, c.SHA256, c.MAC, c.record, c.pack = "", "", nil, "", nil
+			if c.LastGTID == "" {
+				c.LastGTID = first.LastGTID
+			}
+			out.Segments[n-1] = c
+		} else {
+			out.Segments = append(out.Segments, s)
+		}
+		prev = &ix.Segments[i]
+	}
+	return out
+}

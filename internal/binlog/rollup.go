@@ -168,7 +168,7 @@ func (s *Store) authenticateRollup(ctx context.Context, key string, r *Rollup) e
 
 // readRollup reads, validates and authenticates one roll-up.
 func (s *Store) readRollup(ctx context.Context, rr RollupRange) (*Rollup, error) {
-	b, err := s.getLimited(ctx, rr.Key, maxRollupSize)
+	b, err := s.getIndexObject(ctx, rr.Key, maxRollupSize)
 	if err != nil {
 		return nil, fmt.Errorf("binlog index roll-up %s: %w", rr.Key, err)
 	}

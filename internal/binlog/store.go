@@ -122,6 +122,17 @@ type Store struct {
 	CheckAllData bool
 	// PackSize is the size Compact keeps packs under (0: PackTargetSize).
 	PackSize int64
+	// IndexOnly makes ReadIndex read the index alone: no listing of the
+	// packs or of the data objects, so Missing stays empty and Packs is
+	// not set; a missing data object is found by verify and by a replay.
+	// For views whose gaps come from the index records (the metrics).
+	IndexOnly bool
+	// Cache, when set, keeps the index objects ReadIndex reads (roll-ups,
+	// individual records, gap records: immutable once written) by key, so
+	// that a later ReadIndex fetches only those written since. Each
+	// ReadIndex (or ReadTail) drops those it did not read: deleted since, or
+	// with ReadTail the roll-ups before the newest.
+	Cache *IndexCache
 
 	mu      sync.Mutex
 	runID   string                 // names this Store's data objects
@@ -381,6 +392,7 @@ func (s *Store) ReadIndex(ctx context.Context) (*Index, error) { return s.readIn
 func (s *Store) ReadTail(ctx context.Context) (*Index, error) { return s.readIndex(ctx, true) }
 
 func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) {
+	s.Cache.begin()
 	ix := &Index{}
 	rollups, err := s.listRollups(ctx)
 	if err != nil {
@@ -430,7 +442,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 			ix.Segments = append(ix.Segments, seg)
 		}
 	}
-	objs, err := s.B.List(ctx, s.prefix()+"index/")
+	objs, err := s.B.List(ctx, IndexPrefix(s.Instance))
 	if err != nil {
 		return nil, fmt.Errorf("list binlog index: %w", err)
 	}
@@ -449,7 +461,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	}
 	segs := make([]*Segment, len(records))
 	errs = inParallel(len(records), func(i int) error {
-		b, err := s.get(ctx, records[i])
+		b, err := s.getIndexObject(ctx, records[i], maxRecordSize)
 		if err != nil {
 			return err
 		}
@@ -476,7 +488,7 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 		return nil, err
 	}
 	for _, o := range gaps {
-		b, err := s.get(ctx, o.Key)
+		b, err := s.getIndexObject(ctx, o.Key, maxRecordSize)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -494,6 +506,10 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	}
 	sort.Slice(ix.Segments, func(i, j int) bool { return ix.Segments[i].Seq < ix.Segments[j].Seq })
 	sort.SliceStable(ix.Gaps, func(i, j int) bool { return ix.Gaps[i].BeforeSeq < ix.Gaps[j].BeforeSeq })
+	if s.IndexOnly {
+		s.Cache.end()
+		return ix, nil
+	}
 	// Packs are written before the data objects they hold are deleted, and
 	// data objects before their records: listed in this order after the
 	// records, every segment's bytes are in a pack listed or a data object
@@ -505,7 +521,77 @@ func (s *Store) readIndex(ctx context.Context, newestOnly bool) (*Index, error) 
 	if err := s.checkData(ctx, ix, tail, s.CheckAllData && !newestOnly); err != nil {
 		return nil, err
 	}
+	s.Cache.end()
 	return ix, nil
+}
+
+// IndexCache keeps the index objects of one archive that ReadIndex read,
+// by key (see Store.Cache). It is used by one ReadIndex at a time.
+type IndexCache struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+	used map[string]bool // read or found by the current ReadIndex
+}
+
+func (c *IndexCache) begin() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.used = map[string]bool{}
+}
+
+// end drops the objects the ReadIndex that began did not use (deleted).
+func (c *IndexCache) end() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.objs {
+		if !c.used[k] {
+			delete(c.objs, k)
+		}
+	}
+}
+
+// Len is the number of objects held.
+func (c *IndexCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.objs)
+}
+
+// getIndexObject reads an index object of at most limit bytes, from Cache
+// when it holds it.
+func (s *Store) getIndexObject(ctx context.Context, key string, limit int64) ([]byte, error) {
+	c := s.Cache
+	if c != nil {
+		c.mu.Lock()
+		b, ok := c.objs[key]
+		if ok {
+			c.used[key] = true
+		}
+		c.mu.Unlock()
+		if ok {
+			return b, nil
+		}
+	}
+	b, err := s.getLimited(ctx, key, limit)
+	if err != nil || c == nil {
+		return b, err
+	}
+	c.mu.Lock()
+	if c.objs == nil {
+		c.objs = map[string][]byte{}
+	}
+	if c.used == nil {
+		c.used = map[string]bool{}
+	}
+	c.objs[key], c.used[key] = b, true
+	c.mu.Unlock()
+	return b, nil
 }
 
 // checkData lists the data objects of the segments of ix that no pack
@@ -958,3 +1044,7 @@ func (s *Store) IndexKey(seq uint64) string { return s.indexKey(seq) }
 
 // DataKey returns the object key of a segment's data.
 func (s *Store) DataKey(seg *Segment) string { return s.segmentDataKey(seg) }
+
+// IndexPrefix is where the individual index records of an instance's
+// archive are (the open tail; a roll-up deletes those it holds).
+func IndexPrefix(instance string) string { return instance + "/binlogs/index/" }

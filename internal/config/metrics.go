@@ -8,8 +8,10 @@ import (
 
 // DefaultMetricsRefresh is how often the worker recomputes the metrics it
 // derives from the catalog and the fleet limiter when
-// metrics.refresh_interval is unset.
-const DefaultMetricsRefresh = 60 * time.Second
+// metrics.refresh_interval is unset. Each refresh costs storage requests
+// per instance (docs/metrics.md), for gauges whose alerts have thresholds
+// of minutes to hours; a completed workflow refreshes at once anyway.
+const DefaultMetricsRefresh = 5 * time.Minute
 
 // Metrics configures the Prometheus endpoints (/metrics) of `strata worker`
 // and `strata agent`, see docs/metrics.md. Both are off unless an address
@@ -23,7 +25,7 @@ type Metrics struct {
 	AgentListen string `yaml:"agent_listen"`
 	// RefreshInterval is how often the worker recomputes the gauges it
 	// reads from the catalog (last backups, point-in-time window, drills,
-	// schedules) and the fleet limiter; default 60s.
+	// schedules) and the fleet limiter; default 5m.
 	RefreshInterval Duration `yaml:"refresh_interval"`
 }
 

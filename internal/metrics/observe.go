@@ -250,3 +250,37 @@ func BackupCompleted() {
 
 // BackupCompletions receives after BackupCompleted.
 func BackupCompletions() <-chan struct{} { return backupDone }
+
+// CatalogChange is a change of an instance's catalog made by a workflow
+// that completed in this process.
+type CatalogChange struct {
+	Instance string // "": not known
+	Deleted  bool   // backups or archive may have been deleted (retention)
+}
+
+var (
+	changesMu sync.Mutex
+	changes   = map[string]bool{} // by instance: whether deleted
+)
+
+// CatalogChanged records a change of the catalog and tells the refresh loop
+// (BackupCompleted). It never blocks.
+func CatalogChanged(instance string, deleted bool) {
+	changesMu.Lock()
+	changes[instance] = changes[instance] || deleted
+	changesMu.Unlock()
+	BackupCompleted()
+}
+
+// TakeCatalogChanges returns and forgets the changes recorded since the
+// last call, one per instance.
+func TakeCatalogChanges() []CatalogChange {
+	changesMu.Lock()
+	defer changesMu.Unlock()
+	out := make([]CatalogChange, 0, len(changes))
+	for inst, deleted := range changes {
+		out = append(out, CatalogChange{Instance: inst, Deleted: deleted})
+	}
+	clear(changes)
+	return out
+}

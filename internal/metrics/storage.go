@@ -101,3 +101,19 @@ func (c *countedBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ListDir lists one level under prefix with the wrapped backend's ListDir
+// (one list request counted) or its fallback, a full List.
+func (s *instrumented) ListDir(ctx context.Context, prefix string) ([]storage.ObjectInfo, []string, error) {
+	if _, ok := s.b.(storage.DirLister); !ok {
+		objs, err := s.List(ctx, prefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		o, d := storage.SplitDir(prefix, objs)
+		return o, d, nil
+	}
+	objs, dirs, err := storage.ListDir(ctx, s.b, prefix)
+	s.observe(OpList, err)
+	return objs, dirs, err
+}

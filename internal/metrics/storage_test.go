@@ -140,3 +140,34 @@ func value(m prometheus.Metric) float64 {
 	}
 	return d.GetGauge().GetValue()
 }
+
+// TestStorageListDir: a one-level listing goes to the wrapped backend's
+// ListDir as one list request, or, when it has none (brokenBody), to its
+// full List, with the same answer.
+func TestStorageListDir(t *testing.T) {
+	const be = "test-listdir"
+	ctx := context.Background()
+	inner := counting.New(memory.New())
+	for _, k := range []string{"i/backups/b1/manifest.json", "i/backups/b1/chunks/0", "i/backups/b2/chunks/0", "i/backups/x"} {
+		if err := inner.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []storage.Backend{Storage(inner, be), Storage(brokenBody{inner}, be)} {
+		before := value(storageRequests.WithLabelValues(be, OpList))
+		inner.Reset()
+		objs, dirs, err := storage.ListDir(ctx, s, "i/backups/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(objs) != 1 || objs[0].Key != "i/backups/x" || strings.Join(dirs, ",") != "i/backups/b1/,i/backups/b2/" {
+			t.Errorf("%T: ListDir = %v, %v", s, objs, dirs)
+		}
+		if got := value(storageRequests.WithLabelValues(be, OpList)) - before; got != 1 {
+			t.Errorf("%T: %v list requests counted, want 1", s, got)
+		}
+		if c := inner.Counts(); c.List != 1 {
+			t.Errorf("%T: the wrapped backend got %s", s, c)
+		}
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -39,4 +42,56 @@ type Backend interface {
 	Delete(ctx context.Context, key string) error
 	// String names the backend and location for messages (never secrets).
 	String() string
+}
+
+// DirLister is an optional capability of a Backend: listing one level
+// under a prefix, as a bucket listing with the delimiter "/" does. Callers
+// use ListDir, which falls back to List for backends without it.
+type DirLister interface {
+	// ListDir returns the objects whose key starts with prefix and has no
+	// '/' after it, and the distinct "directories" below prefix: each key
+	// that has a '/' after prefix contributes prefix + its name up to and
+	// including that '/'. Both are sorted. A listing page holds up to 1,000
+	// entries of either kind.
+	ListDir(ctx context.Context, prefix string) (objs []ObjectInfo, dirs []string, err error)
+}
+
+// ListDir lists one level under prefix (see DirLister): with b's own
+// ListDir when it has one, else from a full List (correct, at the cost of
+// listing every key under prefix).
+func ListDir(ctx context.Context, b Backend, prefix string) ([]ObjectInfo, []string, error) {
+	if d, ok := b.(DirLister); ok {
+		return d.ListDir(ctx, prefix)
+	}
+	objs, err := b.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, d := SplitDir(prefix, objs)
+	return o, d, nil
+}
+
+// SplitDir splits a full listing under prefix (sorted by key) into the
+// objects right under prefix and the directories below it, as ListDir
+// returns them.
+func SplitDir(prefix string, objs []ObjectInfo) ([]ObjectInfo, []string) {
+	out := make([]ObjectInfo, 0)
+	dirs := make([]string, 0)
+	for _, o := range objs {
+		rest, ok := strings.CutPrefix(o.Key, prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			d := prefix + rest[:i+1]
+			if len(dirs) == 0 || dirs[len(dirs)-1] != d {
+				dirs = append(dirs, d)
+			}
+			continue
+		}
+		out = append(out, o)
+	}
+	sort.Strings(dirs)
+	dirs = slices.Compact(dirs)
+	return out, dirs
 }

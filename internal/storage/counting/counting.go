@@ -128,3 +128,24 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]storage.ObjectInfo
 }
 
 func (b *Backend) String() string { return "counting(" + b.B.String() + ")" }
+
+// ListDir lists one level under prefix through B's own ListDir, counted as
+// ceil(entries/ListPageSize) pages (objects and directories), or, when B
+// has none, through the full List that storage.ListDir falls back to,
+// counted as that listing's pages.
+func (b *Backend) ListDir(ctx context.Context, prefix string) ([]storage.ObjectInfo, []string, error) {
+	if d, ok := b.B.(storage.DirLister); ok {
+		objs, dirs, err := d.ListDir(ctx, prefix)
+		b.mu.Lock()
+		b.c.List++
+		b.c.ListPages += max(1, (len(objs)+len(dirs)+ListPageSize-1)/ListPageSize)
+		b.mu.Unlock()
+		return objs, dirs, err
+	}
+	objs, err := b.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, d := storage.SplitDir(prefix, objs)
+	return o, d, nil
+}

@@ -46,3 +46,30 @@ func TestCountsAndFailures(t *testing.T) {
 	_, err = b.B.Stat(ctx, "q/2")
 	require.Error(t, err)
 }
+
+// onlyList hides the wrapped backend's ListDir.
+type onlyList struct{ storage.Backend }
+
+// TestListDirPages: a one-level listing costs a page per 1,000 entries
+// when the backend lists one level, and the full listing's pages when it
+// falls back to List.
+func TestListDirPages(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New()
+	for d := 0; d < 3; d++ {
+		for i := 0; i < 1200; i++ {
+			require.NoError(t, mem.Put(ctx, fmt.Sprintf("b/%d/%05d", d, i), bytes.NewReader([]byte("x")), 1))
+		}
+	}
+	for _, tc := range []struct {
+		b     storage.Backend
+		pages int
+	}{{mem, 1}, {onlyList{mem}, 4}} {
+		c := New(tc.b)
+		objs, dirs, err := storage.ListDir(ctx, c, "b/")
+		require.NoError(t, err)
+		assert.Empty(t, objs)
+		assert.Equal(t, []string{"b/0/", "b/1/", "b/2/"}, dirs)
+		assert.Equal(t, Counts{List: 1, ListPages: tc.pages}, c.Counts(), "%T", tc.b)
+	}
+}

@@ -424,3 +424,51 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// ListDir lists one level under prefix (storage.DirLister): it reads the
+// one directory the prefix names (up to its last '/'), not the tree below.
+// A directory is listed when it exists, even one that holds only
+// temporary files or empty directories left by a concurrent Delete.
+func (b *Backend) ListDir(ctx context.Context, prefix string) ([]storage.ObjectInfo, []string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, nil, fmt.Errorf("local: list: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("local: list %q: %w", prefix, err)
+	}
+	dir := b.root
+	head, name := "", prefix
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		dir, head, name = b.path(prefix[:i]), prefix[:i+1], prefix[i+1:]
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if isNotFound(err) {
+			return []storage.ObjectInfo{}, []string{}, nil
+		}
+		return nil, nil, fmt.Errorf("local: list %q: %w", prefix, err)
+	}
+	objs, dirs := make([]storage.ObjectInfo, 0), make([]string, 0)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), name) || strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		key := head + e.Name()
+		switch {
+		case e.IsDir():
+			dirs = append(dirs, key+"/")
+		case e.Type().IsRegular():
+			fi, err := e.Info()
+			if err != nil {
+				if isNotFound(err) {
+					continue // deleted concurrently
+				}
+				return nil, nil, fmt.Errorf("local: list %q: %w", prefix, err)
+			}
+			objs = append(objs, storage.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		}
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	sort.Strings(dirs)
+	return objs, dirs, nil
+}

@@ -162,3 +162,13 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// ListDir lists one level under prefix (storage.DirLister).
+func (b *Backend) ListDir(ctx context.Context, prefix string) ([]storage.ObjectInfo, []string, error) {
+	objs, err := b.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, d := storage.SplitDir(prefix, objs)
+	return o, d, nil
+}

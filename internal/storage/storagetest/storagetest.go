@@ -35,6 +35,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"StatAndListSizes", testSizes},
 		{"ListPrefix", testListPrefix},
 		{"ListSorted", testListSorted},
+		{"ListDir", testListDir},
 		{"Delete", testDelete},
 		{"NestedKeys", testNested},
 		{"InvalidKeys", testInvalidKeys},
@@ -437,4 +438,46 @@ func testCancelMidStream(t *testing.T, b storage.Backend) {
 
 func testString(t *testing.T, b storage.Backend) {
 	assert.NotEmpty(t, b.String())
+}
+
+// testListDir checks the one-level listing (storage.ListDir, with the
+// backend's DirLister when it has one) against the full listing it stands
+// for.
+func testListDir(t *testing.T, b storage.Backend) {
+	ctx := context.Background()
+	for _, k := range []string{"ld/a", "ld/b/1", "ld/b/2", "ld/b/c/3", "ld/bx", "ld/c/d/4", "ldx/5", "lda/6", "top"} {
+		put(t, b, k, []byte(k))
+	}
+	_, native := b.(storage.DirLister)
+	t.Logf("native ListDir: %v", native)
+	for _, tc := range []struct {
+		prefix     string
+		objs, dirs []string
+	}{
+		{"", []string{"top"}, []string{"ld/", "lda/", "ldx/"}},
+		{"ld/", []string{"ld/a", "ld/bx"}, []string{"ld/b/", "ld/c/"}},
+		{"ld/b", []string{"ld/bx"}, []string{"ld/b/"}},
+		{"ld/b/", []string{"ld/b/1", "ld/b/2"}, []string{"ld/b/c/"}},
+		{"ld/c/", []string{}, []string{"ld/c/d/"}},
+		{"ld", []string{}, []string{"ld/", "lda/", "ldx/"}},
+		{"none/", []string{}, []string{}},
+	} {
+		objs, dirs, err := storage.ListDir(ctx, b, tc.prefix)
+		require.NoError(t, err, tc.prefix)
+		assert.Equal(t, tc.objs, keys(objs), "objects under %q", tc.prefix)
+		assert.Equal(t, tc.dirs, dirs, "directories under %q", tc.prefix)
+		for _, o := range objs {
+			assert.Equal(t, int64(len(o.Key)), o.Size, o.Key)
+		}
+		all, err := b.List(ctx, tc.prefix)
+		require.NoError(t, err)
+		wantObjs, wantDirs := storage.SplitDir(tc.prefix, all)
+		assert.Equal(t, keys(wantObjs), keys(objs), "ListDir(%q) and List disagree", tc.prefix)
+		assert.Equal(t, wantDirs, dirs, "ListDir(%q) and List disagree", tc.prefix)
+	}
+	// A deleted directory's last object takes the directory with it.
+	require.NoError(t, b.Delete(ctx, "ld/c/d/4"))
+	_, dirs, err := storage.ListDir(ctx, b, "ld/")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ld/b/"}, dirs)
 }
