@@ -126,7 +126,7 @@ func (w *completionsInbound) ExecuteWorkflow(ctx workflow.Context, in *intercept
 		// The instance, from the search attribute every Strata workflow
 		// carries ("" when absent: every instance is looked at again).
 		instance, _ := workflow.GetTypedSearchAttributes(ctx).GetKeyword(workflows.SAInstance)
-		metrics.CatalogChanged(instance, deletes) // no command: replay is unaffected
+		metrics.CatalogChanged(instance, deletes) //workflowcheck:ignore a non-blocking send to the refresh loop, no command: replay is unaffected
 	}
 	return res, err
 }

@@ -312,10 +312,6 @@ func (s *Store) put(ctx context.Context, key string, b []byte) error {
 	return err
 }
 
-func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
-	return s.getLimited(ctx, key, maxRecordSize)
-}
-
 // getLimited reads an object of at most limit bytes; a larger one is
 // corrupt (its record says otherwise, or it is no record).
 func (s *Store) getLimited(ctx context.Context, key string, limit int64) ([]byte, error) {
