@@ -181,7 +181,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		} else {
 			log.Error("backup failed; chunks stored so far are kept for the retry", zap.String("because", why), zap.Error(err))
 		}
-		return nil, err
+		return nil, asCancel(ctx, err)
 	}
 
 	if err := checkFromLSN(tool.Name, p, outcome.Checkpoints.FromLSN); err != nil {
@@ -407,6 +407,18 @@ func lastAttempt(ctx context.Context, err error) bool {
 // so strata_backups_total does not count it as a failure.
 func cancelled(ctx context.Context) bool {
 	return ctx.Err() != nil && temporal.IsCanceledError(context.Cause(ctx))
+}
+
+// asCancel returns err so that Temporal records a cancelled attempt as
+// cancelled: once the workflow cancelled the activity, the error the data
+// path stops with is whatever broke first (a write to the killed
+// extractor's pipe, say), not context.Canceled, and the workflow would see
+// a failure instead of its cancel.
+func asCancel(ctx context.Context, err error) error {
+	if err != nil && cancelled(ctx) && !errors.Is(err, context.Canceled) {
+		return errors.Join(context.Canceled, err)
+	}
+	return err
 }
 
 // attemptsSpent reports whether an attempt is its retry policy's last.

@@ -3,7 +3,9 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -118,4 +120,24 @@ func TestBackupFailureLabelsFromTheConfig(t *testing.T) {
 		require.True(t, ae.NonRetryable(), "%v", err)
 		assert.Zero(t, backupFailures(t, p.Instance, p.Type), "%+v", p)
 	}
+}
+
+// A data path stopped by the workflow's cancel fails with whatever broke
+// first (here the killed extractor's pipe): Temporal must still see a
+// cancel, or the workflow ends failed instead of cancelled.
+func TestCancelledAttemptReportsACancel(t *testing.T) {
+	epipe := fmt.Errorf("download chunk 18: write output: %w", syscall.EPIPE)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	assert.Same(t, epipe, asCancel(ctx, epipe), "not cancelled: the error as it is")
+	cancel(temporal.NewCanceledError("cancelled by the operator"))
+	err := asCancel(ctx, epipe)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, syscall.EPIPE, "the cause is kept")
+	assert.NoError(t, asCancel(ctx, nil))
+
+	// A timed-out attempt is not a cancel: it is retried.
+	tctx, tcancel := context.WithTimeout(context.Background(), 0)
+	defer tcancel()
+	<-tctx.Done()
+	assert.Same(t, epipe, asCancel(tctx, epipe))
 }

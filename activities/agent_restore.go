@@ -59,7 +59,7 @@ func (a *Agent) RestoreBackup(ctx context.Context, p RestoreParams) (*RestoreSta
 				log.Info("removed the staging dir of the failed restore", zap.String("because", why))
 			}
 		}
-		return nil, err
+		return nil, asCancel(ctx, err)
 	}
 	return stats, nil
 }
