@@ -78,17 +78,23 @@ func contiguous(a, b *Segment) bool {
 	return b.Start == 4 && (b.File == a.Next || b.File == nextFile(a.File))
 }
 
-// Runs splits the index into stretches without a hole: a new run begins at
-// a gap record or wherever a segment does not continue its predecessor.
-func (ix *Index) Runs() [][]Segment {
-	gapAt := map[uint64]bool{}
+// holes returns the sequence numbers before which a gap record sits and
+// those of the segments whose data object is missing.
+func (ix *Index) holes() (gapAt, missing map[uint64]bool) {
+	gapAt, missing = map[uint64]bool{}, map[uint64]bool{}
 	for _, g := range ix.Gaps {
 		gapAt[g.BeforeSeq] = true
 	}
-	missing := map[uint64]bool{}
 	for _, s := range ix.Missing {
 		missing[s.Seq] = true
 	}
+	return gapAt, missing
+}
+
+// Runs splits the index into stretches without a hole: a new run begins at
+// a gap record or wherever a segment does not continue its predecessor.
+func (ix *Index) Runs() [][]Segment {
+	gapAt, missing := ix.holes()
 	var runs [][]Segment
 	var prev *Segment // the last segment of the current run; nil: none open
 	for i := range ix.Segments {
@@ -364,14 +370,7 @@ func fileAfter(a, b string) bool {
 // for a reader that keeps an index in memory (the metrics). Its segments
 // cannot be read (ReadSegment).
 func (ix *Index) Condensed() *Index {
-	gapAt := map[uint64]bool{}
-	for _, g := range ix.Gaps {
-		gapAt[g.BeforeSeq] = true
-	}
-	missing := map[uint64]bool{}
-	for _, s := range ix.Missing {
-		missing[s.Seq] = true
-	}
+	gapAt, missing := ix.holes()
 	out := &Index{Gaps: ix.Gaps, Missing: ix.Missing, Rollups: ix.Rollups}
 	var prev *Segment // the last original segment of the open stretch
 	for i := range ix.Segments {
