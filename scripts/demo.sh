@@ -61,6 +61,15 @@ start_temporal() {
 		>"$state/temporal.log" 2>&1 &
 	echo $! >"$state/temporal.pid"
 	wait_for 60 "Temporal" temporal operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
+	# start-dev registers --search-attribute only in a new database file: a
+	# state dir from an older Strata lacks those added since.
+	local have sa
+	have=$(temporal operator search-attribute list --address "127.0.0.1:$TEMPORAL_PORT")
+	for sa in StrataInstance StrataKind StrataBackupID StrataHost; do
+		if ! grep -qw "$sa" <<<"$have"; then
+			temporal operator search-attribute create --name "$sa" --type Keyword --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null
+		fi
+	done
 }
 
 # storage_in_use prints the storage of the running stack ("" when not up).
