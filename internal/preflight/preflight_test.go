@@ -191,10 +191,13 @@ func measureRealServer(t *testing.T, ps bool) {
 	require.Equal(t, thread, s.Trxs[0].Thread)
 	// Idle in its transaction: the last statement where performance_schema
 	// keeps it (off by default in MariaDB).
+	// Without it, only a statement still shown as running (trx_query, or
+	// the processlist's INFO, which the server clears just after the
+	// client has its answer) can name it: empty, or that statement.
 	if ps {
 		require.Equal(t, "INSERT INTO pf.t VALUES (1)", s.Trxs[0].Query)
-	} else {
-		require.Empty(t, s.Trxs[0].Query)
+	} else if q := s.Trxs[0].Query; q != "" {
+		require.Equal(t, "INSERT INTO pf.t VALUES (1)", q)
 	}
 	require.False(t, s.Replica)
 	require.Nil(t, s.Lag)
