@@ -274,10 +274,10 @@ func (a *Agent) scratchRoot() string {
 }
 
 // PrepareDrill creates the drill's scratch directory,
-// <agent.scratch_dir>/drills/<drill id>, tearing down what an earlier
+// <agent.scratch_dir>/drills/<instance>/<drill id>, tearing down what an earlier
 // attempt of the same drill left there.
 func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.Scratch, error) {
-	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	s, err := drill.ScratchFor(a.scratchRoot(), p.Instance, p.DrillID)
 	if err != nil {
 		return nil, fail(ErrInvalidRequest, "%v", err)
 	}
@@ -291,7 +291,7 @@ func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.
 // TeardownDrill stops the drill's scratch server and removes its
 // directory; idempotent.
 func (a *Agent) TeardownDrill(ctx context.Context, p PrepareDrillParams) error {
-	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	s, err := drill.ScratchFor(a.scratchRoot(), p.Instance, p.DrillID)
 	if err != nil {
 		return fail(ErrInvalidRequest, "%v", err)
 	}

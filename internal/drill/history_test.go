@@ -105,13 +105,17 @@ func TestMergeAndCompareGTIDSets(t *testing.T) {
 func TestScratchPrepareTeardownAndSweep(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	_, err := drill.ScratchFor("relative", "d1")
+	_, err := drill.ScratchFor("relative", "db1", "d1")
 	assert.Error(t, err)
-	_, err = drill.ScratchFor(root, "../escape")
+	_, err = drill.ScratchFor(root, "db1", "../escape")
 	assert.Error(t, err)
-	s, err := drill.ScratchFor(root, "d1")
+	for _, inst := range []string{"..", ".", "../x", "a/b", ""} {
+		_, err = drill.ScratchFor(root, inst, "d1")
+		assert.Error(t, err, "instance %q", inst)
+	}
+	s, err := drill.ScratchFor(root, "db1", "d1")
 	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(root, "drills", "d1"), s.Dir)
+	assert.Equal(t, filepath.Join(root, "drills", "db1", "d1"), s.Dir)
 	assert.Equal(t, filepath.Join(s.Dir, "data"), s.Datadir)
 	require.NoError(t, s.Prepare(ctx))
 	require.NoError(t, os.MkdirAll(s.Datadir, 0o700))
@@ -126,19 +130,60 @@ func TestScratchPrepareTeardownAndSweep(t *testing.T) {
 
 	// Left by a killed agent: swept.
 	for _, id := range []string{"a", "b"} {
-		l, err := drill.ScratchFor(root, id)
+		l, err := drill.ScratchFor(root, "db"+id, id)
 		require.NoError(t, err)
 		require.NoError(t, os.MkdirAll(l.Datadir, 0o700))
 	}
+	// And one of the older one-level layout (<scratch>/drills/<drill id>).
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "drills", "old", "data"), 0o700))
 	removed, err := drill.Sweep(ctx, root)
 	require.NoError(t, err)
-	assert.Len(t, removed, 2)
+	assert.Len(t, removed, 3)
 	ents, err := os.ReadDir(filepath.Join(root, "drills"))
 	require.NoError(t, err)
 	assert.Empty(t, ents)
 	removed, err = drill.Sweep(ctx, t.TempDir())
 	require.NoError(t, err)
 	assert.Empty(t, removed)
+}
+
+// Drill ids are unique per instance only (a scheduled drill's id is its
+// start time): two instances drilled on one drill host in the same second
+// must not share a scratch dir, or the second's PrepareDrill tears down the
+// first's server and files.
+func TestScratchOfTwoInstancesWithTheSameDrillIDAreApart(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	a, err := drill.ScratchFor(root, "db1", "20261124T084500Z")
+	require.NoError(t, err)
+	b, err := drill.ScratchFor(root, "db2", "20261124T084500Z")
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Dir, b.Dir)
+	require.NoError(t, a.Prepare(ctx))
+	require.NoError(t, os.MkdirAll(a.Datadir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(a.Datadir, "ibdata1"), []byte("x"), 0o600))
+	require.NoError(t, b.Prepare(ctx))
+	require.NoError(t, b.Teardown(ctx))
+	_, err = os.Stat(filepath.Join(a.Datadir, "ibdata1"))
+	assert.NoError(t, err, "the other instance's drill left db1's datadir alone")
+}
+
+// A server left running in a drill dir of the per-instance layout is
+// stopped by the sweep too.
+func TestSweepStopsAServerLeftRunningInAnInstancesDrillDir(t *testing.T) {
+	testdb.Require(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	srv, err := testdb.Init(ctx, testdb.Options{BaseDir: filepath.Join(root, "drills", "db1", "killed")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	_, running := server.Running(srv.Datadir)
+	require.True(t, running, "the left-over server runs on %s", srv.Datadir)
+	removed, err := drill.Sweep(ctx, root)
+	require.NoError(t, err)
+	assert.Equal(t, []string{filepath.Join(root, "drills", "db1")}, removed)
+	_, running = server.Running(srv.Datadir)
+	assert.False(t, running, "the sweep stopped it")
 }
 
 func TestSweepStopsAServerLeftRunningInADrillDir(t *testing.T) {
