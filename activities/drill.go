@@ -21,6 +21,7 @@ import (
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/storage"
 )
 
 // ErrDrillFailed is the type of the error a failed drill returns (after it
@@ -34,6 +35,16 @@ const ErrVerificationFailed = "VerificationFailed"
 // ErrFailedDrill refuses to restore a backup whose last drill failed,
 // without the explicit override (allow_failed_drill, --allow-failed-drill).
 const ErrFailedDrill = "BackupFailedDrill"
+
+// ErrBadDrillReport: an object under <instance>/drills/ named like a
+// report is not one this Strata reads (corrupt, planted, or of a newer
+// format). The drill history decides which backups are used, so plans that
+// read it stop, naming the object, rather than guess.
+const ErrBadDrillReport = "BadDrillReport"
+
+// ErrDrillIDTaken: the drill id has a report already (a drill id used
+// before for the instance); the drill does not run, nor write a report.
+const ErrDrillIDTaken = "DrillIDTaken"
 
 // DrillFailure is the detail of an ErrDrillFailed error.
 type DrillFailure struct {
@@ -61,6 +72,9 @@ type DrillPlanRequest struct {
 	// newest archived transaction a drill without a target does by
 	// default (config drill.point_in_time).
 	BackupOnly bool `json:"backup_only,omitempty"`
+	// DrillID is the drill's id: one whose report exists already (a drill
+	// id used before for the instance) is refused.
+	DrillID string `json:"drill_id,omitempty"`
 }
 
 // DrillPlan is what a drill restores, where and what it verifies.
@@ -88,6 +102,10 @@ type DrillPlan struct {
 // failedDrills returns the instance's backups whose last drill failed.
 func (c *Catalog) failedDrills(ctx context.Context, instance string) (map[string]*drill.Report, error) {
 	f, err := drill.FailedBackups(ctx, c.Repo.Backend(), instance)
+	if errors.Is(err, drill.ErrBadReport) {
+		return nil, fail(ErrBadDrillReport, "instance %s: %v; the drill history decides which backups are used: remove or replace that object, "+
+			"or restore a backup you chose with --allow-failed-drill (allow_failed_drill)", instance, err)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -128,6 +146,19 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
 	plan := &DrillPlan{Host: cfg.DrillHost(in), HeartbeatTable: in.Heartbeat.Table}
+	if req.DrillID != "" {
+		old, err := drill.Read(ctx, c.Repo.Backend(), req.Instance, req.DrillID)
+		switch {
+		case err == nil:
+			return nil, fail(ErrDrillIDTaken, "drill id %s of %s is taken: %s is the report of the drill of workflow %s, run %s (%s); start the drill with another id (strata drill --id)",
+				req.DrillID, req.Instance, drill.ReportKey(req.Instance, req.DrillID), old.WorkflowID, old.RunID, old.Result)
+		case errors.Is(err, storage.ErrNotFound):
+		case errors.Is(err, drill.ErrBadReport):
+			return nil, fail(ErrDrillIDTaken, "drill id %s of %s is taken by an object that is not a report (%v); start the drill with another id (strata drill --id)", req.DrillID, req.Instance, err)
+		default:
+			return nil, classify(err)
+		}
+	}
 	backups, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
 		return nil, classify(err)
@@ -251,6 +282,9 @@ func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifes
 // the worker.
 func (c *Catalog) WriteDrillReport(ctx context.Context, r drill.Report) error {
 	if err := drill.Write(ctx, c.Repo.Backend(), &r); err != nil {
+		if errors.Is(err, drill.ErrReportExists) {
+			return fail(ErrDrillIDTaken, "%v", err)
+		}
 		return classify(err)
 	}
 	// The drill gauges and counter of this worker (a retried write counts

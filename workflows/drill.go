@@ -108,7 +108,7 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 	var queue string
 	runErr := func() error {
 		if err := workflow.ExecuteActivity(cctx, cat.PlanDrill, activities.DrillPlanRequest{
-			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target, BackupOnly: req.BackupOnly,
+			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target, BackupOnly: req.BackupOnly, DrillID: req.DrillID,
 		}).Get(ctx, &plan); err != nil {
 			return err
 		}
@@ -230,6 +230,12 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		return nil
 	}()
 
+	// A drill id whose report exists (PlanDrill refuses it): nothing ran,
+	// and the report there is another drill's, which stays.
+	var taken *temporal.ApplicationError
+	if errors.As(runErr, &taken) && taken.Type() == activities.ErrDrillIDTaken {
+		return nil, runErr
+	}
 	// Teardown and the report run on a disconnected context: a cancelled
 	// drill still removes its scratch server and records that it failed.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)

@@ -205,3 +205,23 @@ func (s *wfSuite) TestDrillWhosePrepareFailedStillTearsDown() {
 	s.False(reports[0].MarksBackup())
 	s.env.AssertExpectations(s.T())
 }
+
+// A drill id whose report exists: the drill runs nothing and writes no
+// report (the one there is another drill's), and says to pick another id.
+func (s *wfSuite) TestDrillWithATakenIDWritesNoReport() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanDrill, mock.Anything, activities.DrillPlanRequest{Instance: "db1", DrillID: "d1"}).Return(nil,
+		temporal.NewNonRetryableApplicationError("drill id d1 of db1 is taken: start the drill with another id", activities.ErrDrillIDTaken, nil))
+	written := 0
+	s.env.OnActivity(s.cat.WriteDrillReport, mock.Anything, mock.Anything).Return(func(_ context.Context, r drill.Report) error {
+		written++
+		return nil
+	}).Maybe()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	err := s.env.GetWorkflowError()
+	s.Require().Error(err)
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(err, &ae))
+	s.Equal(activities.ErrDrillIDTaken, ae.Type())
+	s.Zero(written)
+}

@@ -11,8 +11,14 @@ import (
 	"github.com/strata-backup/strata/internal/storage"
 )
 
+// ErrReportExists is returned (wrapped) by Write when another drill's
+// report holds the key: a drill id used before for the instance.
+var ErrReportExists = errors.New("a drill report with this id exists")
+
 // Write stores the report at ReportKey. Writing the same drill's report
-// again (a retried activity) is not an error.
+// again (a retried activity: the report there is of the same workflow run)
+// is not an error; a report of another run there is ErrReportExists, and
+// stays as it was.
 func Write(ctx context.Context, b storage.Backend, r *Report) error {
 	if r.Instance == "" || r.DrillID == "" {
 		return errors.New("drill report without instance or drill id")
@@ -27,13 +33,24 @@ func Write(ctx context.Context, b storage.Backend, r *Report) error {
 	key := ReportKey(r.Instance, r.DrillID)
 	err := b.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	if errors.Is(err, storage.ErrExists) {
-		return nil // written by an earlier attempt of the same drill
+		old, rerr := Read(ctx, b, r.Instance, r.DrillID)
+		if rerr != nil {
+			return fmt.Errorf("write drill report %s: it exists, and reading it failed: %w", key, rerr)
+		}
+		if old.WorkflowID == r.WorkflowID && old.RunID == r.RunID {
+			return nil // written by an earlier attempt of the same drill
+		}
+		return fmt.Errorf("%w: %s is the report of drill %s (workflow %s, run %s, %s): give the drill another id", ErrReportExists, key, old.DrillID, old.WorkflowID, old.RunID, old.Result)
 	}
 	if err != nil {
 		return fmt.Errorf("write drill report %s: %w", key, err)
 	}
 	return nil
 }
+
+// ErrBadReport is returned (wrapped) by Read, and so by History, for an
+// object at a report's key that is not a report this Strata reads.
+var ErrBadReport = errors.New("not a drill report this Strata reads")
 
 // Read returns one drill's report.
 func Read(ctx context.Context, b storage.Backend, instance, drillID string) (*Report, error) {
@@ -45,7 +62,7 @@ func Read(ctx context.Context, b storage.Backend, instance, drillID string) (*Re
 	defer rc.Close()
 	r, err := Decode(rc)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadReport, key, err)
 	}
 	return r, nil
 }

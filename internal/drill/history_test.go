@@ -203,3 +203,27 @@ func TestSweepStopsAServerLeftRunningInADrillDir(t *testing.T) {
 	_, err = os.Stat(srv.Datadir)
 	assert.True(t, os.IsNotExist(err))
 }
+
+// A second drill with the id of an earlier one does not lose its report
+// silently, nor replace the earlier one's.
+func TestWriteRefusesTheReportOfAnotherRunAtTheSameKey(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	first := rep("d1", "b1", drill.ResultFailed, drill.PhaseRestore, "", time.Unix(0, 0).UTC())
+	first.WorkflowID, first.RunID = "drill/db1/d1", "r1"
+	require.NoError(t, drill.Write(ctx, b, first))
+	require.NoError(t, drill.Write(ctx, b, first), "a retried write of the same run")
+	second := *first
+	second.RunID, second.Result = "r2", drill.ResultPassed
+	err := drill.Write(ctx, b, &second)
+	assert.ErrorIs(t, err, drill.ErrReportExists)
+	assert.ErrorContains(t, err, "another id")
+	got, err := drill.Read(ctx, b, "db1", "d1")
+	require.NoError(t, err)
+	assert.Equal(t, "r1", got.RunID)
+	assert.Equal(t, drill.ResultFailed, got.Result)
+
+	require.NoError(t, b.Put(ctx, "db1/drills/bad.json", bytes.NewReader([]byte("{}")), 2))
+	_, err = drill.History(ctx, b, "db1")
+	assert.ErrorIs(t, err, drill.ErrBadReport)
+}
