@@ -60,6 +60,13 @@ type CorruptChunk struct {
 	Key string `json:"key"`
 }
 
+// KeyNotHeld is the detail of an ErrDecryptFailed error of a restore whose
+// agent holds none of the key encryption keys of a chain member's data key
+// (its configuration's fault, not the backup's).
+type KeyNotHeld struct {
+	Agent string `json:"agent"`
+}
+
 // DrillPlanRequest asks the catalog what a drill restores.
 type DrillPlanRequest struct {
 	Instance string `json:"instance"`

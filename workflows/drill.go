@@ -145,6 +145,10 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 			if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&cc) == nil {
 				d.chunk = cc.Key
 			}
+			var kn activities.KeyNotHeld
+			if ae != nil && ae.Type() == activities.ErrDecryptFailed && ae.HasDetails() && ae.Details(&kn) == nil && kn.Agent != "" {
+				rep.KeyNotHeld = true
+			}
 			return agentError(err, plan.Host, queue)
 		}
 		var replay activities.ReplayResult

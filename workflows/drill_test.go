@@ -225,3 +225,21 @@ func (s *wfSuite) TestDrillWithATakenIDWritesNoReport() {
 	s.Equal(activities.ErrDrillIDTaken, ae.Type())
 	s.Zero(written)
 }
+
+// A restore that fails because the drill agent holds no key for the
+// backup records KeyNotHeld: the report does not mark the backup.
+func (s *wfSuite) TestDrillOnAnAgentWithoutTheKeyDoesNotMarkTheBackup() {
+	reports := s.drillMocks(drillPlan())
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("cannot restore b2 of db1 on agent h1: no usable encryption key", activities.ErrDecryptFailed, nil,
+			activities.KeyNotHeld{Agent: "h1"})).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Require().Len(*reports, 1)
+	r := (*reports)[0]
+	s.Equal(drill.PhaseRestore, r.FailedPhase)
+	s.Equal(activities.ErrDecryptFailed, r.ErrorType)
+	s.True(r.KeyNotHeld)
+	s.False(r.MarksBackup())
+}

@@ -102,7 +102,8 @@ func History(ctx context.Context, b storage.Backend, instance string) ([]*Report
 // MarksBackup reports whether a failed drill condemns its backup: the
 // backup's data failed — its restore found it corrupt or undecryptable or
 // the prepare failed, the server did not start on it, or verifying the
-// backup's own data found problems. A failure of the drill's machinery (no
+// backup's own data found problems. A drill agent without the key
+// encryption key of the backup (KeyNotHeld) is its configuration. A failure of the drill's machinery (no
 // agent, a timeout, a cancel, a verify that could not connect) says nothing
 // about the backup, and neither does a point-in-time drill that failed in
 // the replay or verifying the replayed data: that is the binlog archive.
@@ -112,7 +113,7 @@ func (r *Report) MarksBackup() bool {
 	}
 	switch r.FailedPhase {
 	case PhaseRestore:
-		return markingRestoreErrors[r.ErrorType]
+		return markingRestoreErrors[r.ErrorType] && !r.KeyNotHeld
 	case PhaseStart:
 		return r.ErrorType == "ToolFailed"
 	case PhaseVerify:

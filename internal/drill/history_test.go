@@ -227,3 +227,14 @@ func TestWriteRefusesTheReportOfAnotherRunAtTheSameKey(t *testing.T) {
 	_, err = drill.History(ctx, b, "db1")
 	assert.ErrorIs(t, err, drill.ErrBadReport)
 }
+
+// A drill agent without the backup's key encryption key is the agent's
+// configuration: its failed restore does not mark the backup.
+func TestRestoreOnAnAgentWithoutTheKeyDoesNotMark(t *testing.T) {
+	r := rep("d1", "b1", drill.ResultFailed, drill.PhaseRestore, "", time.Unix(0, 0))
+	r.ErrorType = "DecryptFailed"
+	assert.True(t, r.MarksBackup(), "a backup that does not decrypt with the key")
+	r.KeyNotHeld = true
+	assert.False(t, r.MarksBackup())
+	assert.Empty(t, drill.Failed([]*drill.Report{r}))
+}
