@@ -64,6 +64,11 @@ func Read(ctx context.Context, b storage.Backend, instance, drillID string) (*Re
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadReport, key, err)
 	}
+	if r.Instance != instance || r.DrillID != drillID {
+		// Copied from another instance or key: its backup ids are not this
+		// instance's (ids are timestamps, and collide across instances).
+		return nil, fmt.Errorf("%w: %s holds the report of drill %s of instance %s", ErrBadReport, key, r.DrillID, r.Instance)
+	}
 	return r, nil
 }
 

@@ -238,3 +238,26 @@ func TestRestoreOnAnAgentWithoutTheKeyDoesNotMark(t *testing.T) {
 	assert.False(t, r.MarksBackup())
 	assert.Empty(t, drill.Failed([]*drill.Report{r}))
 }
+
+// A report at another instance's or drill's key (copied there) is not this
+// instance's history: its backup ids would mark this instance's backups.
+func TestReadRefusesAReportAtAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	r := rep("d1", "b1", drill.ResultFailed, drill.PhaseRestore, "", time.Unix(0, 0).UTC())
+	r.FormatVersion = drill.FormatVersion
+	var buf bytes.Buffer
+	require.NoError(t, r.Encode(&buf))
+	require.NoError(t, b.Put(ctx, "db2/drills/d1.json", bytes.NewReader(buf.Bytes()), int64(buf.Len())))
+	require.NoError(t, b.Put(ctx, "db1/drills/d2.json", bytes.NewReader(buf.Bytes()), int64(buf.Len())))
+	_, err := drill.FailedBackups(ctx, b, "db2")
+	assert.ErrorIs(t, err, drill.ErrBadReport)
+	assert.ErrorContains(t, err, "db2/drills/d1.json")
+	_, err = drill.Read(ctx, b, "db1", "d2")
+	assert.ErrorIs(t, err, drill.ErrBadReport)
+	assert.ErrorContains(t, err, "holds the report of drill d1 of instance db1")
+	require.NoError(t, b.Put(ctx, "db1/drills/d1.json", bytes.NewReader(buf.Bytes()), int64(buf.Len())))
+	got, err := drill.Read(ctx, b, "db1", "d1")
+	require.NoError(t, err, "at its own key")
+	assert.Equal(t, "b1", got.BackupID)
+}
