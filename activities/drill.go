@@ -323,6 +323,9 @@ func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.
 		return nil, fail(ErrInvalidRequest, "%v", err)
 	}
 	if err := s.Prepare(ctx); err != nil {
+		if errors.Is(err, drill.ErrUnsafeScratch) {
+			return nil, fail(ErrConfig, "%v", err)
+		}
 		return nil, classify(err)
 	}
 	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch dir created", zap.String("dir", s.Dir))
@@ -339,6 +342,9 @@ func (a *Agent) TeardownDrill(ctx context.Context, p PrepareDrillParams) error {
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), "tearing down")
 	defer hb.close()
 	if err := s.Teardown(ctx); err != nil {
+		if errors.Is(err, drill.ErrUnsafeScratch) {
+			return fail(ErrConfig, "%v", err)
+		}
 		return classify(err)
 	}
 	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch server and dir removed", zap.String("dir", s.Dir))

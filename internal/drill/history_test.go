@@ -261,3 +261,37 @@ func TestReadRefusesAReportAtAnotherKey(t *testing.T) {
 	require.NoError(t, err, "at its own key")
 	assert.Equal(t, "b1", got.BackupID)
 }
+
+// A drills dir that is a symbolic link (any local user may create one in
+// the default scratch root, the system's temp dir) is never followed: not
+// by the agent's start-up sweep, nor by a drill's prepare or teardown,
+// which would remove what it points to.
+func TestScratchRefusesASymlinkedDrillsDir(t *testing.T) {
+	ctx := context.Background()
+	root, victim := t.TempDir(), t.TempDir()
+	precious := filepath.Join(victim, "db1", "d1", "ibdata1")
+	require.NoError(t, os.MkdirAll(filepath.Dir(precious), 0o700))
+	require.NoError(t, os.WriteFile(precious, []byte("x"), 0o600))
+	require.NoError(t, os.Symlink(victim, filepath.Join(root, "drills")))
+
+	_, err := drill.Sweep(ctx, root)
+	assert.ErrorIs(t, err, drill.ErrUnsafeScratch)
+	s, err := drill.ScratchFor(root, "db1", "d1")
+	require.NoError(t, err)
+	assert.ErrorIs(t, s.Prepare(ctx), drill.ErrUnsafeScratch)
+	assert.ErrorIs(t, s.Teardown(ctx), drill.ErrUnsafeScratch)
+	_, err = os.Stat(precious)
+	assert.NoError(t, err, "what the link points to is untouched")
+
+	// A link one level down, at the instance's dir.
+	root2 := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root2, "drills"), 0o700))
+	require.NoError(t, os.Symlink(filepath.Join(victim, "db1"), filepath.Join(root2, "drills", "db1")))
+	s2, err := drill.ScratchFor(root2, "db1", "d1")
+	require.NoError(t, err)
+	assert.ErrorIs(t, s2.Teardown(ctx), drill.ErrUnsafeScratch)
+	_, err = drill.Sweep(ctx, root2)
+	require.NoError(t, err, "a link inside is not followed by the sweep")
+	_, err = os.Stat(precious)
+	assert.NoError(t, err)
+}

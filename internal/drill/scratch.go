@@ -53,12 +53,60 @@ func (s Scratch) Prepare(ctx context.Context) error {
 	if err := s.Teardown(ctx); err != nil {
 		return err
 	}
-	return os.MkdirAll(s.Dir, 0o700)
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return err
+	}
+	// Created by someone else between the check and MkdirAll: refused.
+	if err := s.checkPath(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkPath refuses a drill path whose drills dir, instance dir or drill
+// dir is a symbolic link, not a directory, or not this process's: the
+// default scratch root is the system's temp dir, where any local user may
+// have created <tmp>/drills as a link to a datadir that a teardown would
+// then remove.
+func (s Scratch) checkPath() error {
+	inst := filepath.Dir(s.Dir)
+	for _, d := range []string{filepath.Dir(inst), inst, s.Dir} {
+		if err := checkOwnDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrUnsafeScratch is returned (wrapped) for a drill scratch path that is
+// a symbolic link, not a directory, or another user's.
+var ErrUnsafeScratch = errors.New("unsafe drill scratch path")
+
+// checkOwnDir returns nil when path is absent, or a directory (not a
+// symbolic link) owned by this process's user.
+func checkOwnDir(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory (a symbolic link or a file): remove it, or set agent.scratch_dir to a directory of the agent's own", ErrUnsafeScratch, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%w: %s is owned by uid %d, not by the agent's uid %d: remove it, or set agent.scratch_dir to a directory of the agent's own", ErrUnsafeScratch, path, st.Uid, os.Getuid())
+	}
+	return nil
 }
 
 // Teardown stops any server running on the datadir (SIGTERM, then SIGKILL
 // after grace) and removes the drill's directory. It is idempotent.
 func (s Scratch) Teardown(ctx context.Context) error {
+	if err := s.checkPath(); err != nil {
+		return err
+	}
 	if err := StopServer(ctx, s.Datadir, 30*time.Second); err != nil {
 		return err
 	}
@@ -105,6 +153,9 @@ func StopServer(ctx context.Context, datadir string, grace time.Duration) error 
 // (<scratch>/drills/<drill id>).
 func Sweep(ctx context.Context, root string) ([]string, error) {
 	base := filepath.Join(root, ScratchDirName)
+	if err := checkOwnDir(base); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(base)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
