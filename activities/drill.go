@@ -92,6 +92,10 @@ type DrillPlan struct {
 	// or the position of the backup's table sums) and where replay starts.
 	Target binlog.Target `json:"target,omitempty"`
 	PITR   *PITRPlan     `json:"pitr,omitempty"`
+	// TargetGTID is, for a target by file and position, the GTID of the
+	// archive's last transaction at it (from the archive's index): what the
+	// replayed data must have executed, whatever the replay reports.
+	TargetGTID string `json:"target_gtid,omitempty"`
 	// Host is the agent host of the scratch server (instances[].drill.host,
 	// drill.host, or the instance's host).
 	Host string `json:"host"`
@@ -273,7 +277,7 @@ func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifes
 		if err != nil {
 			continue // this window does not start from base
 		}
-		plan.Target, plan.PITR = t, p
+		plan.Target, plan.PITR, plan.TargetGTID = t, p, w.ToGTID
 		plan.Notes = append(plan.Notes, fmt.Sprintf("point-in-time drill to the newest archived transaction, %s:%d (GTID %s, %s)",
 			w.ToFile, w.ToPos, w.ToGTID, w.ToTime.UTC().Format(time.RFC3339)))
 		return nil

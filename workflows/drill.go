@@ -313,8 +313,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 }
 
 // wantGTID is the GTID position the restored data must have: the backup's,
-// with the replayed transactions on top (the target GTID, or the last
-// transaction the replay applied).
+// with the replayed transactions on top (the target GTID, else the
+// archive's last transaction at the target, else the last transaction the
+// replay applied).
 func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *drill.Report) string {
 	want := plan.Backup.GTIDSet
 	var top string
@@ -322,6 +323,10 @@ func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *
 	case plan.PITR == nil:
 	case plan.Target.GTID != "":
 		top = plan.Target.GTID
+	case plan.TargetGTID != "":
+		// The archive's last transaction at the target: a replay that
+		// stopped short must not set its own bar.
+		top = plan.TargetGTID
 	default:
 		top = replay.LastGTID
 	}

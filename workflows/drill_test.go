@@ -243,3 +243,28 @@ func (s *wfSuite) TestDrillOnAnAgentWithoutTheKeyDoesNotMarkTheBackup() {
 	s.True(r.KeyNotHeld)
 	s.False(r.MarksBackup())
 }
+
+// A drill to the newest archived transaction (a file/position target)
+// compares the executed GTID set with the archive's last transaction at
+// the target, not with what the replay says it applied: a replay that
+// stopped short fails the drill.
+func (s *wfSuite) TestDrillReplayShortOfTheArchivesTargetFails() {
+	plan := drillPlan()
+	plan.Target = binlog.Target{File: "binlog.000002", Pos: 900}
+	plan.TargetGTID = "0-1-30"
+	plan.PITR = &activities.PITRPlan{BackupID: "b2", StartFile: "binlog.000001", StartPos: 400}
+	plan.CompareSums = false
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.ReplayBinlogs, mock.Anything, mock.Anything).Return(&activities.ReplayResult{LastGTID: "0-1-25",
+		LastTime: time.Date(2026, 11, 24, 8, 30, 0, 0, time.UTC)}, nil).Once()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{TablesChecked: 3, GotGTIDSet: "0-1-25"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Require().Len(*reports, 1)
+	r := (*reports)[0]
+	s.Equal(drill.ResultFailed, r.Result)
+	s.Equal("0-1-30", r.WantGTIDSet)
+	s.Contains(r.Problems[0], `executed GTID set is "0-1-25", want "0-1-30"`)
+}
