@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/strata-backup/strata/internal/storage"
 )
@@ -155,11 +156,26 @@ func Failed(history []*Report) map[string]*Report {
 	return out
 }
 
+// FutureSlack is how far past this host's clock a report's start time may
+// be and still judge its backup (clocks of worker hosts differ a little).
+const FutureSlack = time.Hour
+
 // FailedBackups reads an instance's drill history and returns Failed of it.
+// Reports that started more than FutureSlack after now judge nothing: the
+// history is ordered by start time, so one dated in the future (a wrong
+// clock, or planted by a writer of the bucket) would outrank every real
+// drill to come and keep a backup that fails them unmarked.
 func FailedBackups(ctx context.Context, b storage.Backend, instance string) (map[string]*Report, error) {
 	h, err := History(ctx, b, instance)
 	if err != nil {
 		return nil, err
 	}
-	return Failed(h), nil
+	limit := time.Now().Add(FutureSlack)
+	judging := h[:0:0]
+	for _, r := range h {
+		if !r.Started.After(limit) {
+			judging = append(judging, r)
+		}
+	}
+	return Failed(judging), nil
 }

@@ -295,3 +295,23 @@ func TestScratchRefusesASymlinkedDrillsDir(t *testing.T) {
 	_, err = os.Stat(precious)
 	assert.NoError(t, err)
 }
+
+// A passed report dated in the future does not keep a backup unmarked when
+// a real drill of it fails.
+func TestAReportFromTheFutureJudgesNothing(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	future := rep("zz", "b1", drill.ResultPassed, "", "", time.Now().Add(24*365*time.Hour))
+	future.FormatVersion = drill.FormatVersion
+	require.NoError(t, drill.Write(ctx, b, future))
+	require.NoError(t, drill.Write(ctx, b, rep("d1", "b1", drill.ResultFailed, drill.PhaseRestore, "", time.Now())))
+	f, err := drill.FailedBackups(ctx, b, "db1")
+	require.NoError(t, err)
+	require.Contains(t, f, "b1")
+	assert.Equal(t, "d1", f["b1"].DrillID)
+	// Within the slack of clocks, a report counts.
+	require.NoError(t, drill.Write(ctx, b, rep("d2", "b1", drill.ResultPassed, "", "", time.Now().Add(time.Minute))))
+	f, err = drill.FailedBackups(ctx, b, "db1")
+	require.NoError(t, err)
+	assert.NotContains(t, f, "b1")
+}
