@@ -194,6 +194,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		rep.TablesChecked, rep.TablesCompared, rep.Rows = ver.TablesChecked, ver.TablesCompared, ver.Rows
 		rep.Problems = append(rep.Problems, ver.Problems...)
 		rep.GotGTIDSet = ver.GotGTIDSet
+		if ver.TablesChecked == 0 {
+			res.Notes = append(res.Notes, "the restored server has no user table: the drill checked that it starts, and no data")
+		}
 		switch {
 		case strings.Contains(plan.Backup.GTIDSet, ":"):
 			// MySQL GTID sets (uuid:1-N): not compared yet.

@@ -268,3 +268,19 @@ func (s *wfSuite) TestDrillReplayShortOfTheArchivesTargetFails() {
 	s.Equal("0-1-30", r.WantGTIDSet)
 	s.Contains(r.Problems[0], `executed GTID set is "0-1-25", want "0-1-30"`)
 }
+
+// A drill whose restored server has no user table says so: it verified
+// no data.
+func (s *wfSuite) TestDrillOfNoTablesSaysItCheckedNoData() {
+	plan := drillPlan()
+	plan.CompareSums = false
+	s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{GotGTIDSet: "0-1-20"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res DrillResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Contains(res.Notes, "the restored server has no user table: the drill checked that it starts, and no data")
+}
