@@ -230,7 +230,13 @@ func (a *Agent) chainCiphers(ctx context.Context, chain []*manifest.Manifest, al
 		dk, _, err := a.Repo.BackupKeys(m.Instance, m.BackupID).Unwrap(ctx, a.Keys)
 		if err != nil {
 			if errors.Is(err, repo.ErrNoUsableKey) {
-				return nil, fail(ErrDecryptFailed, "cannot restore %s of %s on agent %s: %v", m.BackupID, m.Instance, a.Host, err)
+				msg := fmt.Sprintf("cannot restore %s of %s on agent %s: %v", m.BackupID, m.Instance, a.Host, err)
+				if repo.IsKeyNotHeld(err) {
+					// The agent's keyring, not the backup: a drill must not
+					// condemn the backup for it.
+					return nil, temporal.NewNonRetryableApplicationError(msg, ErrDecryptFailed, nil, KeyNotHeld{Agent: a.Host})
+				}
+				return nil, fail(ErrDecryptFailed, "%s", msg)
 			}
 			return nil, classify(err)
 		}

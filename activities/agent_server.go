@@ -12,6 +12,10 @@ import (
 	"github.com/strata-backup/strata/internal/server"
 )
 
+// ErrServerNotReady is the type of the error of a StartServer whose server
+// kept running but did not answer in time.
+const ErrServerNotReady = "ServerNotReady"
+
 // StartServer starts a server on a restored datadir on this host and checks
 // that it answers. The server keeps running after the activity ends.
 func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartServerResult, error) {
@@ -39,6 +43,13 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	if err != nil {
 		if errors.Is(err, server.ErrPortInUse) {
 			return nil, fail(ErrPortInUse, "%v", err)
+		}
+		// Not the datadir's fault (a drill does not mark its backup for it).
+		if errors.Is(err, server.ErrNoBinary) {
+			return nil, fail(ErrToolMissing, "%v", err)
+		}
+		if errors.Is(err, server.ErrNotReady) {
+			return nil, fail(ErrServerNotReady, "start server on %s: %v; a loaded host may need more time", p.TargetDir, err)
 		}
 		log.Error("server did not start", zap.Error(err))
 		return nil, fail(ErrToolFailed, "start server on %s: %v", p.TargetDir, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/repo"
+	"github.com/strata-backup/strata/internal/storage"
 )
 
 // ErrDrillFailed is the type of the error a failed drill returns (after it
@@ -34,6 +35,16 @@ const ErrVerificationFailed = "VerificationFailed"
 // ErrFailedDrill refuses to restore a backup whose last drill failed,
 // without the explicit override (allow_failed_drill, --allow-failed-drill).
 const ErrFailedDrill = "BackupFailedDrill"
+
+// ErrBadDrillReport: an object under <instance>/drills/ named like a
+// report is not one this Strata reads (corrupt, planted, or of a newer
+// format). The drill history decides which backups are used, so plans that
+// read it stop, naming the object, rather than guess.
+const ErrBadDrillReport = "BadDrillReport"
+
+// ErrDrillIDTaken: the drill id has a report already (a drill id used
+// before for the instance); the drill does not run, nor write a report.
+const ErrDrillIDTaken = "DrillIDTaken"
 
 // DrillFailure is the detail of an ErrDrillFailed error.
 type DrillFailure struct {
@@ -49,6 +60,13 @@ type CorruptChunk struct {
 	Key string `json:"key"`
 }
 
+// KeyNotHeld is the detail of an ErrDecryptFailed error of a restore whose
+// agent holds none of the key encryption keys of a chain member's data key
+// (its configuration's fault, not the backup's).
+type KeyNotHeld struct {
+	Agent string `json:"agent"`
+}
+
 // DrillPlanRequest asks the catalog what a drill restores.
 type DrillPlanRequest struct {
 	Instance string `json:"instance"`
@@ -61,6 +79,9 @@ type DrillPlanRequest struct {
 	// newest archived transaction a drill without a target does by
 	// default (config drill.point_in_time).
 	BackupOnly bool `json:"backup_only,omitempty"`
+	// DrillID is the drill's id: one whose report exists already (a drill
+	// id used before for the instance) is refused.
+	DrillID string `json:"drill_id,omitempty"`
 }
 
 // DrillPlan is what a drill restores, where and what it verifies.
@@ -71,6 +92,10 @@ type DrillPlan struct {
 	// or the position of the backup's table sums) and where replay starts.
 	Target binlog.Target `json:"target,omitempty"`
 	PITR   *PITRPlan     `json:"pitr,omitempty"`
+	// TargetGTID is, for a target by file and position, the GTID of the
+	// archive's last transaction at it (from the archive's index): what the
+	// replayed data must have executed, whatever the replay reports.
+	TargetGTID string `json:"target_gtid,omitempty"`
 	// Host is the agent host of the scratch server (instances[].drill.host,
 	// drill.host, or the instance's host).
 	Host string `json:"host"`
@@ -88,6 +113,10 @@ type DrillPlan struct {
 // failedDrills returns the instance's backups whose last drill failed.
 func (c *Catalog) failedDrills(ctx context.Context, instance string) (map[string]*drill.Report, error) {
 	f, err := drill.FailedBackups(ctx, c.Repo.Backend(), instance)
+	if errors.Is(err, drill.ErrBadReport) {
+		return nil, fail(ErrBadDrillReport, "instance %s: %v; the drill history decides which backups are used: remove or replace that object, "+
+			"or restore a backup you chose with --allow-failed-drill (allow_failed_drill)", instance, err)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -128,6 +157,19 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
 	plan := &DrillPlan{Host: cfg.DrillHost(in), HeartbeatTable: in.Heartbeat.Table}
+	if req.DrillID != "" {
+		old, err := drill.Read(ctx, c.Repo.Backend(), req.Instance, req.DrillID)
+		switch {
+		case err == nil:
+			return nil, fail(ErrDrillIDTaken, "drill id %s of %s is taken: %s is the report of the drill of workflow %s, run %s (%s); start the drill with another id (strata drill --id)",
+				req.DrillID, req.Instance, drill.ReportKey(req.Instance, req.DrillID), old.WorkflowID, old.RunID, old.Result)
+		case errors.Is(err, storage.ErrNotFound):
+		case errors.Is(err, drill.ErrBadReport):
+			return nil, fail(ErrDrillIDTaken, "drill id %s of %s is taken by an object that is not a report (%v); start the drill with another id (strata drill --id)", req.DrillID, req.Instance, err)
+		default:
+			return nil, classify(err)
+		}
+	}
 	backups, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
 		return nil, classify(err)
@@ -235,7 +277,7 @@ func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifes
 		if err != nil {
 			continue // this window does not start from base
 		}
-		plan.Target, plan.PITR = t, p
+		plan.Target, plan.PITR, plan.TargetGTID = t, p, w.ToGTID
 		plan.Notes = append(plan.Notes, fmt.Sprintf("point-in-time drill to the newest archived transaction, %s:%d (GTID %s, %s)",
 			w.ToFile, w.ToPos, w.ToGTID, w.ToTime.UTC().Format(time.RFC3339)))
 		return nil
@@ -251,6 +293,9 @@ func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifes
 // the worker.
 func (c *Catalog) WriteDrillReport(ctx context.Context, r drill.Report) error {
 	if err := drill.Write(ctx, c.Repo.Backend(), &r); err != nil {
+		if errors.Is(err, drill.ErrReportExists) {
+			return fail(ErrDrillIDTaken, "%v", err)
+		}
 		return classify(err)
 	}
 	// The drill gauges and counter of this worker (a retried write counts
@@ -274,14 +319,17 @@ func (a *Agent) scratchRoot() string {
 }
 
 // PrepareDrill creates the drill's scratch directory,
-// <agent.scratch_dir>/drills/<drill id>, tearing down what an earlier
+// <agent.scratch_dir>/drills/<instance>/<drill id>, tearing down what an earlier
 // attempt of the same drill left there.
 func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.Scratch, error) {
-	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	s, err := drill.ScratchFor(a.scratchRoot(), p.Instance, p.DrillID)
 	if err != nil {
 		return nil, fail(ErrInvalidRequest, "%v", err)
 	}
 	if err := s.Prepare(ctx); err != nil {
+		if errors.Is(err, drill.ErrUnsafeScratch) {
+			return nil, fail(ErrConfig, "%v", err)
+		}
 		return nil, classify(err)
 	}
 	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch dir created", zap.String("dir", s.Dir))
@@ -291,13 +339,16 @@ func (a *Agent) PrepareDrill(ctx context.Context, p PrepareDrillParams) (*drill.
 // TeardownDrill stops the drill's scratch server and removes its
 // directory; idempotent.
 func (a *Agent) TeardownDrill(ctx context.Context, p PrepareDrillParams) error {
-	s, err := drill.ScratchFor(a.scratchRoot(), p.DrillID)
+	s, err := drill.ScratchFor(a.scratchRoot(), p.Instance, p.DrillID)
 	if err != nil {
 		return fail(ErrInvalidRequest, "%v", err)
 	}
 	hb := startHeartbeat(ctx, a.heartbeatEvery(), "tearing down")
 	defer hb.close()
 	if err := s.Teardown(ctx); err != nil {
+		if errors.Is(err, drill.ErrUnsafeScratch) {
+			return fail(ErrConfig, "%v", err)
+		}
 		return classify(err)
 	}
 	a.logger(ctx, zap.String("instance", p.Instance), zap.String("drill_id", p.DrillID)).Info("drill scratch server and dir removed", zap.String("dir", s.Dir))

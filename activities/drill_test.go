@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/manifest"
@@ -68,4 +70,47 @@ func TestFailedDrillMarksTheBackup(t *testing.T) {
 	// A later passing drill clears the mark.
 	require.NoError(t, c.WriteDrillReport(ctx, drill.Report{DrillID: "d3", Instance: "db1", BackupID: "f2", Result: drill.ResultPassed, Started: t0.Add(2)}))
 	assert.Equal(t, "f2", plan().Backup.BackupID)
+}
+
+// A drill id used before for the instance is refused before the drill
+// runs, and a second report never replaces the first drill's (whose
+// verdict marks or clears backups).
+func TestDrillIDOfAnEarlierDrillIsRefused(t *testing.T) {
+	ctx := context.Background()
+	c := testCatalog(t, 0, bk("f1", "full", "", 0, 100, 0))
+	first := drill.Report{DrillID: "d1", Instance: "db1", BackupID: "f1", Result: drill.ResultFailed,
+		FailedPhase: drill.PhaseRestore, ErrorType: ErrCorruptBackup, Started: t0, WorkflowID: "drill/db1/d1", RunID: "r1"}
+	require.NoError(t, c.WriteDrillReport(ctx, first))
+	require.NoError(t, c.WriteDrillReport(ctx, first), "a retried write of the same run")
+	_, err := c.PlanDrill(ctx, DrillPlanRequest{Instance: "db1", DrillID: "d1", BackupID: "f1"})
+	assert.Equal(t, ErrDrillIDTaken, appErrType(err))
+	assert.ErrorContains(t, err, "another id")
+	_, err = c.PlanDrill(ctx, DrillPlanRequest{Instance: "db1", DrillID: "d2", BackupID: "f1"})
+	require.NoError(t, err)
+
+	second := first
+	second.RunID, second.Result, second.FailedPhase, second.ErrorType = "r2", drill.ResultPassed, "", ""
+	err = c.WriteDrillReport(ctx, second)
+	assert.Equal(t, ErrDrillIDTaken, appErrType(err))
+	_, err = c.ResolveChain(ctx, BackupRef{Instance: "db1", BackupID: "f1"})
+	assert.Equal(t, ErrFailedDrill, appErrType(err), "the first drill's verdict stands")
+}
+
+// An object at a report's key that is not a report stops the plans that
+// read the drill history with a typed, non-retryable error naming it, not
+// a retried one.
+func TestUnreadableDrillReportIsATypedError(t *testing.T) {
+	ctx := context.Background()
+	c := testCatalog(t, 0, bk("f1", "full", "", 0, 100, 0))
+	require.NoError(t, c.Repo.Backend().Put(ctx, "db1/drills/x.json", strings.NewReader(`{"format_version":99}`), 21))
+	_, err := c.PlanBackup(ctx, PlanRequest{Instance: "db1", Type: "incremental"})
+	assert.Equal(t, ErrBadDrillReport, appErrType(err))
+	assert.ErrorContains(t, err, "db1/drills/x.json")
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	assert.True(t, ae.NonRetryable())
+	_, err = c.ResolveChain(ctx, BackupRef{Instance: "db1", BackupID: "f1"})
+	assert.Equal(t, ErrBadDrillReport, appErrType(err))
+	_, err = c.ResolveChain(ctx, BackupRef{Instance: "db1", BackupID: "f1", AllowFailedDrill: true})
+	assert.NoError(t, err, "the override the message names works")
 }

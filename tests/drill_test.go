@@ -54,8 +54,11 @@ func (s *stack) report(id string) *drill.Report {
 // server serves its datadir.
 func requireTornDown(t *testing.T, scratch, id string) {
 	t.Helper()
-	dir := filepath.Join(scratch, drill.ScratchDirName, id)
-	_, err := os.Stat(dir)
+	// The drills of these tests are of instance db1.
+	sc, err := drill.ScratchFor(scratch, "db1", id)
+	require.NoError(t, err)
+	dir := sc.Dir
+	_, err = os.Stat(dir)
 	require.True(t, errors.Is(err, os.ErrNotExist), "scratch dir %s is removed (%v)", dir, err)
 	_, running := server.Running(filepath.Join(dir, "data"))
 	require.False(t, running, "no server serves the scratch datadir of drill %s", id)
@@ -248,7 +251,7 @@ func TestDrillCancelledMidwayTearsDown(t *testing.T) {
 	run, err := s.client.ExecuteWorkflow(s.ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue},
 		workflows.DrillWorkflowName, workflows.DrillRequest{Instance: "db1", DrillID: "c1"})
 	require.NoError(t, err)
-	dir := filepath.Join(scratch, drill.ScratchDirName, "c1")
+	dir := filepath.Join(scratch, drill.ScratchDirName, "db1", "c1")
 	require.Eventually(t, func() bool { _, err := os.Stat(dir); return err == nil }, time.Minute, 10*time.Millisecond, "the drill creates its scratch dir")
 	require.NoError(t, s.client.CancelWorkflow(s.ctx, id, ""))
 	err = run.Get(s.ctx, nil)

@@ -108,7 +108,7 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 	var queue string
 	runErr := func() error {
 		if err := workflow.ExecuteActivity(cctx, cat.PlanDrill, activities.DrillPlanRequest{
-			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target, BackupOnly: req.BackupOnly,
+			Instance: req.Instance, BackupID: req.BackupID, Target: req.Target, BackupOnly: req.BackupOnly, DrillID: req.DrillID,
 		}).Get(ctx, &plan); err != nil {
 			return err
 		}
@@ -144,6 +144,10 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 			var cc activities.CorruptChunk
 			if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&cc) == nil {
 				d.chunk = cc.Key
+			}
+			var kn activities.KeyNotHeld
+			if ae != nil && ae.Type() == activities.ErrDecryptFailed && ae.HasDetails() && ae.Details(&kn) == nil && kn.Agent != "" {
+				rep.KeyNotHeld = true
 			}
 			return agentError(err, plan.Host, queue)
 		}
@@ -190,6 +194,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		rep.TablesChecked, rep.TablesCompared, rep.Rows = ver.TablesChecked, ver.TablesCompared, ver.Rows
 		rep.Problems = append(rep.Problems, ver.Problems...)
 		rep.GotGTIDSet = ver.GotGTIDSet
+		if ver.TablesChecked == 0 {
+			res.Notes = append(res.Notes, "the restored server has no user table: the drill checked that it starts, and no data")
+		}
 		switch {
 		case strings.Contains(plan.Backup.GTIDSet, ":"):
 			// MySQL GTID sets (uuid:1-N): not compared yet.
@@ -230,6 +237,12 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		return nil
 	}()
 
+	// A drill id whose report exists (PlanDrill refuses it): nothing ran,
+	// and the report there is another drill's, which stays.
+	var taken *temporal.ApplicationError
+	if errors.As(runErr, &taken) && taken.Type() == activities.ErrDrillIDTaken {
+		return nil, runErr
+	}
 	// Teardown and the report run on a disconnected context: a cancelled
 	// drill still removes its scratch server and records that it failed.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -303,8 +316,9 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 }
 
 // wantGTID is the GTID position the restored data must have: the backup's,
-// with the replayed transactions on top (the target GTID, or the last
-// transaction the replay applied).
+// with the replayed transactions on top (the target GTID, else the
+// archive's last transaction at the target, else the last transaction the
+// replay applied).
 func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *drill.Report) string {
 	want := plan.Backup.GTIDSet
 	var top string
@@ -312,6 +326,10 @@ func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *
 	case plan.PITR == nil:
 	case plan.Target.GTID != "":
 		top = plan.Target.GTID
+	case plan.TargetGTID != "":
+		// The archive's last transaction at the target: a replay that
+		// stopped short must not set its own bar.
+		top = plan.TargetGTID
 	default:
 		top = replay.LastGTID
 	}

@@ -205,3 +205,82 @@ func (s *wfSuite) TestDrillWhosePrepareFailedStillTearsDown() {
 	s.False(reports[0].MarksBackup())
 	s.env.AssertExpectations(s.T())
 }
+
+// A drill id whose report exists: the drill runs nothing and writes no
+// report (the one there is another drill's), and says to pick another id.
+func (s *wfSuite) TestDrillWithATakenIDWritesNoReport() {
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db1"}).Return(route, nil)
+	s.env.OnActivity(s.cat.PlanDrill, mock.Anything, activities.DrillPlanRequest{Instance: "db1", DrillID: "d1"}).Return(nil,
+		temporal.NewNonRetryableApplicationError("drill id d1 of db1 is taken: start the drill with another id", activities.ErrDrillIDTaken, nil))
+	written := 0
+	s.env.OnActivity(s.cat.WriteDrillReport, mock.Anything, mock.Anything).Return(func(_ context.Context, r drill.Report) error {
+		written++
+		return nil
+	}).Maybe()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	err := s.env.GetWorkflowError()
+	s.Require().Error(err)
+	var ae *temporal.ApplicationError
+	s.Require().True(errors.As(err, &ae))
+	s.Equal(activities.ErrDrillIDTaken, ae.Type())
+	s.Zero(written)
+}
+
+// A restore that fails because the drill agent holds no key for the
+// backup records KeyNotHeld: the report does not mark the backup.
+func (s *wfSuite) TestDrillOnAnAgentWithoutTheKeyDoesNotMarkTheBackup() {
+	reports := s.drillMocks(drillPlan())
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(nil,
+		temporal.NewNonRetryableApplicationError("cannot restore b2 of db1 on agent h1: no usable encryption key", activities.ErrDecryptFailed, nil,
+			activities.KeyNotHeld{Agent: "h1"})).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Require().Len(*reports, 1)
+	r := (*reports)[0]
+	s.Equal(drill.PhaseRestore, r.FailedPhase)
+	s.Equal(activities.ErrDecryptFailed, r.ErrorType)
+	s.True(r.KeyNotHeld)
+	s.False(r.MarksBackup())
+}
+
+// A drill to the newest archived transaction (a file/position target)
+// compares the executed GTID set with the archive's last transaction at
+// the target, not with what the replay says it applied: a replay that
+// stopped short fails the drill.
+func (s *wfSuite) TestDrillReplayShortOfTheArchivesTargetFails() {
+	plan := drillPlan()
+	plan.Target = binlog.Target{File: "binlog.000002", Pos: 900}
+	plan.TargetGTID = "0-1-30"
+	plan.PITR = &activities.PITRPlan{BackupID: "b2", StartFile: "binlog.000001", StartPos: 400}
+	plan.CompareSums = false
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.ReplayBinlogs, mock.Anything, mock.Anything).Return(&activities.ReplayResult{LastGTID: "0-1-25",
+		LastTime: time.Date(2026, 11, 24, 8, 30, 0, 0, time.UTC)}, nil).Once()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{TablesChecked: 3, GotGTIDSet: "0-1-25"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Require().Len(*reports, 1)
+	r := (*reports)[0]
+	s.Equal(drill.ResultFailed, r.Result)
+	s.Equal("0-1-30", r.WantGTIDSet)
+	s.Contains(r.Problems[0], `executed GTID set is "0-1-25", want "0-1-30"`)
+}
+
+// A drill whose restored server has no user table says so: it verified
+// no data.
+func (s *wfSuite) TestDrillOfNoTablesSaysItCheckedNoData() {
+	plan := drillPlan()
+	plan.CompareSums = false
+	s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{GotGTIDSet: "0-1-20"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	var res DrillResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Contains(res.Notes, "the restored server has no user table: the drill checked that it starts, and no data")
+}

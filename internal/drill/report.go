@@ -83,6 +83,10 @@ type Report struct {
 	// CorruptChunk is the key of the chunk that failed its checksum, when a
 	// corrupt chunk failed the restore.
 	CorruptChunk string `json:"corrupt_chunk,omitempty"`
+	// KeyNotHeld says the restore failed because the drill agent holds
+	// none of the keys that open the backup's data key: the agent's
+	// configuration, which does not mark the backup.
+	KeyNotHeld bool `json:"key_not_held,omitempty"`
 	// Problems lists every verification finding (empty when passed).
 	Problems []string `json:"problems,omitempty"`
 

@@ -229,6 +229,22 @@ func (ks KeySet) Unwrap(ctx context.Context, ring *crypt.Keyring) (dataKey []byt
 	return UnwrapAny(ks.What, objs, ring)
 }
 
+// keyNotHeldError is an ErrNoUsableKey that is the keyring's, not the
+// repository's: the ring holds none of the key encryption keys that wrapped
+// the data key (the stored wrappings were not tried, and may be sound).
+type keyNotHeldError struct{ error }
+
+func (e keyNotHeldError) Unwrap() error { return e.error }
+
+// IsKeyNotHeld reports whether err is an ErrNoUsableKey of a keyring that
+// holds none of the key encryption keys of the data key (or no keyring):
+// the agent's configuration, not the backup, is at fault. Deleted or
+// corrupt key objects are not.
+func IsKeyNotHeld(err error) bool {
+	var k keyNotHeldError
+	return errors.As(err, &k)
+}
+
 // UnwrapAny is KeySet.Unwrap on key objects already read.
 func UnwrapAny(what string, objs []KeyObject, ring *crypt.Keyring) ([]byte, string, error) {
 	have := make([]string, 0, len(objs))
@@ -239,8 +255,8 @@ func UnwrapAny(what string, objs []KeyObject, ring *crypt.Keyring) ([]byte, stri
 		return nil, "", fmt.Errorf("%w: %s is encrypted but the repository holds no wrapped data key for it (its keys/ objects were deleted): it cannot be decrypted", ErrNoUsableKey, what)
 	}
 	if ring == nil {
-		return nil, "", fmt.Errorf("%w: %s is encrypted with key encryption key %s, but this agent has no encryption key configured: set encryption.key_file or encryption.key_env (and old_key_files/old_key_envs for older keys) to a key with that id (`strata key id` prints the id of the configured key)",
-			ErrNoUsableKey, what, quoteList(have))
+		return nil, "", keyNotHeldError{fmt.Errorf("%w: %s is encrypted with key encryption key %s, but this agent has no encryption key configured: set encryption.key_file or encryption.key_env (and old_key_files/old_key_envs for older keys) to a key with that id (`strata key id` prints the id of the configured key)",
+			ErrNoUsableKey, what, quoteList(have))}
 	}
 	byID := map[string]KeyObject{}
 	for _, o := range objs {
@@ -265,7 +281,11 @@ func UnwrapAny(what string, objs []KeyObject, ring *crypt.Keyring) ([]byte, stri
 	if len(wrong) > 0 {
 		msg += fmt.Sprintf(", and the wrapped key stored for %s does not open with it (corrupt key object)", quoteList(wrong))
 	}
-	return nil, "", fmt.Errorf("%w: %s: add a key with one of the backup's ids to encryption.old_key_files or encryption.old_key_envs (`strata key id` prints the id of the configured key)", ErrNoUsableKey, msg)
+	err := fmt.Errorf("%w: %s: add a key with one of the backup's ids to encryption.old_key_files or encryption.old_key_envs (`strata key id` prints the id of the configured key)", ErrNoUsableKey, msg)
+	if len(wrong) == 0 {
+		return nil, "", keyNotHeldError{err}
+	}
+	return nil, "", err
 }
 
 func quoteList(ids []string) string {

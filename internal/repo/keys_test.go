@@ -59,11 +59,13 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 	assert.Contains(t, err.Error(), `backup "b1" of instance "db1" is encrypted with key encryption key "`+old.ID()+`"`)
 	assert.Contains(t, err.Error(), `this agent has "`+cur.ID()+`"`)
 	assert.Contains(t, err.Error(), "encryption.old_key_files")
+	assert.True(t, repo.IsKeyNotHeld(err), "the agent's keyring, not the backup")
 
 	// Without any keyring.
 	_, _, err = ks.Unwrap(ctx, nil)
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), "this agent has no encryption key configured")
+	assert.True(t, repo.IsKeyNotHeld(err))
 
 	// Rotation: add the current wrapping, remove the old one.
 	id2, wrapped2, err := crypttest.Ring(t, cur).Wrap(dk)
@@ -79,6 +81,7 @@ func TestKeySetWriteListUnwrap(t *testing.T) {
 	_, _, err = r.BackupKeys("db1", "none").Unwrap(ctx, crypttest.Ring(t, cur))
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), "holds no wrapped data key")
+	assert.False(t, repo.IsKeyNotHeld(err), "deleted key objects are the backup's loss")
 }
 
 func TestKeySetCorruptWrapping(t *testing.T) {
@@ -90,6 +93,7 @@ func TestKeySetCorruptWrapping(t *testing.T) {
 	_, _, err := ks.Unwrap(ctx, crypttest.Ring(t, k))
 	require.ErrorIs(t, err, repo.ErrNoUsableKey)
 	assert.Contains(t, err.Error(), "does not open with it")
+	assert.False(t, repo.IsKeyNotHeld(err), "a corrupt key object is the backup's")
 }
 
 func TestBinlogKeyRefs(t *testing.T) {

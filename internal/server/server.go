@@ -56,6 +56,15 @@ type Started struct {
 // ErrPortInUse is wrapped when the requested port is taken.
 var ErrPortInUse = errors.New("port in use")
 
+// ErrNoBinary is returned (wrapped) by Start when this host has no server
+// binary: the host's installation, not the datadir, is at fault.
+var ErrNoBinary = errors.New("no server binary")
+
+// ErrNotReady is returned (wrapped) by Start when the server kept running
+// but did not answer within the ready timeout: a slow or loaded host as
+// much as a bad datadir, unlike a server that exits during start-up.
+var ErrNotReady = errors.New("server did not answer")
+
 // FindBinary locates mariadbd (or mysqld).
 func FindBinary(configured string) (string, error) {
 	if configured != "" {
@@ -72,7 +81,7 @@ func FindBinary(configured string) (string, error) {
 			}
 		}
 	}
-	return "", errors.New("neither mariadbd nor mysqld is installed on this agent (install mariadb-server, or set tools.mariadbd)")
+	return "", fmt.Errorf("%w: neither mariadbd nor mysqld is installed on this agent (install mariadb-server, or set tools.mariadbd)", ErrNoBinary)
 }
 
 // socketPath returns a unix socket path short enough for sun_path.
@@ -141,7 +150,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	if err := cmd.Start(); err != nil {
 		removeSocketDir(st)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, fmt.Errorf("start %s: %w (%w)", bin, err, ErrNoBinary)
 	}
 	st.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
@@ -179,7 +188,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
 			removeSocketDir(st)
-			return nil, fmt.Errorf("server did not answer within %s; last lines of %s:\n%s", o.ReadyTimeout, st.ErrorLog, tailFile(st.ErrorLog, 20))
+			return nil, fmt.Errorf("%w within %s; last lines of %s:\n%s", ErrNotReady, o.ReadyTimeout, st.ErrorLog, tailFile(st.ErrorLog, 20))
 		}
 	}
 }
