@@ -62,6 +62,18 @@ func requireTornDown(t *testing.T, scratch, id string) {
 	require.True(t, errors.Is(err, os.ErrNotExist), "scratch dir %s is removed (%v)", dir, err)
 	_, running := server.Running(filepath.Join(dir, "data"))
 	require.False(t, running, "no server serves the scratch datadir of drill %s", id)
+	// Whatever the layout, nothing but (empty) instance dirs is left under
+	// the drills dir: the drills of these tests run one at a time.
+	root := filepath.Join(scratch, drill.ScratchDirName)
+	require.NoError(t, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(root, p)
+		require.True(t, rel == "." || (d.IsDir() && !strings.Contains(rel, string(filepath.Separator))), "left in the scratch area: %s", p)
+		return nil
+	}))
 }
 
 func phaseNames(r *drill.Report) []string {
