@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"time"
@@ -94,6 +95,26 @@ func endpoint(in *config.Instance) (mysqlx.Endpoint, error) {
 		return mysqlx.Endpoint{}, fail(ErrConfig, "%v", err)
 	}
 	return mysqlx.Endpoint{Socket: in.Connect.Socket, Address: in.Connect.Address, User: in.Connect.User, Password: pw}, nil
+}
+
+// openSource connects to the instance's server (the password never leaves
+// the agent) and inspects it; it also returns the endpoint, for the tools
+// and connections that follow. The caller closes the DB.
+func openSource(ctx context.Context, in *config.Instance) (*sql.DB, *mysqlx.ServerInfo, mysqlx.Endpoint, error) {
+	ep, err := endpoint(in)
+	if err != nil {
+		return nil, nil, ep, err
+	}
+	db, err := mysqlx.Open(ctx, ep)
+	if err != nil {
+		return nil, nil, ep, classify(err)
+	}
+	si, err := mysqlx.Inspect(ctx, db)
+	if err != nil {
+		_ = db.Close()
+		return nil, nil, ep, err
+	}
+	return db, si, ep, nil
 }
 
 func toolPaths(in *config.Instance) physical.Paths {

@@ -51,19 +51,11 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 		return nil, fail(ErrConfig, "instance %s: connect.address %q: %v", in.ID, in.Connect.Address, err)
 	}
 	port, _ := strconv.ParseUint(portStr, 10, 16)
-	ep, err := endpoint(in)
+	db, si, ep, err := openSource(ctx, in)
 	if err != nil {
 		return nil, err
-	}
-	db, err := mysqlx.Open(ctx, ep)
-	if err != nil {
-		return nil, classify(err)
 	}
 	defer db.Close()
-	si, err := mysqlx.Inspect(ctx, db)
-	if err != nil {
-		return nil, err
-	}
 	if !si.LogBin {
 		return nil, fail(ErrConfig, "instance %s has log_bin off: enable binary logging to archive binlogs", in.ID)
 	}

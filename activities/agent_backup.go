@@ -77,19 +77,11 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return nil, classify(err)
 	}
 
-	ep, err := endpoint(in)
+	db, si, ep, err := openSource(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	db, err := mysqlx.Open(ctx, ep)
-	if err != nil {
-		return nil, classify(err)
-	}
-	si, err := mysqlx.Inspect(ctx, db)
 	_ = db.Close()
-	if err != nil {
-		return nil, err
-	}
 	if si.Flavor == mysqlx.FlavorMySQL && si.Major < 8 {
 		return nil, fail(ErrInvalidRequest, "instance %s runs MySQL %s: Strata backs up MySQL 8.0 and later (xtrabackup 8) and MariaDB", in.ID, si.Version)
 	}

@@ -3,13 +3,11 @@ package activities
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
-	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/preflight"
 )
 
@@ -53,23 +51,12 @@ func (a *Agent) Preflight(ctx context.Context, p PreflightParams) (*PreflightRes
 	if !pf.On() {
 		return &PreflightResult{Skipped: true}, nil
 	}
-	ep, err := endpoint(in)
+	db, si, _, err := openSource(ctx, in)
 	if err != nil {
 		return nil, err
-	}
-	db, err := mysqlx.Open(ctx, ep)
-	if err != nil {
-		return nil, classify(err)
 	}
 	defer db.Close()
-	si, err := mysqlx.Inspect(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	scratch := a.Config.Agent.ScratchDir
-	if scratch == "" {
-		scratch = os.TempDir()
-	}
+	scratch := a.scratchRoot()
 	th := preflight.Thresholds{MaxTrxAge: pf.MaxTrxAge.Std(), MaxThreadsRunning: pf.MaxThreadsRunning,
 		MaxReplicationLag: pf.MaxReplicationLag.Std(), MinFreeDisk: int64(pf.MinFreeDisk)}
 
