@@ -201,29 +201,24 @@ type Preflight struct {
 // On reports whether the check runs.
 func (p Preflight) On() bool { return p.Enabled == nil || *p.Enabled }
 
+// inherit sets *dst to src when *dst is unset (its type's zero value): a
+// field an instance leaves out takes the default's.
+func inherit[T comparable](dst *T, src T) {
+	var zero T
+	if *dst == zero {
+		*dst = src
+	}
+}
+
 // inherit fills the unset fields of p from d.
 func (p *Preflight) inherit(d Preflight) {
-	if p.Enabled == nil {
-		p.Enabled = d.Enabled
-	}
-	if p.MaxTrxAge == 0 {
-		p.MaxTrxAge = d.MaxTrxAge
-	}
-	if p.MaxThreadsRunning == 0 {
-		p.MaxThreadsRunning = d.MaxThreadsRunning
-	}
-	if p.MaxReplicationLag == 0 {
-		p.MaxReplicationLag = d.MaxReplicationLag
-	}
-	if p.MinFreeDisk == 0 {
-		p.MinFreeDisk = d.MinFreeDisk
-	}
-	if p.Budget == 0 {
-		p.Budget = d.Budget
-	}
-	if p.Recheck == 0 {
-		p.Recheck = d.Recheck
-	}
+	inherit(&p.Enabled, d.Enabled)
+	inherit(&p.MaxTrxAge, d.MaxTrxAge)
+	inherit(&p.MaxThreadsRunning, d.MaxThreadsRunning)
+	inherit(&p.MaxReplicationLag, d.MaxReplicationLag)
+	inherit(&p.MinFreeDisk, d.MinFreeDisk)
+	inherit(&p.Budget, d.Budget)
+	inherit(&p.Recheck, d.Recheck)
 }
 
 // Preflight defaults.
@@ -460,18 +455,10 @@ func (c *Config) applyDefaults() {
 	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
-		if r.KeepFull == 0 {
-			r.KeepFull = c.Retention.KeepFull
-		}
-		if r.KeepDays == 0 {
-			r.KeepDays = c.Retention.KeepDays
-		}
-		if r.KeepMin == 0 {
-			r.KeepMin = c.Retention.KeepMin
-		}
-		if r.PartialGrace == 0 {
-			r.PartialGrace = c.Retention.PartialGrace
-		}
+		inherit(&r.KeepFull, c.Retention.KeepFull)
+		inherit(&r.KeepDays, c.Retention.KeepDays)
+		inherit(&r.KeepMin, c.Retention.KeepMin)
+		inherit(&r.PartialGrace, c.Retention.PartialGrace)
 		// r.PartialGrace == 0 is defaulted below, from the backup timeout.
 		if c.Instances[i].Encryption.Enabled == nil {
 			on := c.Encryption.Configured()
@@ -491,37 +478,19 @@ func (c *Config) applyDefaults() {
 		}
 		b := &c.Instances[i].Backup
 		// The level is the codec's: inherit it only with the codec.
-		if b.Compression == "" {
-			b.Compression = d.Compression
-		}
+		inherit(&b.Compression, d.Compression)
 		if b.CompressionLevel == 0 && b.Compression == d.Compression {
 			b.CompressionLevel = d.CompressionLevel
 		}
-		if b.ChunkSize == 0 {
-			b.ChunkSize = d.ChunkSize
-		}
-		if b.Parallelism == 0 {
-			b.Parallelism = d.Parallelism
-		}
-		if b.UseMemory == 0 {
-			b.UseMemory = d.UseMemory
-		}
-		if b.BackupTimeout == 0 {
-			b.BackupTimeout = d.BackupTimeout
-		}
-		if b.MaxChainLength == 0 {
-			b.MaxChainLength = d.MaxChainLength
-		}
+		inherit(&b.ChunkSize, d.ChunkSize)
+		inherit(&b.Parallelism, d.Parallelism)
+		inherit(&b.UseMemory, d.UseMemory)
+		inherit(&b.BackupTimeout, d.BackupTimeout)
+		inherit(&b.MaxChainLength, d.MaxChainLength)
 		b.Preflight.inherit(d.Preflight)
-		if b.Throttle == 0 {
-			b.Throttle = d.Throttle
-		}
-		if b.TableSums == nil {
-			b.TableSums = d.TableSums
-		}
-		if b.TableSumsMaxSize == 0 {
-			b.TableSumsMaxSize = d.TableSumsMaxSize
-		}
+		inherit(&b.Throttle, d.Throttle)
+		inherit(&b.TableSums, d.TableSums)
+		inherit(&b.TableSumsMaxSize, d.TableSumsMaxSize)
 		if hb := &c.Instances[i].Heartbeat; hb.Table != "" && hb.Every == 0 {
 			hb.Every = Duration(time.Second)
 		}

@@ -171,15 +171,9 @@ func mergeSchedule(s *Schedule, def Schedule) {
 	if !s.IncrementalEvery.IsSet() {
 		s.IncrementalEvery = def.IncrementalEvery
 	}
-	if s.TimeZone == "" {
-		s.TimeZone = def.TimeZone
-	}
-	if s.Jitter == 0 {
-		s.Jitter = def.Jitter
-	}
-	if s.CatchupWindow == 0 {
-		s.CatchupWindow = def.CatchupWindow
-	}
+	inherit(&s.TimeZone, def.TimeZone)
+	inherit(&s.Jitter, def.Jitter)
+	inherit(&s.CatchupWindow, def.CatchupWindow)
 	if s.CatchupWindow == 0 {
 		s.CatchupWindow = DefaultCatchupWindow
 	}
