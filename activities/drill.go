@@ -178,11 +178,12 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	if err != nil {
 		return nil, err
 	}
+	pd := &pitrData{c: c, instance: req.Instance, backups: backups, failed: failed}
 	if !req.Target.IsZero() {
 		if err := req.Target.Validate(); err != nil {
 			return nil, fail(ErrInvalidRequest, "%v", err)
 		}
-		p, err := c.PlanPITR(ctx, PITRRequest{Instance: req.Instance, Target: req.Target, BackupID: req.BackupID, AllowFailedDrill: req.BackupID != ""})
+		p, err := pd.plan(ctx, PITRRequest{Instance: req.Instance, Target: req.Target, BackupID: req.BackupID, AllowFailedDrill: req.BackupID != ""})
 		if err != nil {
 			return nil, err
 		}
@@ -224,7 +225,7 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	plan.Backup = *Summarize(base)
 	sums := base.TableSums
 	if req.Target.IsZero() && !req.BackupOnly && cfg.DrillPointInTime(in) && (sums == nil || sums.AtBackupPoint) {
-		if err := c.planLatest(ctx, plan, base, backups); err != nil {
+		if err := planLatest(ctx, plan, base, pd); err != nil {
 			return nil, err
 		}
 	}
@@ -236,7 +237,7 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	case plan.PITR == nil && sums.BinlogFile != "" && req.Target.IsZero():
 		// The sums describe the source at their own position: replay to it.
 		t := binlog.Target{File: sums.BinlogFile, Pos: uint32(sums.BinlogPos)}
-		p, err := c.PlanPITR(ctx, PITRRequest{Instance: req.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
+		p, err := pd.plan(ctx, PITRRequest{Instance: req.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
 		if err != nil {
 			plan.Notes = append(plan.Notes, fmt.Sprintf("the table sums of %s are at %s:%d, which the archive does not reach: not compared", base.BackupID, sums.BinlogFile, sums.BinlogPos))
 			break
@@ -257,23 +258,54 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	return plan, nil
 }
 
+// pitrData is what point-in-time planning reads, read once for a drill's
+// plan: the backups and failed drills, and the archive's index (read when
+// first needed: a long archive's index takes seconds of CPU to read).
+type pitrData struct {
+	c        *Catalog
+	instance string
+	backups  []*manifest.Manifest
+	failed   map[string]*drill.Report
+	ix       *binlog.Index
+}
+
+func (d *pitrData) index(ctx context.Context) (*binlog.Index, error) {
+	if d.ix == nil {
+		ix, err := (&binlog.Store{B: d.c.Repo.Backend(), Instance: d.instance}).ReadIndex(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		d.ix = ix
+	}
+	return d.ix, nil
+}
+
+// plan is PlanPITR on the data read.
+func (d *pitrData) plan(ctx context.Context, req PITRRequest) (*PITRPlan, error) {
+	ix, err := d.index(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return planPITR(req, d.backups, ix, d.failed)
+}
+
 // planLatest makes plan a point-in-time drill to the newest archived
 // transaction when the binlog archive reaches past base's consistent point
 // without a gap: the recovery a restore "to now" would give. When it does
 // not, the plan stays a drill of the backup alone, with a note saying why.
-func (c *Catalog) planLatest(ctx context.Context, plan *DrillPlan, base *manifest.Manifest, backups []*manifest.Manifest) error {
-	ix, err := (&binlog.Store{B: c.Repo.Backend(), Instance: base.Instance}).ReadIndex(ctx)
+func planLatest(ctx context.Context, plan *DrillPlan, base *manifest.Manifest, pd *pitrData) error {
+	ix, err := pd.index(ctx)
 	if err != nil {
-		return classify(err)
+		return err
 	}
-	wins := binlog.Windows(backups, ix)
+	wins := binlog.Windows(pd.backups, ix)
 	for i := len(wins) - 1; i >= 0; i-- {
 		w := wins[i]
 		t := binlog.Target{File: w.ToFile, Pos: w.ToPos}
 		if w.ToFile == "" || !binlog.Before(base, t) || (w.ToFile == base.BinlogFile && uint64(w.ToPos) <= base.BinlogPos) {
 			continue
 		}
-		p, err := c.PlanPITR(ctx, PITRRequest{Instance: base.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
+		p, err := pd.plan(ctx, PITRRequest{Instance: base.Instance, Target: t, BackupID: base.BackupID, AllowFailedDrill: true})
 		if err != nil {
 			continue // this window does not start from base
 		}

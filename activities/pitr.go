@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 )
@@ -56,6 +57,12 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 	if err != nil {
 		return nil, err
 	}
+	return planPITR(req, backups, ix, failed)
+}
+
+// planPITR is PlanPITR on the backups, archive index and failed drills
+// already read.
+func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, failed map[string]*drill.Report) (*PITRPlan, error) {
 	windows := binlog.Windows(backups, ix)
 	var notes []string
 	for i := len(backups) - 1; i >= 0; i-- {
