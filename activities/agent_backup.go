@@ -129,6 +129,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		Datadir:          in.Datadir,
 		ScratchDir:       a.Config.Agent.ScratchDir,
 		IncrementalLSN:   p.FromLSN,
+		LogCopyInterval:  in.Backup.LogCopyInterval.Std(),
 		Log:              func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
 		OnCommitsBlocked: onCommitsBlocked,
 	}, func(r io.Reader) error {

@@ -173,7 +173,17 @@ type Backup struct {
 	// TableSumsMaxSize skips the sums when the InnoDB user data is larger
 	// (information_schema's data + index length); default 50GiB.
 	TableSumsMaxSize ByteSize `yaml:"table_sums_max_size"`
+	// LogCopyInterval is how often the backup tool's redo-log copy thread
+	// polls for new redo (mariabackup/xtrabackup --log-copy-interval). It
+	// bounds how long commits stay blocked at the consistent point: the
+	// tool holds the commit lock until the copy thread has caught up, one
+	// poll at most. Default 100ms (the tools' own default is 1s); range
+	// 1ms..10s.
+	LogCopyInterval Duration `yaml:"log_copy_interval"`
 }
+
+// DefaultLogCopyInterval is backup.log_copy_interval's default.
+const DefaultLogCopyInterval = 100 * time.Millisecond
 
 // SumsOn reports whether the backup records table sums.
 func (b Backup) SumsOn() bool { return b.TableSums == nil || *b.TableSums }
@@ -452,6 +462,9 @@ func (c *Config) applyDefaults() {
 	if d.TableSumsMaxSize == 0 {
 		d.TableSumsMaxSize = DefaultTableSumsMaxSize
 	}
+	if d.LogCopyInterval == 0 {
+		d.LogCopyInterval = Duration(DefaultLogCopyInterval)
+	}
 	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
@@ -491,6 +504,7 @@ func (c *Config) applyDefaults() {
 		inherit(&b.Throttle, d.Throttle)
 		inherit(&b.TableSums, d.TableSums)
 		inherit(&b.TableSumsMaxSize, d.TableSumsMaxSize)
+		inherit(&b.LogCopyInterval, d.LogCopyInterval)
 		if hb := &c.Instances[i].Heartbeat; hb.Table != "" && hb.Every == 0 {
 			hb.Every = Duration(time.Second)
 		}
@@ -680,6 +694,9 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	validatePreflight(key, &b.Preflight, bad)
 	if b.TableSumsMaxSize < 0 {
 		bad(key+".table_sums_max_size", "must not be negative")
+	}
+	if v := b.LogCopyInterval.Std(); v != 0 && (v < time.Millisecond || v > 10*time.Second || v%time.Millisecond != 0) {
+		bad(key+".log_copy_interval", "%s is out of range: give whole milliseconds from 1ms to 10s (default 100ms)", v)
 	}
 }
 

@@ -82,6 +82,11 @@ type BackupParams struct {
 	IncrementalLSN uint64
 	// Parallel is the tool's --parallel (file copy threads), 0 = tool default.
 	Parallel int
+	// LogCopyInterval is the tool's --log-copy-interval, rounded down to
+	// whole milliseconds (at least 1); 0 = the tool's default (1s). Commits
+	// stay blocked at the consistent point until the redo copy thread's
+	// next poll, so this bounds the write stall a backup causes.
+	LogCopyInterval time.Duration
 	// Log receives every line the tool writes to stderr (optional).
 	Log func(line string)
 	// OnCommitsBlocked, when set, is called once, as soon as the tool
@@ -164,14 +169,7 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 			return nil, err
 		}
 	}
-	args := []string{"--defaults-file=" + cnf, "--backup", "--stream=xbstream",
-		"--target-dir=" + target, "--extra-lsndir=" + lsnDir, "--datadir=" + p.Datadir}
-	if p.IncrementalLSN > 0 {
-		args = append(args, "--incremental-lsn="+strconv.FormatUint(p.IncrementalLSN, 10))
-	}
-	if p.Parallel > 0 {
-		args = append(args, "--parallel="+strconv.Itoa(p.Parallel))
-	}
+	args := backupArgs(cnf, target, lsnDir, p)
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -238,6 +236,23 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 		out.ConsistentAt = out.EndTime
 	}
 	return out, nil
+}
+
+// backupArgs is the backup tool's command line for p, given its option
+// file, target dir and extra LSN dir.
+func backupArgs(cnf, target, lsnDir string, p BackupParams) []string {
+	args := []string{"--defaults-file=" + cnf, "--backup", "--stream=xbstream",
+		"--target-dir=" + target, "--extra-lsndir=" + lsnDir, "--datadir=" + p.Datadir}
+	if p.IncrementalLSN > 0 {
+		args = append(args, "--incremental-lsn="+strconv.FormatUint(p.IncrementalLSN, 10))
+	}
+	if p.Parallel > 0 {
+		args = append(args, "--parallel="+strconv.Itoa(p.Parallel))
+	}
+	if p.LogCopyInterval > 0 {
+		args = append(args, "--log-copy-interval="+strconv.FormatInt(max(p.LogCopyInterval.Milliseconds(), 1), 10))
+	}
+	return args
 }
 
 // ToolError is a failed run of an external tool, with the end of its output.

@@ -135,3 +135,29 @@ func TestStageClockCommitsBlockedHook(t *testing.T) {
 	var none stageClock // no hook: nothing to call
 	none.line("[00] Acquired locks for BACKUP STAGE BLOCK_COMMIT")
 }
+
+func TestBackupArgsPassLogCopyIntervalInMilliseconds(t *testing.T) {
+	base := BackupParams{Datadir: "/var/lib/mysql"}
+	has := func(args []string, prefix string) string {
+		for _, a := range args {
+			if strings.HasPrefix(a, prefix) {
+				return a
+			}
+		}
+		return ""
+	}
+	args := backupArgs("/s/client.cnf", "/s/target", "/s/lsn", base)
+	assert.Equal(t, "--defaults-file=/s/client.cnf", args[0], "the option file must come first")
+	assert.Empty(t, has(args, "--log-copy-interval"), "0 leaves the tool's default")
+	assert.Empty(t, has(args, "--incremental-lsn"))
+
+	p := base
+	p.LogCopyInterval = 100 * time.Millisecond
+	p.IncrementalLSN = 12345
+	args = backupArgs("/s/client.cnf", "/s/target", "/s/lsn", p)
+	assert.Equal(t, "--log-copy-interval=100", has(args, "--log-copy-interval"))
+	assert.Equal(t, "--incremental-lsn=12345", has(args, "--incremental-lsn"))
+
+	p.LogCopyInterval = 300 * time.Microsecond // below the tool's unit: never 0, which would mean "busy-poll"
+	assert.Equal(t, "--log-copy-interval=1", has(backupArgs("c", "t", "l", p), "--log-copy-interval"))
+}
