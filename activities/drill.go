@@ -475,11 +475,12 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 		}
 	}
 	var skip func(schema, table string) bool
+	algorithm := drill.DefaultSumsAlgorithm
 	if want != nil {
-		skip = drill.SkipTables(want.Skipped)
+		skip, algorithm = drill.SkipTables(want.Skipped), want.Algorithm
 	}
 	// Summed always: the row counts go into the report.
-	got, err := drill.TableSums(ctx, db, skip)
+	got, err := drill.TableSums(ctx, db, algorithm, skip)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -144,7 +144,7 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	t.Logf("table sums: %d tables in %.3fs, at backup point %v (%s:%d, backup %s:%d)", len(m.TableSums.Tables), m.TableSums.Seconds,
 		m.TableSums.AtBackupPoint, m.TableSums.BinlogFile, m.TableSums.BinlogPos, m.BinlogFile, m.BinlogPos)
 	if m.TableSums.AtBackupPoint {
-		got, err := drill.TableSums(s.ctx, rdb, drill.SkipTables(m.TableSums.Skipped))
+		got, err := drill.TableSums(s.ctx, rdb, m.TableSums.Algorithm, drill.SkipTables(m.TableSums.Skipped))
 		require.NoError(t, err)
 		_, problems := drill.CompareSums(m.TableSums.Tables, got)
 		assert.Empty(t, problems, "the restored data has the sums of the backup's consistent point")

@@ -27,7 +27,8 @@ func TestBackupRecordsTableSumsAtItsConsistentPoint(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, m.TableSums, "table sums recorded")
 	ts := m.TableSums
-	assert.Equal(t, manifest.FormatVersionTableSums, m.FormatVersion)
+	assert.Equal(t, manifest.FormatVersionSumsAlgorithm, m.FormatVersion)
+	assert.Equal(t, manifest.SumsChecksumTable, ts.Algorithm)
 	assert.True(t, ts.AtBackupPoint, "sums at %s:%d, backup at %s:%d", ts.BinlogFile, ts.BinlogPos, m.BinlogFile, m.BinlogPos)
 	assert.Equal(t, m.BinlogFile, ts.BinlogFile)
 	assert.Equal(t, m.BinlogPos, ts.BinlogPos)
@@ -35,7 +36,7 @@ func TestBackupRecordsTableSumsAtItsConsistentPoint(t *testing.T) {
 	assert.Equal(t, []manifest.SkippedTable{{Schema: "demo", Table: "plain_myisam", Engine: "MyISAM"}}, ts.Skipped)
 	t.Logf("table sums of %d tables in %.3fs at %s:%d", len(ts.Tables), ts.Seconds, ts.BinlogFile, ts.BinlogPos)
 
-	got, err := drill.TableSums(s.ctx, db, drill.SkipTables(ts.Skipped))
+	got, err := drill.TableSums(s.ctx, db, ts.Algorithm, drill.SkipTables(ts.Skipped))
 	require.NoError(t, err)
 	n, problems := drill.CompareSums(ts.Tables, got)
 	assert.Greater(t, n, 1)

@@ -72,9 +72,9 @@ func fixture(t *testing.T, db *sql.DB) {
 	)
 }
 
-func sums(t *testing.T, q drill.Querier) []manifest.TableSum {
+func sums(t *testing.T, alg string, q drill.Querier) []manifest.TableSum {
 	t.Helper()
-	s, err := drill.TableSums(context.Background(), q, nil)
+	s, err := drill.TableSums(context.Background(), q, alg, nil)
 	require.NoError(t, err)
 	return s
 }
@@ -106,8 +106,19 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 	dbA, dbB := openDB(t, a), openDB(t, b)
 	fixture(t, dbA)
 	copyData(t, a, b, "we`ird db", "app")
+	for _, alg := range []string{manifest.SumsRowMD5, manifest.SumsChecksumTable} {
+		t.Run("algorithm "+strconv.Quote(alg), func(t *testing.T) { tableSumsOnTwoServers(t, alg, dbA, dbB) })
+	}
+	_, err := drill.TableSums(context.Background(), dbA, "sha3_rows", nil)
+	require.ErrorContains(t, err, `algorithm "sha3_rows" is unknown`, "a manifest from a newer Strata is refused, not compared wrongly")
+	checkTables(t, a, dbA)
+}
 
-	want := sums(t, dbA)
+// tableSumsOnTwoServers checks algorithm alg: equal data on two servers
+// has equal sums, and each change shows in the table changed only.
+func tableSumsOnTwoServers(t *testing.T, alg string, dbA, dbB *sql.DB) {
+
+	want := sums(t, alg, dbA)
 	names := make([]string, len(want))
 	for i, s := range want {
 		names[i] = s.Schema + "." + s.Table
@@ -117,7 +128,7 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 	assert.Equal(t, []int64{2, 2, 0, 4, 3}, []int64{want[0].Rows, want[1].Rows, want[2].Rows, want[3].Rows, want[4].Rows})
 	assert.Equal(t, "0", want[2].Checksum, "an empty table")
 
-	n, problems := drill.CompareSums(want, sums(t, dbB))
+	n, problems := drill.CompareSums(want, sums(t, alg, dbB))
 	assert.Equal(t, 5, n)
 	assert.Empty(t, problems, "the same data on another server has the same sums")
 
@@ -142,26 +153,29 @@ func TestTableSumsOnTwoServers(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			exec1(t, dbB, c.change)
-			n, problems := drill.CompareSums(want, sums(t, dbB))
+			n, problems := drill.CompareSums(want, sums(t, alg, dbB))
 			assert.Equal(t, 5, n)
 			if assert.Len(t, problems, 1) {
 				assert.Contains(t, problems[0], "table "+c.table+" ")
 			}
 			exec1(t, dbB, c.undo)
-			_, problems = drill.CompareSums(want, sums(t, dbB))
+			_, problems = drill.CompareSums(want, sums(t, alg, dbB))
 			require.Empty(t, problems, "undone")
 		})
 	}
 
 	// A table only on one side, and a skip function.
 	exec1(t, dbB, "CREATE TABLE app.extra (a INT)")
-	_, problems = drill.CompareSums(want, sums(t, dbB))
+	_, problems = drill.CompareSums(want, sums(t, alg, dbB))
 	assert.Equal(t, []string{"table app.extra is not in the backup's sums: 0 rows, checksum 0"}, problems)
-	got, err := drill.TableSums(context.Background(), dbB, drill.SkipTables([]manifest.SkippedTable{{Schema: "app", Table: "extra"}, {Schema: "app", Table: "my isam"}}))
+	got, err := drill.TableSums(context.Background(), dbB, alg, drill.SkipTables([]manifest.SkippedTable{{Schema: "app", Table: "extra"}, {Schema: "app", Table: "my isam"}}))
 	require.NoError(t, err)
 	_, problems = drill.CompareSums(want, got)
 	assert.Equal(t, []string{"table app.my isam is missing: the backup recorded 2 rows, checksum " + want[0].Checksum}, problems)
+	exec1(t, dbB, "DROP TABLE app.extra")
+}
 
+func checkTables(t *testing.T, a *testdb.Server, dbA *sql.DB) {
 	t.Run("CheckTables", func(t *testing.T) {
 		checked, problems, err := drill.CheckTables(context.Background(), dbA)
 		require.NoError(t, err)
@@ -251,7 +265,7 @@ func TestSnapshotSumsUnderConcurrentWrites(t *testing.T) {
 	// Bring the table back to its state after transaction k: the sums
 	// equal the snapshot's.
 	exec1(t, db, fmt.Sprintf("DELETE FROM app.w WHERE id > %d", k), fmt.Sprintf("UPDATE app.w SET v = '%d' WHERE id = 0", k))
-	got, err := drill.TableSums(context.Background(), db, drill.SkipTables(ts.Skipped))
+	got, err := drill.TableSums(context.Background(), db, ts.Algorithm, drill.SkipTables(ts.Skipped))
 	require.NoError(t, err)
 	n, problems := drill.CompareSums(ts.Tables, got)
 	assert.Equal(t, 1, n)
@@ -260,7 +274,7 @@ func TestSnapshotSumsUnderConcurrentWrites(t *testing.T) {
 
 	// One transaction more or less would not match.
 	exec1(t, db, fmt.Sprintf("DELETE FROM app.w WHERE id = %d", k), fmt.Sprintf("UPDATE app.w SET v = '%d' WHERE id = 0", k-1))
-	got, err = drill.TableSums(context.Background(), db, drill.SkipTables(ts.Skipped))
+	got, err = drill.TableSums(context.Background(), db, ts.Algorithm, drill.SkipTables(ts.Skipped))
 	require.NoError(t, err)
 	_, problems = drill.CompareSums(ts.Tables, got)
 	assert.Len(t, problems, 1)
@@ -501,4 +515,39 @@ func gtidSeq(t *testing.T, set string) int64 {
 	n, err := strconv.ParseInt(parts[2], 10, 64)
 	require.NoError(t, err)
 	return n
+}
+
+// CHECKSUM TABLE, like COUNT(*), is a consistent read: inside a
+// consistent snapshot it sees the snapshot, not what commits after it, and
+// it does not end the transaction (checked on the server, not assumed).
+func TestChecksumTableReadsTheSnapshot(t *testing.T) {
+	srv := testdb.ForTest(t, testdb.Options{})
+	db := openDB(t, srv)
+	exec1(t, db, "CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=InnoDB",
+		"INSERT INTO s.t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+	require.NoError(t, err)
+	before, err := drill.ChecksumTable(ctx, conn, "s", "t")
+	require.NoError(t, err)
+	exec1(t, db, "UPDATE s.t SET v = 'changed' WHERE id = 2", "INSERT INTO s.t VALUES (4, 'd')")
+	in, err := drill.ChecksumTable(ctx, conn, "s", "t")
+	require.NoError(t, err)
+	assert.Equal(t, before, in, "the snapshot's rows, not the committed change")
+	var inTrx int
+	require.NoError(t, conn.QueryRowContext(ctx, "SELECT @@in_transaction").Scan(&inTrx))
+	assert.Equal(t, 1, inTrx, "CHECKSUM TABLE does not commit the snapshot")
+	_, err = conn.ExecContext(ctx, "ROLLBACK")
+	require.NoError(t, err)
+	after, err := drill.ChecksumTable(ctx, conn, "s", "t")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), before.Rows)
+	assert.Equal(t, int64(4), after.Rows)
+	assert.NotEqual(t, before.Checksum, after.Checksum)
+
+	_, err = drill.ChecksumTable(ctx, conn, "s", "gone")
+	require.Error(t, err, "a table that does not exist")
 }

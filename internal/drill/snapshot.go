@@ -88,7 +88,7 @@ func snapshotSums(ctx context.Context, conn *sql.Conn, maxBytes int64) (*manifes
 	defer func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK") }()
 	var err error
 	started := time.Now()
-	ts := &manifest.TableSums{At: started.UTC(), Tables: []manifest.TableSum{}}
+	ts := &manifest.TableSums{At: started.UTC(), Tables: []manifest.TableSum{}, Algorithm: DefaultSumsAlgorithm}
 	if ts.BinlogFile, ts.BinlogPos, err = snapshotPosition(ctx, conn); err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func snapshotSums(ctx context.Context, conn *sql.Conn, maxBytes int64) (*manifes
 	if maxBytes > 0 && size > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes of InnoDB data in the user schemas are more than %d; raise backup.table_sums_max_size or set backup.table_sums: false", ErrTooLarge, size, maxBytes)
 	}
-	if ts.Tables, err = sumTables(ctx, conn, tables, SkipTables(ts.Skipped)); err != nil {
+	if ts.Tables, err = sumTables(ctx, conn, tables, ts.Algorithm, SkipTables(ts.Skipped)); err != nil {
 		return nil, fmt.Errorf("table sums: %w", err)
 	}
 	if ts.BinlogFile != "" {

@@ -121,26 +121,59 @@ func SumTable(ctx context.Context, q Querier, schema, table string) (manifest.Ta
 	return s, nil
 }
 
-// TableSums sums every base table of the user schemas that skip (when not
-// nil) does not exclude, in schema and table order. The backup records it
-// inside a consistent snapshot; a drill runs it identically on the
-// restored server and compares with CompareSums.
-func TableSums(ctx context.Context, q Querier, skip func(schema, table string) bool) ([]manifest.TableSum, error) {
+// ChecksumTable computes the row count and the server's CHECKSUM TABLE
+// of one table (manifest.SumsChecksumTable). Both are consistent reads:
+// inside a consistent snapshot they see the snapshot.
+func ChecksumTable(ctx context.Context, q Querier, schema, table string) (manifest.TableSum, error) {
+	name := QuoteIdent(schema) + "." + QuoteIdent(table)
+	s := manifest.TableSum{Schema: schema, Table: table}
+	if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+name).Scan(&s.Rows); err != nil {
+		return manifest.TableSum{}, fmt.Errorf("row count of %s.%s: %w", schema, table, err)
+	}
+	var got string
+	var sum sql.NullString
+	if err := q.QueryRowContext(ctx, "CHECKSUM TABLE "+name).Scan(&got, &sum); err != nil {
+		return manifest.TableSum{}, fmt.Errorf("checksum of %s.%s: %w", schema, table, err)
+	}
+	if !sum.Valid {
+		return manifest.TableSum{}, fmt.Errorf("checksum of %s.%s: the server returned none (was the table dropped?)", schema, table)
+	}
+	s.Checksum = sum.String
+	return s, nil
+}
+
+// DefaultSumsAlgorithm is the algorithm backups record sums with.
+const DefaultSumsAlgorithm = manifest.SumsChecksumTable
+
+// TableSums sums, with algorithm (manifest.SumsRowMD5 or
+// SumsChecksumTable), every base table of the user schemas that skip (when
+// not nil) does not exclude, in schema and table order. The backup records
+// it inside a consistent snapshot; a drill runs it with the recorded
+// algorithm on the restored server and compares with CompareSums.
+func TableSums(ctx context.Context, q Querier, algorithm string, skip func(schema, table string) bool) ([]manifest.TableSum, error) {
 	tables, err := ListBaseTables(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return sumTables(ctx, q, tables, skip)
+	return sumTables(ctx, q, tables, algorithm, skip)
 }
 
 // sumTables sums the tables that skip does not exclude.
-func sumTables(ctx context.Context, q Querier, tables []BaseTable, skip func(schema, table string) bool) ([]manifest.TableSum, error) {
+func sumTables(ctx context.Context, q Querier, tables []BaseTable, algorithm string, skip func(schema, table string) bool) ([]manifest.TableSum, error) {
+	sum := SumTable
+	switch algorithm {
+	case manifest.SumsRowMD5:
+	case manifest.SumsChecksumTable:
+		sum = ChecksumTable
+	default:
+		return nil, fmt.Errorf("table sums algorithm %q is unknown to this version of Strata: upgrade it", algorithm)
+	}
 	out := []manifest.TableSum{}
 	for _, t := range tables {
 		if skip != nil && skip(t.Schema, t.Table) {
 			continue
 		}
-		s, err := SumTable(ctx, q, t.Schema, t.Table)
+		s, err := sum(ctx, q, t.Schema, t.Table)
 		if err != nil {
 			return nil, err
 		}
