@@ -60,7 +60,7 @@ for _ in $(seq 1 120); do
 	sleep 0.5
 done
 password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
-"$client" --no-defaults -uroot --socket="$sock" -e "CREATE DATABASE sbtest; ALTER USER root@localhost IDENTIFIED BY '$password'; CREATE USER IF NOT EXISTS root@'127.0.0.1' IDENTIFIED BY '$password'; GRANT ALL ON *.* TO root@'127.0.0.1' WITH GRANT OPTION; RESET MASTER;"
+"$client" --no-defaults -uroot --socket="$sock" -e "CREATE DATABASE sbtest; ALTER USER root@localhost IDENTIFIED BY '$password'; CREATE OR REPLACE USER root@'127.0.0.1' IDENTIFIED BY '$password'; GRANT ALL ON *.* TO root@'127.0.0.1' WITH GRANT OPTION; RESET MASTER;"
 printf '%s\n' "$password" >"$dir/password"
 "$sysbench" oltp_write_only --db-driver=mysql --mysql-socket="$sock" --mysql-user=root --mysql-password="$password" \
 	--mysql-db=sbtest --tables=$tables --table-size=$rows --threads=2 prepare >"$dir/prepare.log" 2>&1 ||
