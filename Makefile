@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(CURDIR)/bin:$(PATH):/usr/sbin
 
-.PHONY: all deps build demo up run down clean-demo test unit e2e bench bench-archive bench-fleet fuzz histories lint fmt clean
+.PHONY: all deps build demo up run down clean-demo test unit e2e bench bench-micro bench-archive bench-fleet fuzz histories lint fmt clean
 
 all: build
 
@@ -44,15 +44,31 @@ unit:
 e2e: deps
 	$(GO) test -count=1 -timeout 25m -v ./tests/
 
-## bench: throughput benchmarks of the data path, in MB/s of raw stream: codecs (memory storage), and
-##   1/4/8 chunks in flight on local disk, in-process fake GCS and fake GCS with 20 ms latency;
-##   binlog archive lag (commit to durable) under 4 writers; PITR replay time against the write
-##   time and against mariadb-binlog | mariadb; the 7-day archive's reads at scale are make bench-archive
+## bench: Strata beside the pipelines a DBA types by hand, in one run, interleaved, medians of
+##   BENCH_RUNS runs, with ratios: full backup (zstd -1 and -3) vs mariabackup --stream | zstd -T2,
+##   incremental vs --incremental-basedir, restore to a started server vs zstd -d | mbstream,
+##   --prepare, --move-back, start; the write stall of a 4-thread sysbench load during each backup;
+##   PITR replay vs mariadb-binlog | mariadb; archive lag; CPU-seconds, peak memory, orchestration
+##   overhead, history events. On a sysbench set of BENCH_SIZE (default 2G) built once under
+##   BENCH_DIR; JSON in BENCH_OUT. Then the codecs' CPU cost on that set's stream. About 25 minutes.
+BENCH_SIZE ?= 2G
+BENCH_RUNS ?= 3
+BENCH_DIR ?= $(CURDIR)/.cache/bench
+BENCH_OUT ?= $(BENCH_DIR)/results-$(BENCH_SIZE).json
+BENCH_ARGS ?=
 bench: deps
+	BENCH=1 bash scripts/setup.sh
+	bash scripts/bench-dataset.sh $(BENCH_DIR)/sysbench-$(BENCH_SIZE) $(BENCH_SIZE)
+	$(GO) test -run '^$$' -bench '^BenchmarkPerf$$' -benchtime 1x -timeout 90m ./bench/perf/ -args \
+		-perf.dataset=$(BENCH_DIR)/sysbench-$(BENCH_SIZE) -perf.runs=$(BENCH_RUNS) -perf.out=$(BENCH_OUT) \
+		-perf.stream=$(BENCH_DIR)/stream-$(BENCH_SIZE).xb $(BENCH_ARGS)
+
+## bench-micro: the data path's own benchmarks: codecs (memory storage), chunks in flight on local
+##   disk and (fake) GCS with latency; binlog archive lag under 4 writers; the replay package
+bench-micro: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/pipeline/
 	$(GO) test -run '^$$' -bench '^BenchmarkArchiveLag$$' -benchtime 1x ./internal/binlog/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/replay/
-	@echo "(the 7-day archive's reads: make bench-archive)"
 
 ## bench-archive: a 7-day binlog archive at 1-s segments (604,800 segments): resume-point lookup, PITR
 ##   planning and ls/status, after roll-up and after compaction, on the memory backend and on the GCS emulator

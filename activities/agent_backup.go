@@ -226,6 +226,8 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		hb.update(ctx, BackupProgress{Phase: "table sums", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
 		m.TableSums = backupTableSums(ctx, sums, m, log)
 		m.FormatVersion = m.MinFormatVersion()
+		// The backup waited for its sums: they are part of its duration.
+		m.Duration = manifest.Duration(time.Since(started))
 	}
 	if err := a.checkUploaded(ctx, lease, m); err != nil {
 		return nil, err

@@ -49,7 +49,7 @@ log "building $tables tables x $rows rows in $dir (once; later runs reuse it)"
 "$installdb" --no-defaults --user="$(id -un)" --datadir="$dir/data" --auth-root-authentication-method=normal >"$dir/install.log" 2>&1 ||
 	die "mariadb-install-db failed: see $dir/install.log"
 "$mariadbd" --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$sock" --skip-networking \
-	--log-bin="$dir/data/binlog" --server-id=1 --binlog-format=ROW \
+	--log-bin=binlog --server-id=1 --binlog-format=ROW \
 	--innodb-buffer-pool-size=1G --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=0 \
 	--sync-binlog=0 --log-error="$dir/server.err" &
 pid=$!

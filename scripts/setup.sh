@@ -10,6 +10,8 @@
 #     end-to-end test scrapes with. This script never starts them.
 #   * The Temporal CLI (dev server) at bin/temporal, built from source with
 #     `go install` (no binaries are downloaded).
+#   * With BENCH=1 (`make bench`): the peers and the write load of the
+#     benchmarks, Debian's sysbench and zstd (mariadb-backup is above).
 #   * With STORAGE=gcs (`make demo STORAGE=gcs`): the GCS emulator
 #     fake-gcs-server at bin/fake-gcs-server, built from source with
 #     `go install` at the version go.mod requires.
@@ -179,6 +181,31 @@ if [ "${STORAGE:-local}" = gcs ]; then
 		)
 		fake_gcs_ok || die "bin/fake-gcs-server was built but is not $FAKE_GCS_PKG $FAKE_GCS_VERSION"
 		log "built bin/fake-gcs-server ($FAKE_GCS_VERSION)"
+	fi
+fi
+
+# ---- benchmark peers (only for BENCH=1) -------------------------------------
+
+if [ "${BENCH:-0}" = 1 ]; then
+	bench_pkgs=()
+	for tp in sysbench:sysbench zstd:zstd stdbuf:coreutils; do
+		find_tool "${tp%%:*}" >/dev/null || bench_pkgs+=("${tp#*:}")
+	done
+	if [ "${#bench_pkgs[@]}" -eq 0 ]; then
+		log "benchmark tools present: $("$(find_tool sysbench)" --version 2>&1 | head -n1), $("$(find_tool zstd)" --version 2>&1 | head -n1)"
+	else
+		log "installing ${bench_pkgs[*]} with apt-get"
+		command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install sysbench and zstd yourself"
+		sudo=()
+		if [ "$(id -u)" -ne 0 ]; then
+			command -v sudo >/dev/null 2>&1 || die "not running as root and sudo is not available"
+			sudo=(sudo)
+		fi
+		${sudo[@]+"${sudo[@]}"} apt-get update
+		${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${bench_pkgs[@]}"
+		for tool in sysbench zstd stdbuf; do
+			find_tool "$tool" >/dev/null || die "still missing after apt-get install: $tool"
+		done
 	fi
 fi
 

@@ -589,8 +589,10 @@ func binlogsFrom(b *testing.B, datadir, first string) []string {
 // waitArchived waits until the archive holds gtid.
 func (e *env) waitArchived(gtid string) {
 	deadline := time.Now().Add(2 * time.Minute)
+	var out []byte
+	var err error
 	for time.Now().Before(deadline) {
-		out, err := e.cli("archive", "status", "db1", "--json")
+		out, err = e.cli("archive", "status", "db1", "--json")
 		if err == nil {
 			var st struct {
 				Last *struct {
@@ -603,7 +605,7 @@ func (e *env) waitArchived(gtid string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	e.b.Fatalf("the archive did not reach %s within 2 minutes", gtid)
+	e.b.Fatalf("the archive did not reach %s within 2 minutes: %v\n%s", gtid, err, tail(string(out), 40))
 }
 
 // stop ends a load early and returns its reports.
