@@ -317,7 +317,7 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backe
 	defer cancel()
 	member := attribute.String("member", m.BackupID)
 	_, xspan := tracing.Start(ctx, tracing.SpanExtract, member, attribute.Int64(tracing.AttrBytes, m.RawSize))
-	x, wait, err := tool.Extract(cctx, dir)
+	x, wait, err := tool.Extract(cctx, dir, a.parallelism(m.Instance))
 	if err != nil {
 		tracing.End(xspan, err)
 		return err
