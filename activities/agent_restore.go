@@ -183,7 +183,7 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 	stats.MoveBackSeconds = time.Since(t0).Seconds()
 	log.Info("restore complete", zap.Float64("fetch_seconds", stats.FetchSeconds), zap.Float64("prepare_seconds", stats.PrepareSeconds),
 		zap.Float64("move_back_seconds", stats.MoveBackSeconds), zap.Int64("downloaded_bytes", stats.DownloadedBytes),
-		zap.Int64("cached_bytes", stats.CachedBytes))
+		zap.Int64("cached_bytes", stats.CachedBytes), zap.Int64("prepare_memory", mem))
 	return stats, nil
 }
 
@@ -301,11 +301,14 @@ func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical
 	return tool, classify(err)
 }
 
+// prepareMemory is the --use-memory of a restore's --prepare: the
+// instance's prepare_memory, or, unset, derived from this host.
 func (a *Agent) prepareMemory(instance string) int64 {
+	configured := int64(a.Config.Defaults.UseMemory)
 	if in, err := a.Config.Instance(instance); err == nil {
-		return int64(in.Backup.UseMemory)
+		configured = int64(in.Backup.UseMemory)
 	}
-	return int64(a.Config.Defaults.UseMemory)
+	return physical.PrepareMemory(configured)
 }
 
 // fetch downloads (through b, the chunk cache), verifies, decrypts (with
@@ -317,7 +320,7 @@ func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backe
 	defer cancel()
 	member := attribute.String("member", m.BackupID)
 	_, xspan := tracing.Start(ctx, tracing.SpanExtract, member, attribute.Int64(tracing.AttrBytes, m.RawSize))
-	x, wait, err := tool.Extract(cctx, dir)
+	x, wait, err := tool.Extract(cctx, dir, a.parallelism(m.Instance))
 	if err != nil {
 		tracing.End(xspan, err)
 		return err

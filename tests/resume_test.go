@@ -164,7 +164,10 @@ func TestRetriedBackupAndRestoreResumeWhereTheyStopped(t *testing.T) {
 			require.NoError(t, val.Get(&again))
 			assert.Equal(t, sum, again)
 
-			// A restore killed in the middle of its download...
+			// A restore killed in the middle of its download... (from the
+			// repository seen as a remote one: killAfter hides that it is
+			// local files, of which the restore keeps no copies — see
+			// pipeline.TestChunkCacheKeepsNoCopiesOfLocalFiles)
 			target := filepath.Join(t.TempDir(), "restored")
 			rp := activities.RestoreParams{Instance: instance, BackupID: "r1", Chain: []string{"r1"}, TargetDir: target}
 			_, err = runActivity(t, rp, func(kill func()) any { return s.agentKilledAfter(200, false, kill).RestoreBackup })
@@ -180,7 +183,7 @@ func TestRetriedBackupAndRestoreResumeWhereTheyStopped(t *testing.T) {
 			require.GreaterOrEqual(t, cached, 150, "downloaded chunks are kept in the staging dir's cache")
 
 			// ... is retried and downloads only what it did not have.
-			val, err = runActivity(t, rp, func(func()) any { return ag.RestoreBackup })
+			val, err = runActivity(t, rp, func(kill func()) any { return s.agentKilledAfter(0, false, kill).RestoreBackup })
 			require.NoError(t, err)
 			var st activities.RestoreStats
 			require.NoError(t, val.Get(&st))

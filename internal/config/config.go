@@ -153,7 +153,7 @@ type Backup struct {
 	CompressionLevel int      `yaml:"compression_level"` // codec level, 0 = codec default
 	ChunkSize        ByteSize `yaml:"chunk_size"`        // default 16MiB
 	Parallelism      int      `yaml:"parallelism"`       // compress/upload workers, default 2
-	UseMemory        ByteSize `yaml:"prepare_memory"`    // --use-memory for --prepare, default 1GiB
+	UseMemory        ByteSize `yaml:"prepare_memory"`    // --use-memory for --prepare, default (0) derived from the host
 	BackupTimeout    Duration `yaml:"timeout"`           // whole backup activity, default 24h
 	// MaxChainLength forces a full backup when an incremental would make the
 	// chain (full + incrementals) longer than this; 0 = no limit.
@@ -453,9 +453,8 @@ func (c *Config) applyDefaults() {
 	if d.Parallelism == 0 {
 		d.Parallelism = 2
 	}
-	if d.UseMemory == 0 {
-		d.UseMemory = 1 << 30
-	}
+	// UseMemory 0 (unset) is derived from the agent's host when a restore
+	// prepares (physical.PrepareMemory).
 	if d.BackupTimeout == 0 {
 		d.BackupTimeout = Duration(24 * time.Hour)
 	}

@@ -123,7 +123,7 @@ func validateBackupLimits(key string, b *Backup, bad func(key, format string, a 
 	if d := b.BackupTimeout.Std(); d < minBackupTimeout || d > maxBackupTimeout {
 		bad(key+".timeout", "%v is out of range (%v to %v)", d, minBackupTimeout, maxBackupTimeout)
 	}
-	if b.UseMemory < minUseMemory || b.UseMemory > maxUseMemory {
+	if b.UseMemory != 0 && (b.UseMemory < minUseMemory || b.UseMemory > maxUseMemory) {
 		bad(key+".prepare_memory", "%s is out of range (%s to %s)", b.UseMemory, ByteSize(minUseMemory), ByteSize(maxUseMemory))
 	}
 }

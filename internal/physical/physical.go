@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-backup/strata/internal/mysqlx"
 )
 
@@ -303,25 +305,52 @@ func quoteOpt(v string) string {
 }
 
 // Extract starts `mbstream -x -C dir` (or xbstream) and returns its stdin;
-// closing the writer and calling wait finishes the extraction.
-func (t *Tool) Extract(ctx context.Context, dir string) (w io.WriteCloser, wait func() error, err error) {
-	cmd := command(ctx, t.Stream, "-x", "-C", dir)
+// closing the writer and calling wait finishes the extraction. The pipe to
+// the extractor is widened to extractPipeSize where the kernel allows it:
+// the stream is written in chunks of megabytes, and a 64 KiB pipe would
+// switch between the writer and the extractor for every 64 KiB. parallel
+// is the extractor's --parallel, its threads writing files (0 or 1: one).
+func (t *Tool) Extract(ctx context.Context, dir string, parallel int) (w io.WriteCloser, wait func() error, err error) {
+	args := []string{"-x", "-C", dir}
+	if parallel > 1 {
+		args = append(args, "--parallel="+strconv.Itoa(parallel))
+	}
+	cmd := command(ctx, t.Stream, args...)
 	tail := newTail(50, nil)
 	cmd.Stderr = tail
 	cmd.Stdout = tail
-	w, err = cmd.StdinPipe()
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
+	widenPipe(pw, extractPipeSize)
+	cmd.Stdin = pr
 	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
 		return nil, nil, fmt.Errorf("start %s: %w", t.Stream, err)
 	}
-	return w, func() error {
-		if err := cmd.Wait(); err != nil {
+	pr.Close() // the child has its copy
+	return pw, func() error {
+		err := cmd.Wait()
+		_ = pw.Close() // in case the caller did not
+		if err != nil {
 			return &ToolError{Tool: filepath.Base(t.Stream), Op: "extract", Err: err, Tail: tail.lastLines(20)}
 		}
 		return nil
 	}, nil
+}
+
+// extractPipeSize is the pipe buffer Extract asks for (Linux's default
+// limit for unprivileged processes, /proc/sys/fs/pipe-max-size, is 1 MiB).
+const extractPipeSize = 1 << 20
+
+// widenPipe asks the kernel for a pipe buffer of size bytes; the default
+// one is kept when it refuses.
+func widenPipe(f *os.File, size int) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
+	}
 }
 
 // Prepare applies the redo log to a full backup in dir; with incDir set it

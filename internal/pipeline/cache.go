@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,9 +21,14 @@ import (
 // have: a Get of a known chunk (see Add) whose cached copy has the chunk's
 // recorded size and sha256 is served from the cache directory; any other
 // Get of a known chunk is fetched from the repository and written to the
-// cache as it is read (the copy is kept only when the whole chunk was read
-// and matches its sha256). Every other method, and Gets of other keys, go
-// to the repository unchanged.
+// cache as it is read (the copy is kept when the whole chunk was read; it
+// is checked against the chunk's sha256 before it is served). Every other
+// method, and Gets of other keys, go to the repository unchanged.
+//
+// Over a repository whose objects are files on this host
+// (storage.IsLocal), a copy would cost as much to read back as the chunk
+// itself and twice the disk writes: the cache then keeps nothing and only
+// counts the bytes read.
 //
 // Repository reads wait for the limiter (nil: no limit); cache reads do
 // not. Pass the limiter here, not in DownloadOptions, so that cached chunks
@@ -33,6 +37,7 @@ type ChunkCache struct {
 	storage.Backend
 	dir     string
 	limiter *ratelimit.Limiter
+	local   bool // the repository is local files: keep no copies
 
 	mu         sync.Mutex
 	chunks     map[string]manifest.Chunk // full key → manifest entry
@@ -46,7 +51,7 @@ func NewChunkCache(b storage.Backend, dir string, lim *ratelimit.Limiter) (*Chun
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create chunk cache %s: %w", dir, err)
 	}
-	return &ChunkCache{Backend: b, dir: dir, limiter: lim, chunks: map[string]manifest.Chunk{}}, nil
+	return &ChunkCache{Backend: b, dir: dir, limiter: lim, local: storage.IsLocal(b), chunks: map[string]manifest.Chunk{}}, nil
 }
 
 // Add makes the chunks of one backup (stored under prefix) cacheable.
@@ -74,6 +79,10 @@ func (c *ChunkCache) Remove(prefix string) error {
 	return os.RemoveAll(filepath.Join(c.dir, filepath.FromSlash(prefix)))
 }
 
+// KeepsCopies reports whether the cache writes the chunks it reads to its
+// directory (false over a local repository).
+func (c *ChunkCache) KeepsCopies() bool { return !c.local }
+
 // Stats returns the stored bytes read from the repository and those served
 // from the cache so far.
 func (c *ChunkCache) Stats() (downloaded, cached int64) {
@@ -92,6 +101,17 @@ func (c *ChunkCache) Get(ctx context.Context, key string) (io.ReadCloser, error)
 	c.mu.Unlock()
 	if !known || storage.ValidateKey(key) != nil {
 		return c.Backend.Get(ctx, key)
+	}
+	if c.local {
+		rc, err := c.Backend.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.limiter.Wait(ctx, int(ch.StoredSize)); err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return &teeToCache{rc: rc, c: c}, nil
 	}
 	p := c.path(key)
 	if ok := cachedCopyMatches(p, ch); ok {
@@ -112,7 +132,7 @@ func (c *ChunkCache) Get(ctx context.Context, key string) (io.ReadCloser, error)
 		rc.Close()
 		return nil, err
 	}
-	t := &teeToCache{rc: rc, c: c, final: p, want: ch, h: sha256.New()}
+	t := &teeToCache{rc: rc, c: c, final: p, want: ch}
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
 		t.f, _ = os.CreateTemp(filepath.Dir(p), ".part-*")
 	}
@@ -137,16 +157,17 @@ func cachedCopyMatches(p string, ch manifest.Chunk) bool {
 	return hex.EncodeToString(h.Sum(nil)) == ch.SHA256
 }
 
-// teeToCache reads a chunk from the repository and writes it to a temp file
-// in the cache, which Close renames into place when the chunk was read
-// whole and matches its sha256.
+// teeToCache reads a chunk from the repository, counting its bytes, and
+// writes it to a temp file in the cache (f nil: it keeps no copy), which
+// Close renames into place when the whole chunk was read. Its sha256 is not
+// computed here: the reader (Download) checks it, and a copy is checked
+// again before it is served.
 type teeToCache struct {
 	rc    io.ReadCloser
 	c     *ChunkCache
-	f     *os.File // nil: caching failed, just read through
+	f     *os.File // nil: no copy kept, just read through
 	final string
 	want  manifest.Chunk
-	h     hash.Hash
 	n     int64
 }
 
@@ -154,7 +175,6 @@ func (t *teeToCache) Read(p []byte) (int, error) {
 	n, err := t.rc.Read(p)
 	if n > 0 {
 		t.n += int64(n)
-		t.h.Write(p[:n])
 		t.c.mu.Lock()
 		t.c.downloaded += int64(n)
 		t.c.mu.Unlock()
@@ -176,14 +196,13 @@ func (t *teeToCache) discard() {
 	}
 }
 
-// Close closes the repository reader and keeps the cached copy if it is
-// complete and intact.
+// Close closes the repository reader and keeps the copy if it is complete.
 func (t *teeToCache) Close() error {
 	err := t.rc.Close()
 	if t.f == nil {
 		return err
 	}
-	if t.n != t.want.StoredSize || hex.EncodeToString(t.h.Sum(nil)) != t.want.SHA256 {
+	if t.n != t.want.StoredSize {
 		t.discard()
 		return err
 	}

@@ -125,7 +125,18 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 		}
 	}()
 
+	// The whole stream's sha256 is computed by its own goroutine while
+	// the writer writes the same chunk to w: the chunk's buffer is reused
+	// only once both are done with it.
 	rawHash := sha256.New()
+	toHash, hashed := make(chan []byte), make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range toHash {
+			rawHash.Write(b)
+			hashed <- struct{}{}
+		}
+	}()
 	var prog Progress
 	for i, c := range chunks {
 		var f fetched
@@ -142,8 +153,10 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 			d.fail(f.err)
 			break
 		}
-		rawHash.Write(f.raw)
-		if _, err := w.Write(f.raw); err != nil {
+		toHash <- f.raw
+		_, err := w.Write(f.raw)
+		<-hashed
+		if err != nil {
 			d.fail(fmt.Errorf("download chunk %d: write output: %w", i, err))
 			break
 		}
@@ -156,6 +169,8 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 			opt.Progress(prog)
 		}
 	}
+	close(toHash)
+	<-hashed
 	wg.Wait()
 	if d.err != nil { // all goroutines are done: no lock needed
 		return nil, d.err

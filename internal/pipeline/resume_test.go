@@ -403,3 +403,116 @@ func TestLimiterCountsOnlyTransferredBytes(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// localFiles is a repository whose objects are files on this host (as the
+// local backend's are), through a wrapper with Unwrap as the metrics one.
+type localFiles struct{ storage.Backend }
+
+func (localFiles) LocalFiles() bool { return true }
+
+type unwrapper struct{ b storage.Backend }
+
+func (u unwrapper) Unwrap() storage.Backend { return u.b }
+func (u unwrapper) Get(ctx context.Context, k string) (io.ReadCloser, error) {
+	return u.b.Get(ctx, k)
+}
+func (u unwrapper) Put(ctx context.Context, k string, r io.Reader, n int64) error {
+	return u.b.Put(ctx, k, r, n)
+}
+func (u unwrapper) Stat(ctx context.Context, k string) (storage.ObjectInfo, error) {
+	return u.b.Stat(ctx, k)
+}
+func (u unwrapper) List(ctx context.Context, p string) ([]storage.ObjectInfo, error) {
+	return u.b.List(ctx, p)
+}
+func (u unwrapper) Delete(ctx context.Context, k string) error { return u.b.Delete(ctx, k) }
+func (u unwrapper) String() string                             { return "wrapped " + u.b.String() }
+
+// Over a repository of local files the cache writes no copies (reading the
+// chunk again costs what reading a copy would), still counts what it reads,
+// and a retry reads the repository again.
+func TestChunkCacheKeepsNoCopiesOfLocalFiles(t *testing.T) {
+	data := textData(6*cs+5, 13)
+	mem := memory.New()
+	res := upload(t, mem, data, pipeline.UploadOptions{})
+	remote := &countingGets{Backend: mem}
+	dir := filepath.Join(t.TempDir(), "cache")
+	for attempt := 0; attempt < 2; attempt++ {
+		c, err := pipeline.NewChunkCache(unwrapper{localFiles{remote}}, dir, nil)
+		require.NoError(t, err)
+		assert.False(t, c.KeepsCopies())
+		c.Add(prefix, res.Chunks)
+		remote.bytes.Store(0)
+		var out bytes.Buffer
+		_, err = pipeline.Download(context.Background(), c, prefix, res.Chunks, res.Codec, &out,
+			pipeline.DownloadOptions{ExpectRawSHA256: res.RawSHA256, Parallelism: 2})
+		require.NoError(t, err)
+		assert.Equal(t, data, out.Bytes())
+		downloaded, cached := c.Stats()
+		assert.Equal(t, res.StoredSize, downloaded, "attempt %d reads every chunk from the repository", attempt)
+		assert.Zero(t, cached)
+		assert.Equal(t, res.StoredSize, remote.bytes.Load())
+	}
+	require.NoError(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			t.Errorf("%s written to the cache of a local repository", p)
+		}
+		return err
+	}))
+	c, err := pipeline.NewChunkCache(mem, dir, nil)
+	require.NoError(t, err)
+	assert.True(t, c.KeepsCopies(), "a repository that is not local files is cached")
+}
+
+// flipOnce serves one chunk with a byte flipped (its size intact), once.
+type flipOnce struct {
+	storage.Backend
+	key  string
+	done atomic.Bool
+}
+
+func (f *flipOnce) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := f.Backend.Get(ctx, key)
+	if err != nil || key != f.key || f.done.Swap(true) {
+		return rc, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	b[len(b)/2] ^= 1
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// A chunk that the repository delivered corrupt (of the right size) is
+// refused, and the copy the cache kept of it is not served to a later
+// download: it is fetched again.
+func TestChunkCacheDoesNotServeACorruptDelivery(t *testing.T) {
+	data := textData(4*cs+5, 17)
+	mem := memory.New()
+	res := upload(t, mem, data, pipeline.UploadOptions{})
+	bad := &flipOnce{Backend: mem, key: prefix + res.Chunks[2].Key}
+	dir := filepath.Join(t.TempDir(), "cache")
+	fetch := func() ([]byte, *pipeline.ChunkCache, error) {
+		c, err := pipeline.NewChunkCache(bad, dir, nil)
+		require.NoError(t, err)
+		c.Add(prefix, res.Chunks)
+		var out bytes.Buffer
+		_, err = pipeline.Download(context.Background(), c, prefix, res.Chunks, res.Codec, &out,
+			pipeline.DownloadOptions{ExpectRawSHA256: res.RawSHA256, Parallelism: 1})
+		return out.Bytes(), c, err
+	}
+	_, _, err := fetch()
+	require.ErrorIs(t, err, pipeline.ErrCorrupt)
+	var ce *pipeline.ChunkError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, 2, ce.Index)
+
+	got, c, err := fetch()
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	downloaded, cached := c.Stats()
+	assert.GreaterOrEqual(t, downloaded, res.Chunks[2].StoredSize, "the corrupt copy is fetched again")
+	assert.Equal(t, res.StoredSize, downloaded+cached)
+}

@@ -165,7 +165,9 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	if ep.User == "" {
 		ep.User = "root"
 	}
-	deadline := time.Now().Add(o.ReadyTimeout)
+	started := time.Now()
+	deadline := started.Add(o.ReadyTimeout)
+	lastTick := started
 	for {
 		v, answered := probe(ctx, ep)
 		if answered {
@@ -180,10 +182,11 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
 			removeSocketDir(st)
 			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(readyPoll(time.Since(started))):
 		}
-		if o.Tick != nil {
+		if o.Tick != nil && time.Since(lastTick) >= tickEvery {
 			o.Tick()
+			lastTick = time.Now()
 		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL)
@@ -191,6 +194,21 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 			return nil, fmt.Errorf("%w within %s; last lines of %s:\n%s", ErrNotReady, o.ReadyTimeout, st.ErrorLog, tailFile(st.ErrorLog, 20))
 		}
 	}
+}
+
+// tickEvery is how often Options.Tick is called while Start waits.
+const tickEvery = 500 * time.Millisecond
+
+// readyPoll is how long Start waits, elapsed after the server was launched,
+// before it asks again whether the server answers: a restored datadir's
+// server usually answers within a fraction of a second, and a refused
+// connection costs next to nothing, so it asks every 10ms for the first
+// 5 s, then backs off to every 250ms for a long crash recovery.
+func readyPoll(elapsed time.Duration) time.Duration {
+	if elapsed < 5*time.Second {
+		return 10 * time.Millisecond
+	}
+	return 250 * time.Millisecond
 }
 
 // probe reports whether the server answers, and its version when the

@@ -43,3 +43,19 @@ func TestStartOfAServerThatNeverAnswersIsErrNotReady(t *testing.T) {
 		t.Fatalf("Start = %v, want ErrNotReady", err)
 	}
 }
+
+// Start asks a starting server often at first, so that a server that
+// answers after a fraction of a second is not left waiting for the next
+// poll, and less often during a long start-up (crash recovery).
+func TestReadyPollIsShortWhileTheServerUsuallyStarts(t *testing.T) {
+	for _, e := range []time.Duration{0, 100 * time.Millisecond, time.Second, 4 * time.Second} {
+		if d := readyPoll(e); d > 20*time.Millisecond {
+			t.Errorf("readyPoll(%v) = %v, want at most 20ms", e, d)
+		}
+	}
+	for _, e := range []time.Duration{10 * time.Second, time.Hour} {
+		if d := readyPoll(e); d < 100*time.Millisecond || d > 500*time.Millisecond {
+			t.Errorf("readyPoll(%v) = %v, want 100ms to 500ms", e, d)
+		}
+	}
+}

@@ -44,6 +44,31 @@ type Backend interface {
 	String() string
 }
 
+// LocalFiles is an optional capability of a Backend that keeps its objects
+// as files on this host's disks: reading an object again costs no more than
+// reading a local copy of it, so callers need not keep one (a restore's
+// chunk cache does not).
+type LocalFiles interface {
+	LocalFiles() bool
+}
+
+// IsLocal reports whether b, or the backend it wraps (a wrapper with an
+// Unwrap() Backend method, such as the metrics one), keeps its objects as
+// files on this host (see LocalFiles).
+func IsLocal(b Backend) bool {
+	for i := 0; b != nil && i < 16; i++ {
+		if l, ok := b.(LocalFiles); ok {
+			return l.LocalFiles()
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return false
+		}
+		b = u.Unwrap()
+	}
+	return false
+}
+
 // DirLister is an optional capability of a Backend: listing one level
 // under a prefix, as a bucket listing with the delimiter "/" does. Callers
 // use ListDir, which falls back to List for backends without it.

@@ -75,6 +75,10 @@ func New(root string) (*Backend, error) {
 	return &Backend{root: abs}, nil
 }
 
+// LocalFiles reports that the objects are files on this host (see
+// storage.LocalFiles).
+func (b *Backend) LocalFiles() bool { return true }
+
 // Root returns the absolute root directory.
 func (b *Backend) Root() string { return b.root }
 
