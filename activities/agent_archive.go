@@ -192,7 +192,7 @@ func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance,
 		Method: in.Archive.ReplayMethod, Flavor: flavor, Datadir: filepath.Clean(p.TargetDir),
 		Files: built.Files, StartPos: built.StartPos, LastGTID: built.LastGTID, Threads: in.Archive.ReplayThreads,
 		BufferPool: int64(in.Archive.ReplayMemory),
-		Mariadbd: in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
+		Mariadbd:   in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
 		Tick:       func() { hb.update(ctx, "applying binlogs") },
 		WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, RunID: activity.GetInfo(ctx).WorkflowExecution.RunID,
 	})
