@@ -128,6 +128,8 @@ type ReplayResult struct {
 	// files and starting and stopping the replay server.
 	Seconds      float64 `json:"seconds"`
 	TotalSeconds float64 `json:"total_seconds"`
+	// BufferPool is the replay server's innodb_buffer_pool_size, in bytes.
+	BufferPool int64 `json:"buffer_pool,omitempty"`
 }
 
 // ReplayBinlogs rebuilds the binlog files from the archive, cut at the
@@ -189,7 +191,8 @@ func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance,
 	rr, err := replay.Run(ctx, replay.Params{
 		Method: in.Archive.ReplayMethod, Flavor: flavor, Datadir: filepath.Clean(p.TargetDir),
 		Files: built.Files, StartPos: built.StartPos, LastGTID: built.LastGTID, Threads: in.Archive.ReplayThreads,
-		Mariadbd: in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
+		BufferPool: int64(in.Archive.ReplayMemory),
+		Mariadbd:   in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
 		Tick:       func() { hb.update(ctx, "applying binlogs") },
 		WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, RunID: activity.GetInfo(ctx).WorkflowExecution.RunID,
 	})
@@ -204,7 +207,11 @@ func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance,
 	}
 	res := &ReplayResult{Method: rr.Method, Transactions: built.Txns, Bytes: built.Bytes,
 		LastGTID: built.LastGTID, LastTime: built.LastTime, CutFile: built.CutFile, CutPos: built.CutPos,
-		Seconds: rr.Seconds, TotalSeconds: time.Since(t0).Seconds()}
+		Seconds: rr.Seconds, TotalSeconds: time.Since(t0).Seconds(), BufferPool: rr.Pool.Bytes}
+	if rr.Pool.Bytes > 0 {
+		a.logger(ctx).Info("replay server", zap.String("buffer_pool", rr.Pool.Rule), zap.Float64("server_cpu_seconds", rr.Server.CPUSeconds),
+			zap.Int64("server_read_bytes", rr.Server.ReadBytes), zap.Int64("server_write_bytes", rr.Server.WriteBytes))
+	}
 	return res, nil
 }
 

@@ -46,9 +46,29 @@ func Prepare(ctx context.Context, db *sql.DB, schema string, rows int) error {
 	return nil
 }
 
-// Run runs threads writers for d and returns every commit, in commit order
-// per thread. Each writer waits pause between transactions (0 = full speed).
+// Run runs threads writers on schema.sbtest (made by Prepare) for d and
+// returns every commit, in commit order per thread. Each writer waits pause
+// between transactions (0 = full speed).
 func Run(ctx context.Context, db *sql.DB, schema string, rows, threads int, d, pause time.Duration) ([]Commit, error) {
+	return RunTables(ctx, db, schema, []string{"sbtest"}, rows, threads, d, pause)
+}
+
+// SysbenchTables names sysbench's tables sbtest1..sbtestN.
+func SysbenchTables(n int) []string {
+	t := make([]string, n)
+	for i := range t {
+		t[i] = fmt.Sprintf("sbtest%d", i+1)
+	}
+	return t
+}
+
+// RunTables is Run on several tables of rows rows each (ids 1..rows), such
+// as sysbench's sbtest1..N: each transaction writes one row of a table
+// picked at random, as sysbench's oltp_write_only does.
+func RunTables(ctx context.Context, db *sql.DB, schema string, tables []string, rows, threads int, d, pause time.Duration) ([]Commit, error) {
+	if len(tables) == 0 {
+		return nil, fmt.Errorf("benchload: no tables")
+	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
@@ -72,7 +92,7 @@ func Run(ctx context.Context, db *sql.DB, schema string, rows, threads int, d, p
 			defer conn.Close()
 			for ctx.Err() == nil {
 				id := 1 + r.Intn(rows)
-				err := txn(conn, schema, id, r.Intn(rows))
+				err := txn(conn, schema+"."+tables[r.Intn(len(tables))], id, r.Intn(rows))
 				if err != nil {
 					if ctx.Err() != nil {
 						return
@@ -98,7 +118,8 @@ func Run(ctx context.Context, db *sql.DB, schema string, rows, threads int, d, p
 	return commits, firstErr
 }
 
-func txn(conn *sql.Conn, schema string, id, k int) error {
+// txn writes row id of table (schema.name) in one transaction.
+func txn(conn *sql.Conn, table string, id, k int) error {
 	ctx := context.Background()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -108,10 +129,10 @@ func txn(conn *sql.Conn, schema string, id, k int) error {
 		q    string
 		args []any
 	}{
-		{"UPDATE " + schema + ".sbtest SET k = k + 1 WHERE id = ?", []any{id}},
-		{"UPDATE " + schema + ".sbtest SET c = ? WHERE id = ?", []any{fmt.Sprintf("%0119d", k), id}},
-		{"DELETE FROM " + schema + ".sbtest WHERE id = ?", []any{id}},
-		{"INSERT INTO " + schema + ".sbtest (id, k, c, pad) VALUES (?, ?, ?, ?)", []any{id, k, strings.Repeat("c", 119), strings.Repeat("p", 59)}},
+		{"UPDATE " + table + " SET k = k + 1 WHERE id = ?", []any{id}},
+		{"UPDATE " + table + " SET c = ? WHERE id = ?", []any{fmt.Sprintf("%0119d", k), id}},
+		{"DELETE FROM " + table + " WHERE id = ?", []any{id}},
+		{"INSERT INTO " + table + " (id, k, c, pad) VALUES (?, ?, ?, ?)", []any{id, k, strings.Repeat("c", 119), strings.Repeat("p", 59)}},
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s.q, s.args...); err != nil {

@@ -357,6 +357,11 @@ type Archive struct {
 	ReplayMethod string `yaml:"replay_method"`
 	// ReplayThreads is the parallel applier threads of the replica method (default 4).
 	ReplayThreads int `yaml:"replay_threads"`
+	// ReplayMemory is the buffer pool (innodb_buffer_pool_size) of the
+	// server a point-in-time restore runs to apply binlogs. 0 (default):
+	// half of the host's MemAvailable less 512MiB, at most the size of the
+	// restored InnoDB files, at least 128MiB (see replay.DefaultBufferPool).
+	ReplayMemory ByteSize `yaml:"replay_memory"`
 }
 
 // Connect says how the agent reaches the local server.
@@ -609,6 +614,12 @@ func (c *Config) Validate() error {
 		}
 		if m := in.Archive.ReplayMethod; m != "" && m != "replica" && m != "client" {
 			bad(key+".archive.replay_method", "%q: use replica or client", m)
+		}
+		if n := in.Archive.ReplayThreads; n < 0 || n > MaxReplayThreads {
+			bad(key+".archive.replay_threads", "%d is out of range (0 for the default 4, up to %d)", n, MaxReplayThreads)
+		}
+		if m := in.Archive.ReplayMemory; m != 0 && (m < MinReplayMemory || m > maxUseMemory) {
+			bad(key+".archive.replay_memory", "%s is out of range (%s to %s; 0 derives it from the host's memory)", m, ByteSize(MinReplayMemory), ByteSize(maxUseMemory))
 		}
 		if in.EncryptionEnabled() && !c.Encryption.Configured() {
 			bad(key+".encryption.enabled", "true needs a key: set the top-level encryption.key_file or encryption.key_env")

@@ -32,6 +32,10 @@ const (
 	maxConcurrent        = 64
 	minUseMemory         = 16 << 20
 	maxUseMemory         = 1 << 40
+	// MinReplayMemory is the smallest archive.replay_memory, MaxReplayThreads
+	// the most archive.replay_threads (slave_parallel_threads' own limit).
+	MinReplayMemory  = 32 << 20
+	MaxReplayThreads = 16383
 )
 
 // oneDocument refuses a second YAML document (after `---`): Strata reads
@@ -153,6 +157,9 @@ func (c *Config) CheckHostMemory(host string, total int64) error {
 		}
 		if int64(in.Backup.UseMemory) > total {
 			errs = append(errs, fmt.Sprintf("%s.prepare_memory: %s is more than this machine's memory (%s); lower it", key, in.Backup.UseMemory, ByteSize(total)))
+		}
+		if m := in.Archive.ReplayMemory; int64(m) > total {
+			errs = append(errs, fmt.Sprintf("instances[%d] (%s).archive.replay_memory: %s is more than this machine's memory (%s); lower it, or 0 to derive it from the host", i, in.ID, m, ByteSize(total)))
 		}
 	}
 	if len(errs) > 0 {

@@ -121,3 +121,33 @@ func TestExampleConfigValidates(t *testing.T) {
 	_, err := Load("../../strata.example.yaml")
 	require.NoError(t, err)
 }
+
+func TestReplayMemoryAndThreads(t *testing.T) {
+	for name, tc := range map[string]struct{ archive, err string }{
+		"tiny replay_memory":      {"replay_memory: 1MiB", "instances[0] (a).archive.replay_memory: 1MiB is out of range (32MiB to 1024GiB; 0 derives it from the host's memory)"},
+		"huge replay_memory":      {"replay_memory: 2TiB", "instances[0] (a).archive.replay_memory: 2048GiB is out of range"},
+		"negative replay_memory":  {"replay_memory: -1GiB", `"-1GiB" is not a size`},
+		"negative replay_threads": {"replay_threads: -1", "instances[0] (a).archive.replay_threads: -1 is out of range"},
+		"absurd replay_threads":   {"replay_threads: 20000", "instances[0] (a).archive.replay_threads: 20000 is out of range"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(base + "    archive: {" + tc.archive + "}\n"))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+	for _, ok := range []string{"replay_memory: 0", "replay_memory: 32MiB", "replay_memory: 1TiB", "replay_memory: 6GiB, replay_threads: 16383", "replay_threads: 0"} {
+		t.Run(ok, func(t *testing.T) {
+			c, err := Parse([]byte(base + "    archive: {" + ok + "}\n"))
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, int64(c.Instances[0].Archive.ReplayMemory), int64(0))
+		})
+	}
+	c, err := Parse([]byte(base + "    archive: {replay_memory: 6GiB}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, ByteSize(6<<30), c.Instances[0].Archive.ReplayMemory)
+	err = c.CheckHostMemory("h", 4<<30)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "instances[0] (a).archive.replay_memory: 6GiB is more than this machine's memory (4GiB)")
+	require.NoError(t, c.CheckHostMemory("h", 8<<30))
+}

@@ -88,6 +88,12 @@ type Params struct {
 	Mariadbd string   // server binary ("" = look up)
 	Scratch  string   // temp dir for the client method
 	Tick     func()   // called while waiting, e.g. to heartbeat
+	// BufferPool is the replay server's innodb_buffer_pool_size in bytes;
+	// 0 = HostBufferPool (from the host's available memory and the data).
+	BufferPool int64
+	// ServerArgs are appended to the replay server's options (the last
+	// of an option wins), e.g. to measure other settings.
+	ServerArgs []string
 	// WorkflowID and RunID name the workflow run of the replay: the
 	// marker records them, so that only this run clears the datadir or
 	// stops a replay server it left running.
@@ -98,6 +104,10 @@ type Params struct {
 type Result struct {
 	Method  string  `json:"method"`
 	Seconds float64 `json:"seconds"` // applying only, without server start/stop
+	// Pool is the replay server's buffer pool and how it was chosen.
+	Pool Pool `json:"pool"`
+	// Server is what the replay server spent while applying.
+	Server Usage `json:"server"`
 }
 
 // Run replays the files onto the datadir.
@@ -139,7 +149,11 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	if err := os.WriteFile(marker, append(mk, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("mark the replay: %w", err)
 	}
-	extra := []string{"--skip-grant-tables", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"}
+	pool := Pool{Bytes: p.BufferPool, Rule: fmt.Sprintf("%dMiB: configured", p.BufferPool>>20)}
+	if p.BufferPool <= 0 {
+		pool = HostBufferPool(p.Datadir)
+	}
+	extra := append(serverTuning(), fmt.Sprintf("--innodb-buffer-pool-size=%d", pool.Bytes))
 	if method == MethodReplica {
 		if err := writeRelayLogs(p.Datadir, p.Files, p.StartPos); err != nil {
 			return nil, err
@@ -148,6 +162,7 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 			"--relay-log-purge=0", "--skip-slave-start", "--replicate-same-server-id",
 			fmt.Sprintf("--slave-parallel-threads=%d", p.Threads), "--slave-parallel-mode=optimistic")
 	}
+	extra = append(extra, p.ServerArgs...)
 	// Without grant tables anyone who reaches the server is root: no TCP
 	// listener, and the socket in a directory only the agent's user enters.
 	st, err := server.Start(ctx, ServerOptions(p.Mariadbd, p.Datadir, extra, p.Tick))
@@ -156,6 +171,7 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	}
 	defer func() { _ = server.Stop(context.WithoutCancel(ctx), st) }()
 	ep := mysqlx.Endpoint{Socket: st.Socket, User: "root"}
+	u0 := readUsage(st.PID)
 	t0 := time.Now()
 	switch method {
 	case MethodReplica:
@@ -170,6 +186,7 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 		return nil, err
 	}
 	secs := time.Since(t0).Seconds()
+	use := readUsage(st.PID).since(u0)
 	if err := server.Stop(ctx, st); err != nil {
 		return nil, fmt.Errorf("stop the replay server: %w", err)
 	}
@@ -179,7 +196,7 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	if err := os.Remove(marker); err != nil {
 		return nil, err
 	}
-	return &Result{Method: method, Seconds: secs}, nil
+	return &Result{Method: method, Seconds: secs, Pool: pool, Server: use}, nil
 }
 
 // ServerOptions are the options of the replay server: socket only, in a

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/server"
 	"github.com/strata-backup/strata/internal/storage/memory"
 	"github.com/strata-backup/strata/internal/testdb"
 )
@@ -72,4 +74,62 @@ func TestReplayMethods(t *testing.T) {
 			t.Logf("%s: %d transactions in %.2fs", method, built.Txns, res.Seconds)
 		})
 	}
+}
+
+// The replay server runs with the buffer pool asked for, and with the
+// host-derived one when none is: the result and the server's log say so.
+func TestReplayBufferPool(t *testing.T) {
+	built, gtid := archive(t, 50)
+	for name, pool := range map[string]int64{"configured": 256 << 20, "host": 0} {
+		t.Run(name, func(t *testing.T) {
+			dst := testdb.ForTest(t, testdb.Options{})
+			require.NoError(t, dst.Stop())
+			res, err := Run(context.Background(), Params{Method: MethodReplica, Datadir: dst.Datadir, Files: built.Files,
+				StartPos: built.StartPos, LastGTID: gtid, BufferPool: pool})
+			require.NoError(t, err)
+			want := pool
+			if pool == 0 {
+				want = HostBufferPool(dst.Datadir).Bytes
+				assert.Contains(t, res.Pool.Rule, "MiB")
+			} else {
+				assert.Equal(t, "256MiB: configured", res.Pool.Rule)
+			}
+			assert.Equal(t, want, res.Pool.Bytes)
+			log, err := os.ReadFile(filepath.Join(dst.Datadir, "strata-server.err"))
+			require.NoError(t, err)
+			assert.Contains(t, string(log), fmt.Sprintf("innodb_buffer_pool_size=%dm", want>>20), "the server's buffer pool")
+			assert.Greater(t, res.Server.CPUSeconds, 0.0, "the server's usage is measured")
+		})
+	}
+}
+
+// A replay cut off after it changed the datadir (the agent's context ends)
+// leaves the datadir marked: applying the binlogs again would apply some
+// twice, so the next replay refuses, whatever the server's durability
+// settings. The wait is for a GTID the files do not reach, so the cut
+// comes after every transaction was applied.
+func TestReplayCutOffLeavesTheMarker(t *testing.T) {
+	built, gtid := archive(t, 50)
+	dst := testdb.ForTest(t, testdb.Options{})
+	require.NoError(t, dst.Stop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ticks int
+	p := Params{Method: MethodReplica, Datadir: dst.Datadir, Files: built.Files, StartPos: built.StartPos, LastGTID: "0-1-999999",
+		BufferPool: 128 << 20, WorkflowID: "w", RunID: "r", Tick: func() {
+			if ticks++; ticks == 3 {
+				cancel()
+			}
+		}}
+	_, err := Run(ctx, p)
+	require.Error(t, err)
+	mk, ok := ReadMarker(dst.Datadir)
+	require.True(t, ok, "the marker stays")
+	assert.True(t, mk.Owns("w", "r"))
+	assert.NoFileExists(t, filepath.Join(dst.Datadir, DoneMarker))
+	_, running := server.Running(dst.Datadir)
+	assert.False(t, running, "the replay server is stopped")
+	_, err = Run(context.Background(), Params{Method: MethodReplica, Datadir: dst.Datadir, Files: built.Files,
+		StartPos: built.StartPos, LastGTID: gtid, WorkflowID: "w", RunID: "r"})
+	require.ErrorIs(t, err, ErrInterrupted)
 }
