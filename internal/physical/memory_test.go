@@ -27,13 +27,3 @@ func TestPrepareMemoryFor(t *testing.T) {
 		t.Errorf("PrepareMemory(0) = %d, out of bounds", got)
 	}
 }
-
-func TestMeminfo(t *testing.T) {
-	data := "MemTotal:       24684132 kB\nMemFree:        14141440 kB\nMemAvailable:   23977664 kB\n"
-	if got := meminfo(data, "MemAvailable:"); got != 23977664<<10 {
-		t.Errorf("MemAvailable = %d", got)
-	}
-	if got := meminfo(data, "Cached:"); got != 0 {
-		t.Errorf("absent field = %d, want 0", got)
-	}
-}

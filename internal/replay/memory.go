@@ -1,13 +1,12 @@
 package replay
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/strata-backup/strata/internal/hostmem"
 )
 
 // Bounds of the replay server's buffer pool.
@@ -30,21 +29,18 @@ type Pool struct {
 }
 
 // DefaultBufferPool is the buffer pool of a replay server when none is
-// configured: half of the host's available memory (MemAvailable in
-// /proc/meminfo) less 512 MiB of headroom, rounded down to 128 MiB, but no
-// more than the datadir's InnoDB files (dataBytes rounded up to 128 MiB; a
-// larger pool is never filled) and no less than MariaDB's default, 128
-// MiB. meminfo is the content of /proc/meminfo; with readErr set, or
-// without a usable MemAvailable line, the pool is the 128 MiB default.
-// dataBytes ≤ 0 means unknown: no data bound.
-func DefaultBufferPool(meminfo []byte, readErr error, dataBytes int64) Pool {
-	if readErr != nil {
-		return Pool{MinBufferPool, fmt.Sprintf("128MiB (MariaDB's default): the host's memory is unknown: %v", readErr)}
+// configured: half of the host's available memory (hostmem.Read: its
+// MemAvailable, capped by the cgroup) less 512 MiB of headroom, rounded
+// down to 128 MiB, but no more than the datadir's InnoDB files (dataBytes
+// rounded up to 128 MiB; a larger pool is never filled) and no less than
+// MariaDB's default, 128 MiB. With memErr set (the host's memory is
+// unknown) the pool is the 128 MiB default. dataBytes ≤ 0 means unknown:
+// no data bound.
+func DefaultBufferPool(mem hostmem.Memory, memErr error, dataBytes int64) Pool {
+	if memErr != nil {
+		return Pool{MinBufferPool, fmt.Sprintf("128MiB (MariaDB's default): %v", memErr)}
 	}
-	avail, err := memAvailable(meminfo)
-	if err != nil {
-		return Pool{MinBufferPool, fmt.Sprintf("128MiB (MariaDB's default): %v", err)}
-	}
+	avail := mem.Available
 	budget := (avail/2 - poolHeadroom) / poolUnit * poolUnit
 	rule := fmt.Sprintf("half of MemAvailable %dMiB less %dMiB headroom", avail>>20, poolHeadroom>>20)
 	pool := budget
@@ -59,28 +55,10 @@ func DefaultBufferPool(meminfo []byte, readErr error, dataBytes int64) Pool {
 	return Pool{pool, fmt.Sprintf("%dMiB: %s", pool>>20, rule)}
 }
 
-// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
-func memAvailable(meminfo []byte) (int64, error) {
-	for _, line := range strings.Split(string(meminfo), "\n") {
-		rest, ok := strings.CutPrefix(line, "MemAvailable:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 2 && f[1] == "kB" {
-			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n >= 0 && n < 1<<53 {
-				return n << 10, nil
-			}
-		}
-		return 0, fmt.Errorf("/proc/meminfo has a malformed MemAvailable line %q", line)
-	}
-	return 0, errors.New("/proc/meminfo has no MemAvailable line")
-}
-
 // HostBufferPool is DefaultBufferPool for this host and datadir.
 func HostBufferPool(datadir string) Pool {
-	b, err := os.ReadFile("/proc/meminfo")
-	return DefaultBufferPool(b, err, InnoDBBytes(datadir))
+	mem, err := hostmem.Read()
+	return DefaultBufferPool(mem, err, InnoDBBytes(datadir))
 }
 
 // InnoDBBytes is the size of the InnoDB files in datadir: the tablespaces

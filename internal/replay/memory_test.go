@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/strata-backup/strata/internal/hostmem"
 )
 
 func meminfo(availKB int64) []byte {
@@ -41,7 +43,11 @@ func TestDefaultBufferPool(t *testing.T) {
 		"absurd MemAvailable":          {[]byte("MemAvailable: 99999999999999999999 kB\n"), nil, 10 * GiB, 128 * MiB, "malformed MemAvailable"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := DefaultBufferPool(tc.meminfo, tc.readErr, tc.data)
+			mem, err := hostmem.Parse(tc.meminfo)
+			if tc.readErr != nil {
+				err = fmt.Errorf("the host's memory is unknown: %w", tc.readErr)
+			}
+			p := DefaultBufferPool(mem, err, tc.data)
 			assert.Equal(t, tc.want, p.Bytes, p.Rule)
 			assert.Contains(t, p.Rule, tc.rule)
 			assert.Zero(t, p.Bytes%(128*MiB), "a multiple of the chunk size")
