@@ -74,7 +74,7 @@ func tool(b *testing.B, name string) string {
 
 // newEnv copies the data set and starts everything.
 // extra is more of the config (top-level blocks).
-func newEnv(b *testing.B, ctx context.Context, dataset, pool, extra string) *env {
+func newEnv(b *testing.B, ctx context.Context, dataset, pool, replayPool, extra string) *env {
 	e := &env{b: b, ctx: ctx, dir: b.TempDir(), pool: pool, lastBackup: map[string]string{}}
 	e.tools.mariabackup = tool(b, "mariabackup")
 	e.tools.mbstream = tool(b, "mbstream")
@@ -141,7 +141,7 @@ instances:
 `, e.dev.FrontendHostPort(), e.repoRoot, filepath.Join(e.dir, "scratch"), mport, extra)
 	// db1 has the default settings; dbz1 and dbz3 are the same server with
 	// zstd level 1 and 3.
-	for _, in := range []struct{ id, backup string }{{"db1", "{}"}, {"dbz1", "{compression: zstd, compression_level: 1}"}, {"dbz3", "{compression: zstd, compression_level: 3}"}} {
+	for _, in := range []struct{ id, backup string }{{"db1", "{}, archive: {replay_memory: " + replayPool + "iB}"}, {"dbz1", "{compression: zstd, compression_level: 1}"}, {"dbz3", "{compression: zstd, compression_level: 3}"}} {
 		cfg += fmt.Sprintf("  - {id: %s, host: h1, connect: {address: \"127.0.0.1:%d\", user: root, password_env: STRATA_BENCH_PASSWORD}, datadir: %s, backup: %s}\n",
 			in.id, e.src.Port, datadir, in.backup)
 	}
