@@ -49,14 +49,36 @@ func (c *chunker) cut(b []byte) int {
 		return n
 	}
 	// The hash depends on the last 64 bytes only: start just before min.
+	b = b[:n]
 	i := max(c.min-64, 0)
 	var h uint64
-	for ; i < c.min; i++ {
-		h = h<<1 + c.gear[b[i]]
+	for _, x := range b[i:c.min] {
+		h = h<<1 + c.gear[x]
+	}
+	// Eight bytes a round: the table lookups are independent, only the
+	// shift-and-add chain is serial, and one test covers the eight hashes
+	// (h&mask == 0 is h < 1<<shift). The boundary is the same as byte by
+	// byte.
+	gear, mask := &c.gear, ^uint64(0)<<c.shift
+	i = c.min
+	for ; i+8 <= n; i += 8 {
+		w := b[i : i+8 : i+8]
+		h0 := h<<1 + gear[w[0]]
+		h1 := h0<<1 + gear[w[1]]
+		h2 := h1<<1 + gear[w[2]]
+		h3 := h2<<1 + gear[w[3]]
+		h4 := h3<<1 + gear[w[4]]
+		h5 := h4<<1 + gear[w[5]]
+		h6 := h5<<1 + gear[w[6]]
+		h7 := h6<<1 + gear[w[7]]
+		if min(h0, h1, h2, h3, h4, h5, h6, h7)&mask == 0 {
+			break // the boundary is within these 8 bytes: find it below
+		}
+		h = h7
 	}
 	for ; i < n; i++ {
-		h = h<<1 + c.gear[b[i]]
-		if h>>c.shift == 0 {
+		h = h<<1 + gear[b[i]]
+		if h&mask == 0 {
 			return i + 1
 		}
 	}
