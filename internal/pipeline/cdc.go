@@ -63,14 +63,18 @@ func (c *chunker) cut(b []byte) int {
 	i = c.min
 	for ; i+8 <= n; i += 8 {
 		w := b[i : i+8 : i+8]
-		h0 := h<<1 + gear[w[0]]
-		h1 := h0<<1 + gear[w[1]]
-		h2 := h1<<1 + gear[w[2]]
-		h3 := h2<<1 + gear[w[3]]
-		h4 := h3<<1 + gear[w[4]]
-		h5 := h4<<1 + gear[w[5]]
-		h6 := h5<<1 + gear[w[6]]
-		h7 := h6<<1 + gear[w[7]]
+		// t_k is the hash of w[0..k] alone; h_k = h<<(k+1) + t_k. Only h7
+		// depends on the previous round.
+		t0 := gear[w[0]]
+		t1 := t0<<1 + gear[w[1]]
+		t2 := t1<<1 + gear[w[2]]
+		t3 := t2<<1 + gear[w[3]]
+		t4 := t3<<1 + gear[w[4]]
+		t5 := t4<<1 + gear[w[5]]
+		t6 := t5<<1 + gear[w[6]]
+		t7 := t6<<1 + gear[w[7]]
+		h0, h1, h2, h3 := h<<1+t0, h<<2+t1, h<<3+t2, h<<4+t3
+		h4, h5, h6, h7 := h<<5+t4, h<<6+t5, h<<7+t6, h<<8+t7
 		if min(h0, h1, h2, h3, h4, h5, h6, h7)&mask == 0 {
 			break // the boundary is within these 8 bytes: find it below
 		}
