@@ -149,7 +149,7 @@ type InstanceEncryption struct {
 // Backup holds per-instance backup settings; Config.Defaults applies to
 // every instance that leaves a field unset.
 type Backup struct {
-	Compression      string   `yaml:"compression"`       // zstd (default) | s2 | gzip | none
+	Compression      string   `yaml:"compression"`       // zstd (default) | lz4 | s2 | gzip | none
 	CompressionLevel int      `yaml:"compression_level"` // codec level, 0 = codec default
 	ChunkSize        ByteSize `yaml:"chunk_size"`        // default 16MiB
 	Parallelism      int      `yaml:"parallelism"`       // compress/upload workers, default 2
@@ -679,13 +679,13 @@ const maxKeepDays = 36500
 
 func validateBackup(key string, b *Backup, bad func(key, format string, a ...any)) {
 	switch b.Compression {
-	case "zstd", "s2", "gzip", "none":
+	case "zstd", "lz4", "s2", "gzip", "none":
 	default:
-		bad(key+".compression", "%q is not supported; use zstd, s2, gzip or none", b.Compression)
+		bad(key+".compression", "%q is not supported; use zstd, lz4, s2, gzip or none", b.Compression)
 	}
-	maxLevel := map[string]int{"zstd": 19, "gzip": 9, "s2": 3, "none": 0}[b.Compression]
+	maxLevel := map[string]int{"zstd": 19, "lz4": 10, "gzip": 9, "s2": 3, "none": 0}[b.Compression]
 	if b.CompressionLevel < 0 || b.CompressionLevel > maxLevel {
-		bad(key+".compression_level", "%d is out of range for %s (0 = codec default; zstd 1-19, gzip 1-9, s2 1-3, none 0)", b.CompressionLevel, b.Compression)
+		bad(key+".compression_level", "%d is out of range for %s (0 = codec default; zstd 1-19, lz4 1-10, gzip 1-9, s2 1-3, none 0)", b.CompressionLevel, b.Compression)
 	}
 	if b.ChunkSize < 64<<10 || b.ChunkSize > 1<<30 {
 		bad(key+".chunk_size", "%s is out of range (64KiB to 1GiB)", b.ChunkSize)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,6 +81,10 @@ instances: [{id: a, connect: {address: x:1, user: u}, datadir: /d}]`, "instances
 instances: [{id: a, host: h, connect: {user: u}, datadir: /d}]`, "instances[0] (a).connect: set socket or address"},
 		"compression": {`storage: {local: {root: r}}
 instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: brotli}}]`, "instances[0] (a).backup.compression"},
+		"compression list": {`storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: lz5}}]`, "use zstd, lz4, s2, gzip or none"},
+		"lz4 level": {`storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: lz4, compression_level: 11}}]`, "11 is out of range for lz4 (0 = codec default; zstd 1-19, lz4 1-10,"},
 		"gzip level": {`storage: {local: {root: r}}
 instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: gzip, compression_level: 12}}]`, "out of range for gzip"},
 		"chunk size": {`storage: {local: {root: r}}
@@ -95,6 +100,17 @@ storage: {local: {root: r}}`, "not a duration"},
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+// lz4 is a codec like the others, levels 1-10.
+func TestLZ4Compression(t *testing.T) {
+	for _, level := range []int{0, 1, 10} {
+		c, err := Parse([]byte(fmt.Sprintf(`storage: {local: {root: r}}
+instances: [{id: a, host: h, connect: {address: x:1, user: u}, datadir: /d, backup: {compression: lz4, compression_level: %d}}]`, level)))
+		require.NoError(t, err, "level %d", level)
+		assert.Equal(t, "lz4", c.Instances[0].Backup.Compression)
+		assert.Equal(t, level, c.Instances[0].Backup.CompressionLevel)
 	}
 }
 

@@ -49,14 +49,40 @@ func (c *chunker) cut(b []byte) int {
 		return n
 	}
 	// The hash depends on the last 64 bytes only: start just before min.
+	b = b[:n]
 	i := max(c.min-64, 0)
 	var h uint64
-	for ; i < c.min; i++ {
-		h = h<<1 + c.gear[b[i]]
+	for _, x := range b[i:c.min] {
+		h = h<<1 + c.gear[x]
+	}
+	// Eight bytes a round: the table lookups are independent, only the
+	// shift-and-add chain is serial, and one test covers the eight hashes
+	// (h&mask == 0 is h < 1<<shift). The boundary is the same as byte by
+	// byte.
+	gear, mask := &c.gear, ^uint64(0)<<c.shift
+	i = c.min
+	for ; i+8 <= n; i += 8 {
+		w := b[i : i+8 : i+8]
+		// t_k is the hash of w[0..k] alone; h_k = h<<(k+1) + t_k. Only h7
+		// depends on the previous round.
+		t0 := gear[w[0]]
+		t1 := t0<<1 + gear[w[1]]
+		t2 := t1<<1 + gear[w[2]]
+		t3 := t2<<1 + gear[w[3]]
+		t4 := t3<<1 + gear[w[4]]
+		t5 := t4<<1 + gear[w[5]]
+		t6 := t5<<1 + gear[w[6]]
+		t7 := t6<<1 + gear[w[7]]
+		h0, h1, h2, h3 := h<<1+t0, h<<2+t1, h<<3+t2, h<<4+t3
+		h4, h5, h6, h7 := h<<5+t4, h<<6+t5, h<<7+t6, h<<8+t7
+		if min(h0, h1, h2, h3, h4, h5, h6, h7)&mask == 0 {
+			break // the boundary is within these 8 bytes: find it below
+		}
+		h = h7
 	}
 	for ; i < n; i++ {
-		h = h<<1 + c.gear[b[i]]
-		if h>>c.shift == 0 {
+		h = h<<1 + gear[b[i]]
+		if h&mask == 0 {
 			return i + 1
 		}
 	}

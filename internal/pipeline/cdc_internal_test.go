@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Boundaries depend on the content and the key only, and honour min/max.
@@ -71,5 +74,52 @@ func BenchmarkChunkerCut(b *testing.B) {
 		for off := 0; off < len(data); {
 			off += c.cut(data[off:])
 		}
+	}
+}
+
+// cutByteByByte is the reference: the boundary test at every byte.
+func (c *chunker) cutByteByByte(b []byte) int {
+	n := min(len(b), c.max)
+	if n <= c.min {
+		return n
+	}
+	var h uint64
+	for i := max(c.min-64, 0); i < n; i++ {
+		h = h<<1 + c.gear[b[i]]
+		if i >= c.min && h>>c.shift == 0 {
+			return i + 1
+		}
+	}
+	return n
+}
+
+// The unrolled cut finds the boundaries the byte-by-byte loop finds, at
+// every offset within its 8-byte rounds and at the ends.
+func TestChunkerCutMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{MinChunkSize, MinChunkSize + 3, 1 << 20} {
+		c := newChunker([]byte("ref"), size)
+		c.shift = 64 - 10 // boundaries every ~1 KiB: many of them, at every alignment
+		data := make([]byte, 4*size+5)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		aligns := map[int]bool{}
+		for start := range 64 {
+			for off := start; off < len(data); {
+				for _, end := range []int{len(data), off + c.min + 1, off + c.min + 7, off + c.max - 1} {
+					if end <= off || end > len(data) {
+						continue
+					}
+					require.Equal(t, c.cutByteByByte(data[off:end]), c.cut(data[off:end]), "size %d, offset %d, end %d", size, off, end)
+				}
+				n := c.cut(data[off:])
+				if n < c.max && off+n < len(data) {
+					aligns[(n-c.min)%8] = true
+				}
+				off += n
+			}
+		}
+		assert.Len(t, aligns, 8, "boundaries at every position of the 8-byte rounds")
 	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,6 +20,7 @@ func allCodecs(t *testing.T) []Codec {
 		{"zstd", 1}, {"zstd", 3}, {"zstd", 7}, {"zstd", 19},
 		{"s2", 1}, {"s2", 2}, {"s2", 3},
 		{"gzip", 1}, {"gzip", 9},
+		{"lz4", 1}, {"lz4", 2}, {"lz4", 10},
 		{"none", 0},
 	} {
 		c, err := NewCodec(nl.name, nl.level)
@@ -105,6 +107,51 @@ func TestCodecConcurrent(t *testing.T) {
 		}
 		for range 8 {
 			require.NoError(t, <-done, "%s", c)
+		}
+	}
+}
+
+// A hostile chunk that expands to far more than its recorded size is
+// refused after at most about the limit, and decompressing it allocates
+// about the limit plus the codec's fixed state (for lz4, one 4 MiB block),
+// not its expanded size.
+func TestCodecDecompressBombMemory(t *testing.T) {
+	bomb := make([]byte, 256<<20)
+	const limit = 1 << 20
+	for _, c := range allCodecs(t) {
+		if c.Name() == CodecNone {
+			continue // stored as is: the size check refuses it before any copy
+		}
+		comp, err := c.compress(nil, bomb)
+		require.NoError(t, err, "%s", c)
+		_, _ = c.decompress(nil, comp, limit) // warm the codec's pools
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = c.decompress(nil, comp, limit)
+		runtime.ReadMemStats(&after)
+		assert.ErrorIs(t, err, errTooLarge, "%s", c)
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(limit+12<<20), "%s allocated more than the limit and its state", c)
+	}
+}
+
+// A corrupt or truncated lz4 frame fails, whatever byte is damaged.
+func TestLZ4CorruptFrame(t *testing.T) {
+	c, err := NewCodec(CodecLZ4, 1)
+	require.NoError(t, err)
+	src := bytes.Repeat([]byte("lz4 frame with a content checksum "), 3000)
+	comp, err := c.compress(nil, src)
+	require.NoError(t, err)
+	for _, n := range []int{0, 3, 7, len(comp) / 2, len(comp) - 1} {
+		_, err := c.decompress(nil, comp[:n], len(src))
+		assert.Error(t, err, "truncated to %d bytes", n)
+	}
+	for _, i := range []int{0, 5, len(comp) / 2, len(comp) - 2} {
+		bad := bytes.Clone(comp)
+		bad[i] ^= 0x55
+		raw, err := c.decompress(nil, bad, len(src))
+		if err == nil {
+			assert.NotEqual(t, src, raw, "byte %d flipped", i)
+			t.Errorf("byte %d flipped: no error", i)
 		}
 	}
 }

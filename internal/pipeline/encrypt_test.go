@@ -20,7 +20,7 @@ import (
 	"github.com/strata-backup/strata/internal/storage/memory"
 )
 
-var allCodecNames = []string{"zstd", "s2", "gzip", "none"}
+var allCodecNames = []string{"zstd", "lz4", "s2", "gzip", "none"}
 
 func newCipher(t *testing.T, key []byte, backupID string) *crypt.ChunkCipher {
 	t.Helper()

@@ -184,7 +184,8 @@ func TestUploadDefaults(t *testing.T) {
 	res, err := pipeline.Upload(context.Background(), b, "", bytes.NewReader([]byte("abc")), pipeline.UploadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "zstd", res.Codec)
-	assert.Equal(t, 3, res.Level)
+	assert.Equal(t, pipeline.DefaultZstdLevel, res.Level)
+	assert.Equal(t, 1, res.Level, "zstd level 1 by default")
 	assert.Equal(t, int64(pipeline.DefaultChunkSize), res.ChunkSize)
 	require.Len(t, res.Chunks, 1)
 	assert.Equal(t, "chunks/00000000.zst", res.Chunks[0].Key)
@@ -200,8 +201,8 @@ func TestUploadOptionErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "chunk size 1000 is out of range")
 	_, err = pipeline.Upload(ctx, b, prefix, r, pipeline.UploadOptions{ChunkSize: 2 << 30})
 	assert.ErrorContains(t, err, "out of range")
-	_, err = pipeline.Upload(ctx, b, prefix, r, pipeline.UploadOptions{Codec: "lz4"})
-	assert.ErrorContains(t, err, `unknown compression codec "lz4" (valid: zstd, s2, gzip, none)`)
+	_, err = pipeline.Upload(ctx, b, prefix, r, pipeline.UploadOptions{Codec: "lzma"})
+	assert.ErrorContains(t, err, `unknown compression codec "lzma" (valid: zstd, lz4, s2, gzip, none)`)
 	_, err = pipeline.Upload(ctx, b, prefix, r, pipeline.UploadOptions{Codec: "zstd", Level: 22})
 	assert.ErrorContains(t, err, "out of range 1..19")
 	_, err = pipeline.Upload(ctx, b, "no-slash", r, pipeline.UploadOptions{})
@@ -218,8 +219,10 @@ func TestParseCodec(t *testing.T) {
 		name, ext string
 		level     int
 	}{
-		"zstd":   {"zstd", ".zst", 3},
-		"ZSTD":   {"zstd", ".zst", 3},
+		"zstd":   {"zstd", ".zst", 1},
+		"ZSTD":   {"zstd", ".zst", 1},
+		"lz4":    {"lz4", ".lz4", 1},
+		" LZ4":   {"lz4", ".lz4", 1},
 		" s2 ":   {"s2", ".s2", 1},
 		"gzip":   {"gzip", ".gz", 6},
 		"none":   {"none", "", 0},
@@ -232,10 +235,10 @@ func TestParseCodec(t *testing.T) {
 		assert.Equal(t, want.ext, c.Ext())
 		assert.Equal(t, want.level, c.Level())
 	}
-	for _, bad := range []string{"", "lz4", "zstd:3", "xz"} {
+	for _, bad := range []string{"", "lz5", "lz4:1", "zstd:3", "xz"} {
 		_, err := pipeline.ParseCodec(bad)
 		require.Error(t, err, bad)
-		assert.ErrorContains(t, err, "valid: zstd, s2, gzip, none")
+		assert.ErrorContains(t, err, "valid: zstd, lz4, s2, gzip, none")
 	}
 	for _, tc := range []struct {
 		name  string
@@ -245,6 +248,7 @@ func TestParseCodec(t *testing.T) {
 		{"zstd", 1, true}, {"zstd", 19, true}, {"zstd", 20, false}, {"zstd", -1, false},
 		{"gzip", 1, true}, {"gzip", 9, true}, {"gzip", 10, false}, {"gzip", -1, true},
 		{"s2", 3, true}, {"s2", 4, false},
+		{"lz4", 1, true}, {"lz4", 2, true}, {"lz4", 10, true}, {"lz4", 11, false}, {"lz4", -1, false},
 		{"none", 0, true}, {"none", 1, false},
 	} {
 		c, err := pipeline.NewCodec(tc.name, tc.level)
@@ -435,7 +439,7 @@ func TestDownloadManifestLies(t *testing.T) {
 		assert.ErrorIs(t, err, storage.ErrInvalidKey)
 	})
 	t.Run("bad arguments", func(t *testing.T) {
-		_, err := pipeline.Download(ctx, b, prefix, res.Chunks, "lz4", io.Discard, pipeline.DownloadOptions{})
+		_, err := pipeline.Download(ctx, b, prefix, res.Chunks, "lzma", io.Discard, pipeline.DownloadOptions{})
 		assert.ErrorContains(t, err, "unknown compression codec")
 		_, err = pipeline.Download(ctx, b, prefix, res.Chunks, "zstd", io.Discard, pipeline.DownloadOptions{ExpectRawSHA256: "abc"})
 		assert.ErrorContains(t, err, "not 64 lowercase hex")

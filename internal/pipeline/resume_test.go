@@ -70,7 +70,7 @@ func (r countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var contentName = regexp.MustCompile(`^chunks/[0-9a-f]{32}(\.zst|\.s2|\.gz|)(\.enc)?$`)
+var contentName = regexp.MustCompile(`^chunks/[0-9a-f]{32}(\.zst|\.lz4|\.s2|\.gz|)(\.enc)?$`)
 
 func TestContentNamedChunks(t *testing.T) {
 	nameKey := dataKey(t)

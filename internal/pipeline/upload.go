@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/maphash"
 	"io"
 	"sync"
@@ -26,8 +27,13 @@ type UploadOptions struct {
 	// range MinChunkSize..MaxChunkSize); with NameKey, the largest.
 	ChunkSize int64
 	// Parallelism is the maximum number of chunks being compressed and
-	// stored at once (default runtime.GOMAXPROCS(0)). Memory use is about
-	// (2×Parallelism+1)×ChunkSize.
+	// stored at once (default runtime.GOMAXPROCS(0)). Memory use is bounded
+	// by Parallelism+2 raw buffers of ChunkSize (one being read, the next
+	// one's start, one per chunk being compressed; a raw buffer is released
+	// once its chunk is compressed, before the Put) and Parallelism output
+	// buffers of about 1.17×ChunkSize: about (2.2×Parallelism+2)×ChunkSize,
+	// 105 MiB with the defaults of a 2-core host (16 MiB, 2), plus the
+	// codec's state.
 	Parallelism int
 	// Codec is the compression codec name (default "zstd"), see NewCodec.
 	Codec string
@@ -146,19 +152,14 @@ func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 	}
 	u.ext = ext
 
-	var (
-		cdc  *chunker // nil: fixed-size chunks
-		seed = maphash.MakeSeed()
-		seen map[uint64]int // content fingerprint → occurrences so far
-	)
+	var cdc *chunker // nil: fixed-size chunks
 	if opt.NameKey != nil {
 		cdc = newChunker(opt.NameKey, int(chunkSize))
-		seen = map[uint64]int{}
 	}
+	hasher := startStreamHasher(opt.NameKey != nil, par)
 	var (
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, par)
-		rawHash = sha256.New()
 		rawSize int64
 		src     = ctxReader{ctx: ctx, r: r}
 		buf     = u.rawBufs.get(int(chunkSize))[:chunkSize]
@@ -191,16 +192,10 @@ func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 			next = u.rawBufs.get(int(chunkSize))[:chunkSize]
 			copy(next, buf[cut:filled])
 		}
-		rawHash.Write(data)
 		rawSize += int64(cut)
-		key, occ := "", 0 // named in store (hashing is parallel) with a NameKey
+		key := "" // named in store with a NameKey
 		if opt.NameKey == nil {
 			key = ChunkKey(index, ext)
-		} else {
-			// Repeated content gets a name of its own per occurrence.
-			fp := maphash.Bytes(seed, data)
-			occ = seen[fp]
-			seen[fp]++
 		}
 		u.mu.Lock()
 		u.chunks = append(u.chunks, manifest.Chunk{Index: index, Key: key, RawSize: int64(cut)})
@@ -214,22 +209,26 @@ func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 			u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(ctx)))
 			break
 		}
+		c := &rawChunk{index: index, buf: buf, data: data, hashed: make(chan struct{})}
+		hasher.queue <- c // never blocks: it holds at most the par chunks in store
 		wg.Add(1)
-		go func(buf []byte) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			u.store(index, occ, buf, data)
-		}(buf)
+			u.store(c)
+		}()
 		if next == nil {
 			break
 		}
 		buf, filled = next, rest
 	}
+	close(hasher.queue)
 	u.mu.Lock()
 	readErr := u.err // the input's, or a chunk's that stopped the reading
 	u.mu.Unlock()
 	sp.streamed(rawSize, readErr)
 	wg.Wait()
+	<-hasher.done
 
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -239,7 +238,7 @@ func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 	res := &UploadResult{
 		Chunks:    u.chunks,
 		RawSize:   rawSize,
-		RawSHA256: hex.EncodeToString(rawHash.Sum(nil)),
+		RawSHA256: hex.EncodeToString(hasher.sum.Sum(nil)),
 		Codec:     codec.Name(),
 		Level:     codec.Level(),
 		ChunkSize: chunkSize,
@@ -268,10 +267,60 @@ func upload(ctx context.Context, b storage.Backend, prefix string, r io.Reader, 
 func ContentChunkKey(nameKey []byte, raw []byte, occurrence int, ext string) string {
 	m := hmac.New(sha256.New, nameKey)
 	m.Write(raw)
+	return contentKey(m, occurrence, ext)
+}
+
+// contentKey completes ContentChunkKey from m, the HMAC that has hashed the
+// raw content.
+func contentKey(m hash.Hash, occurrence int, ext string) string {
 	if occurrence > 0 {
 		fmt.Fprintf(m, "#%d", occurrence)
 	}
 	return "chunks/" + hex.EncodeToString(m.Sum(nil))[:32] + ext
+}
+
+// rawChunk is a chunk of the stream on its way to store.
+type rawChunk struct {
+	index int
+	buf   []byte // data's backing buffer (from rawBufs)
+	data  []byte
+	// hashed is closed when the streamHasher is done with data; occurrence
+	// is set then.
+	hashed     chan struct{}
+	occurrence int // earlier chunks of the same content (with a NameKey)
+}
+
+// streamHasher computes, in stream order and in a goroutine of its own, the
+// sha256 of the whole raw stream and, for content names, how many earlier
+// chunks had the same content (a maphash fingerprint), so that the reading
+// goroutine only reads and cuts, and the chunks are compressed meanwhile.
+type streamHasher struct {
+	queue chan *rawChunk // in index order; closed after the last chunk
+	done  chan struct{}  // closed when queue is drained
+	sum   hash.Hash
+	seed  maphash.Seed
+	seen  map[uint64]int // content fingerprint → occurrences so far; nil without names
+}
+
+// startStreamHasher starts the hasher; its queue holds up to par chunks.
+func startStreamHasher(named bool, par int) *streamHasher {
+	h := &streamHasher{queue: make(chan *rawChunk, par), done: make(chan struct{}), sum: sha256.New()}
+	if named {
+		h.seed, h.seen = maphash.MakeSeed(), map[uint64]int{}
+	}
+	go func() {
+		defer close(h.done)
+		for c := range h.queue {
+			h.sum.Write(c.data)
+			if h.seen != nil {
+				fp := maphash.Bytes(h.seed, c.data)
+				c.occurrence = h.seen[fp]
+				h.seen[fp]++
+			}
+			close(c.hashed)
+		}
+	}()
+	return h
 }
 
 // contentNameLen is the length of "chunks/" and the 32 hex characters of a
@@ -330,17 +379,40 @@ func (u *uploader) fail(err error) {
 	}
 }
 
-// store compresses, encrypts (with a cipher) and stores one chunk. buf is
-// data's backing buffer, returned to the pool when done.
-func (u *uploader) store(index, occurrence int, buf, data []byte) {
-	defer u.rawBufs.put(buf)
+// store compresses, encrypts (with a cipher) and stores one chunk. The raw
+// buffer goes back to the pool once the chunk is compressed, named and
+// hashed by the streamHasher, before the Put.
+func (u *uploader) store(c *rawChunk) {
+	index := c.index
+	rawLen := len(c.data)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-c.hashed // always closed: the hasher drains its queue
+			u.rawBufs.put(c.buf)
+		}
+	}
+	defer release()
 	if err := u.ctx.Err(); err != nil {
 		u.fail(fmt.Errorf("upload chunk %d: %w", index, context.Cause(u.ctx)))
 		return
 	}
+	t0 := time.Now()
+	out, err := u.codec.compress(u.outBufs.get(u.outCap), c.data)
+	if err != nil {
+		u.fail(fmt.Errorf("upload chunk %d: compress: %w", index, err))
+		return
+	}
+	var name hash.Hash
+	if u.nameKey != nil {
+		name = hmac.New(sha256.New, u.nameKey)
+		name.Write(c.data)
+	}
+	release() // c.occurrence is set from here on
 	var key string
 	if u.nameKey != nil {
-		key = ContentChunkKey(u.nameKey, data, occurrence, u.ext)
+		key = contentKey(name, c.occurrence, u.ext)
 		u.mu.Lock()
 		u.chunks[index].Key = key
 		u.mu.Unlock()
@@ -348,12 +420,6 @@ func (u *uploader) store(index, occurrence int, buf, data []byte) {
 		u.mu.Lock()
 		key = u.chunks[index].Key
 		u.mu.Unlock()
-	}
-	t0 := time.Now()
-	out, err := u.codec.compress(u.outBufs.get(u.outCap), data)
-	if err != nil {
-		u.fail(fmt.Errorf("upload chunk %d: compress: %w", index, err))
-		return
 	}
 	if u.cipher != nil {
 		out = u.seal(SealPosition(index, key), out)
@@ -390,12 +456,12 @@ func (u *uploader) store(index, occurrence int, buf, data []byte) {
 			return
 		}
 	}
-	u.record(index, data, out, sum, reused)
+	u.record(index, rawLen, out, sum, reused)
 }
 
 // record fills in chunk index's stored size and sha256 and reports
 // progress.
-func (u *uploader) record(index int, data, out []byte, sum [sha256.Size]byte, reused bool) {
+func (u *uploader) record(index, rawLen int, out []byte, sum [sha256.Size]byte, reused bool) {
 	u.mu.Lock()
 	c := &u.chunks[index]
 	c.StoredSize = int64(len(out))
@@ -409,7 +475,7 @@ func (u *uploader) record(index int, data, out []byte, sum [sha256.Size]byte, re
 	u.progMu.Lock()
 	defer u.progMu.Unlock()
 	u.prog.Chunks++
-	u.prog.RawBytes += int64(len(data))
+	u.prog.RawBytes += int64(rawLen)
 	u.prog.StoredBytes += int64(len(out))
 	if reused {
 		u.prog.ReusedBytes += int64(len(out))

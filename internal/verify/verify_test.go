@@ -309,7 +309,7 @@ func TestUnverifiableManifest(t *testing.T) {
 	m, err := f.r.ReadManifest(context.Background(), instance, "F")
 	require.NoError(t, err)
 	m.BackupID = "weird"
-	m.Compression = "lz4"
+	m.Compression = "lzma" // not a codec
 	require.NoError(t, f.r.WriteManifest(context.Background(), m))
 
 	rep := f.verify("weird")
