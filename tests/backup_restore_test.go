@@ -65,7 +65,7 @@ func (w *writer) count() int {
 }
 
 func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, withTableSums())
 	db, err := s.src.DB("")
 	require.NoError(t, err)
 	defer db.Close()

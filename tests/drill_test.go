@@ -27,7 +27,7 @@ import (
 func drillStack(t *testing.T, heartbeat bool) (*stack, string) {
 	scratch := filepath.Join(t.TempDir(), "scratch")
 	require.NoError(t, os.MkdirAll(scratch, 0o700))
-	opts := []stackOption{stackOptionFunc(func(c *stackSetup) { c.config += "agent:\n  scratch_dir: " + scratch + "\n" })}
+	opts := []stackOption{withTableSums(), stackOptionFunc(func(c *stackSetup) { c.config += "agent:\n  scratch_dir: " + scratch + "\n" })}
 	if heartbeat {
 		opts = append(opts, stackOptionFunc(func(c *stackSetup) { c.db1 += "    heartbeat:\n      table: strata.heartbeat\n" }))
 	}

@@ -115,6 +115,12 @@ func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, 
 // stackOptionFunc is a stackOption written as a function.
 type stackOptionFunc func(*stackSetup)
 
+// withTableSums turns on backup.table_sums (off by default) for every
+// instance.
+func withTableSums() stackOption {
+	return stackOptionFunc(func(c *stackSetup) { c.defaults += "\n  table_sums: true" })
+}
+
 func (f stackOptionFunc) apply(c *stackSetup) { f(c) }
 
 // newStack starts Temporal, a source mariadbd, and the worker and agent of

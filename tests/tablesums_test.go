@@ -15,7 +15,7 @@ import (
 // point in the manifest: at the backup's binlog position, equal to the
 // source's sums, with the MyISAM table listed as skipped.
 func TestBackupRecordsTableSumsAtItsConsistentPoint(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, withTableSums())
 	db, _ := s.seeded(2 << 20)
 	_, err := db.Exec("CREATE TABLE demo.plain_myisam (a INT PRIMARY KEY) ENGINE=MyISAM")
 	require.NoError(t, err)

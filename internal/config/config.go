@@ -167,8 +167,11 @@ type Backup struct {
 	// TableSums records the row count and checksum of every InnoDB table
 	// of the user schemas in the manifest, read in a consistent snapshot
 	// at the backup's consistent point, for restore drills to verify
-	// against (default true; MariaDB only). It reads all the user data once
-	// more while the backup copies it.
+	// against (default false; MariaDB only). It reads all the user data once
+	// more while the backup copies it, in a snapshot as old as the backup:
+	// under writes each row read rebuilds its old version from the undo
+	// log, which cost 70 s of server CPU on a 2 GiB set under a 4-thread
+	// write load (docs/performance.md).
 	TableSums *bool `yaml:"table_sums"`
 	// TableSumsMaxSize skips the sums when the InnoDB user data is larger
 	// (information_schema's data + index length); default 50GiB.
@@ -186,7 +189,7 @@ type Backup struct {
 const DefaultLogCopyInterval = 100 * time.Millisecond
 
 // SumsOn reports whether the backup records table sums.
-func (b Backup) SumsOn() bool { return b.TableSums == nil || *b.TableSums }
+func (b Backup) SumsOn() bool { return b.TableSums != nil && *b.TableSums }
 
 // DefaultTableSumsMaxSize is backup.table_sums_max_size's default.
 const DefaultTableSumsMaxSize = 50 << 30

@@ -20,7 +20,7 @@ instances:
 `))
 	require.NoError(t, err)
 	a, b, cc := &c.Instances[0], &c.Instances[1], &c.Instances[2]
-	assert.True(t, a.Backup.SumsOn(), "on by default")
+	assert.False(t, a.Backup.SumsOn(), "off by default: a second full read of the data on the source")
 	assert.Equal(t, ByteSize(10<<30), a.Backup.TableSumsMaxSize, "inherited from defaults")
 	assert.False(t, b.Backup.SumsOn())
 	assert.Equal(t, ByteSize(1<<30), b.Backup.TableSumsMaxSize)
