@@ -62,6 +62,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkPerf$$' -benchtime 1x -timeout 90m ./bench/perf/ -args \
 		-perf.dataset=$(BENCH_DIR)/sysbench-$(BENCH_SIZE) -perf.runs=$(BENCH_RUNS) -perf.out=$(BENCH_OUT) \
 		-perf.stream=$(BENCH_DIR)/stream-$(BENCH_SIZE).xb $(BENCH_ARGS)
+	STRATA_BENCH_STREAM=$(BENCH_DIR)/stream-$(BENCH_SIZE).xb $(GO) test -run '^$$' -bench '^BenchmarkCodec$$' -benchtime 1x ./internal/pipeline/
 
 ## bench-micro: the data path's own benchmarks: codecs (memory storage), chunks in flight on local
 ##   disk and (fake) GCS with latency; binlog archive lag under 4 writers; the replay package
