@@ -212,7 +212,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		StoredSize:       up.StoredSize,
 		RawSHA256:        up.RawSHA256,
 		Compression:      codec,
-		CompressionLevel: in.Backup.CompressionLevel,
+		CompressionLevel: up.Level, // effective: level 0 (the default) changed meaning with the default
 		ChunkSize:        int64(in.Backup.ChunkSize),
 		Chunks:           up.Chunks,
 		Encrypted:        keys.Cipher != nil,
@@ -225,10 +225,12 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 	if sums != nil {
 		hb.update(ctx, BackupProgress{Phase: "table sums", Chunks: len(up.Chunks), RawBytes: up.RawSize, StoredBytes: up.StoredSize})
 		m.TableSums = backupTableSums(ctx, sums, m, log)
-		m.FormatVersion = m.MinFormatVersion()
 		// The backup waited for its sums: they are part of its duration.
 		m.Duration = manifest.Duration(time.Since(started))
 	}
+	// The oldest format that holds its fields, so that an older Strata
+	// reads every manifest it can.
+	m.FormatVersion = m.MinFormatVersion()
 	if err := a.checkUploaded(ctx, lease, m); err != nil {
 		return nil, err
 	}

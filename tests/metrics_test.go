@@ -21,6 +21,7 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/metrics"
+	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -177,6 +178,8 @@ scrape_configs:
 	}
 	m, err := s.repo.ReadManifest(s.ctx, "db1", res.BackupID)
 	require.NoError(t, err)
+	assert.Equal(t, 1, m.FormatVersion, "a backup without table sums or lz4 is format 1: every Strata reads it")
+	assert.Equal(t, pipeline.DefaultZstdLevel, m.CompressionLevel, "the effective level is recorded, not 0")
 	last := want(`strata_backup_last_success_timestamp_seconds{instance="db1",type="full"}`, nil)
 	assert.Equal(t, "strata-worker", last[0].Metric["job"])
 	assert.InDelta(t, float64(m.EndTime.UnixNano())/1e9, last[0].value(t), 0.001, "the last success is the backup's end time")

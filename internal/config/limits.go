@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/strata-backup/strata/internal/hostmem"
 )
 
 // The retry policy of the workflows' activities (workflows/options.go):
@@ -168,29 +168,15 @@ func (c *Config) CheckHostMemory(host string, total int64) error {
 	return nil
 }
 
-// MachineMemory returns the total memory of this machine in bytes, from
-// /proc/meminfo.
+// MachineMemory returns the total memory of this machine in bytes
+// (hostmem.Read: /proc/meminfo, capped by the cgroup's limit).
 func MachineMemory() (int64, error) {
-	data, err := os.ReadFile("/proc/meminfo")
+	m, err := hostmem.Read()
 	if err != nil {
 		return 0, fmt.Errorf("read the machine's memory: %w", err)
 	}
-	return parseMemTotal(data)
-}
-
-func parseMemTotal(data []byte) (int64, error) {
-	for _, line := range strings.Split(string(data), "\n") {
-		rest, ok := strings.CutPrefix(line, "MemTotal:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 2 && f[1] == "kB" {
-			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
-				return n << 10, nil
-			}
-		}
-		return 0, fmt.Errorf("read the machine's memory: /proc/meminfo has a malformed MemTotal line %q", line)
+	if m.Total <= 0 {
+		return 0, errors.New("read the machine's memory: /proc/meminfo has no MemTotal line")
 	}
-	return 0, errors.New("read the machine's memory: /proc/meminfo has no MemTotal line")
+	return m.Total, nil
 }

@@ -142,6 +142,29 @@ func ChecksumTable(ctx context.Context, q Querier, schema, table string) (manife
 	return s, nil
 }
 
+// ChecksumsComparable reports whether checksums recorded with algorithm
+// on a server of version recorded can be compared with those computed on
+// a server of version server: CHECKSUM TABLE's value is the server's own
+// (its row format and version), so checksum_table sums from another
+// version compare row counts only, and note says why.
+func ChecksumsComparable(algorithm, recorded, server string) (ok bool, note string) {
+	if algorithm != manifest.SumsChecksumTable || recorded == "" || recorded == server {
+		return true, ""
+	}
+	return false, fmt.Sprintf("checksums not compared, row counts only: CHECKSUM TABLE values of %s (the backup's server) and %s (the drill's) are not comparable", recorded, server)
+}
+
+// RowsOnly returns the sums without their checksums, for CompareSums of
+// row counts alone.
+func RowsOnly(sums []manifest.TableSum) []manifest.TableSum {
+	out := make([]manifest.TableSum, len(sums))
+	for i, s := range sums {
+		s.Checksum = ""
+		out[i] = s
+	}
+	return out
+}
+
 // DefaultSumsAlgorithm is the algorithm backups record sums with.
 const DefaultSumsAlgorithm = manifest.SumsChecksumTable
 

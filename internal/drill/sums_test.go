@@ -97,3 +97,23 @@ func TestGlobalSelect(t *testing.T) {
 		assert.Equal(t, want, drill.GlobalSelect(g), g)
 	}
 }
+
+func TestChecksumsComparableOnlyOnTheSameVersion(t *testing.T) {
+	ok, note := drill.ChecksumsComparable(manifest.SumsChecksumTable, "10.11.19-MariaDB-log", "10.11.19-MariaDB-log")
+	assert.True(t, ok)
+	assert.Empty(t, note)
+	ok, note = drill.ChecksumsComparable(manifest.SumsChecksumTable, "10.11.19-MariaDB-log", "11.4.5-MariaDB")
+	assert.False(t, ok)
+	assert.Contains(t, note, "row counts only")
+	ok, _ = drill.ChecksumsComparable(manifest.SumsRowMD5, "10.11.19-MariaDB-log", "11.4.5-MariaDB")
+	assert.True(t, ok, "the MD5 sums are the server's SQL functions, comparable across versions")
+
+	want := []manifest.TableSum{{Schema: "s", Table: "t", Rows: 3, Checksum: "123"}}
+	got := []manifest.TableSum{{Schema: "s", Table: "t", Rows: 3, Checksum: "999"}}
+	_, problems := drill.CompareSums(drill.RowsOnly(want), drill.RowsOnly(got))
+	assert.Empty(t, problems, "row counts equal")
+	got[0].Rows = 2
+	_, problems = drill.CompareSums(drill.RowsOnly(want), drill.RowsOnly(got))
+	assert.Len(t, problems, 1, "a row count still differs")
+	assert.Equal(t, "123", want[0].Checksum, "RowsOnly copies")
+}

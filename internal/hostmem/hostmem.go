@@ -59,7 +59,10 @@ func kB(s string) (int64, bool) {
 }
 
 // Read returns this host's memory, each figure capped by the cgroup's
-// limit (memory.max, less memory.current for what is available).
+// limit (memory.max; what is available: the limit less memory.current,
+// not counting the inactive file pages of memory.stat, which the kernel
+// reclaims before it refuses the cgroup memory: a restore that has just
+// written gigabytes fills its cgroup with them).
 func Read() (Memory, error) {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
@@ -71,6 +74,7 @@ func Read() (Memory, error) {
 	}
 	if limit, ok := cgroupBytes("memory.max"); ok {
 		used, _ := cgroupBytes("memory.current")
+		used -= cgroupStat("inactive_file")
 		m.Total = minKnown(m.Total, limit)
 		m.Available = min(m.Available, max(limit-used, 0))
 	}
@@ -84,18 +88,48 @@ func minKnown(a, b int64) int64 {
 	return min(a, b)
 }
 
-// cgroupBytes reads a byte count of this process's cgroup v2 (false when
-// there is none, or no limit: "max").
-func cgroupBytes(name string) (int64, bool) {
+// cgroupStat reads one field of the cgroup's memory.stat (0: unknown).
+func cgroupStat(field string) int64 {
+	dir, ok := cgroupDir()
+	if !ok {
+		return 0
+	}
+	b, err := os.ReadFile(dir + "/memory.stat")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+" "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// cgroupDir is this process's cgroup v2 directory.
+func cgroupDir() (string, bool) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		return 0, false
+		return "", false
 	}
 	path, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "0::")
 	if !ok || strings.Contains(path, "\n") {
+		return "", false
+	}
+	return "/sys/fs/cgroup" + path, true
+}
+
+// cgroupBytes reads a byte count of this process's cgroup v2 (false when
+// there is none, or no limit: "max").
+func cgroupBytes(name string) (int64, bool) {
+	dir, ok := cgroupDir()
+	if !ok {
 		return 0, false
 	}
-	v, err := os.ReadFile("/sys/fs/cgroup" + path + "/" + name)
+	v, err := os.ReadFile(dir + "/" + name)
 	if err != nil {
 		return 0, false
 	}

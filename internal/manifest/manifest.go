@@ -25,8 +25,16 @@ const FormatVersionTableSums = 2
 // table_sums.algorithm.
 const FormatVersionSumsAlgorithm = 3
 
+// FormatVersionLZ4 is the first format whose chunks may be lz4: an older
+// Strata refuses such a manifest as newer ("upgrade Strata") instead of
+// failing at its first chunk.
+const FormatVersionLZ4 = 3
+
 // MinFormatVersion is the oldest format that holds every field m sets.
 func (m *Manifest) MinFormatVersion() int {
+	if m.Compression == "lz4" {
+		return FormatVersionLZ4
+	}
 	if m.TableSums != nil && m.TableSums.Algorithm != SumsRowMD5 {
 		return FormatVersionSumsAlgorithm
 	}

@@ -249,3 +249,15 @@ func TestIsSHA256Hex(t *testing.T) {
 	assert.False(t, manifest.IsSHA256Hex(sumA+"0"))
 	assert.False(t, manifest.IsSHA256Hex(strings.ToUpper(sumA)))
 }
+
+func TestMinFormatVersion(t *testing.T) {
+	m := &manifest.Manifest{Compression: "zstd"}
+	assert.Equal(t, 1, m.MinFormatVersion())
+	m.TableSums = &manifest.TableSums{}
+	assert.Equal(t, manifest.FormatVersionTableSums, m.MinFormatVersion(), "MD5 sums")
+	m.TableSums.Algorithm = manifest.SumsChecksumTable
+	assert.Equal(t, manifest.FormatVersionSumsAlgorithm, m.MinFormatVersion())
+	m = &manifest.Manifest{Compression: "lz4"}
+	assert.Equal(t, manifest.FormatVersionLZ4, m.MinFormatVersion(), "an older Strata would fail at the first chunk")
+	assert.LessOrEqual(t, m.MinFormatVersion(), manifest.FormatVersion)
+}

@@ -260,6 +260,29 @@ func TestResumeReplacesMismatchedLeftover(t *testing.T) {
 	assert.Equal(t, data, got)
 }
 
+// A leftover of the right size but other bytes (an attempt at another
+// compression level stores the same content under the same name) is not
+// taken for the chunk: it is read back, found different, and replaced, so
+// the manifest's sha256 is that of what is stored.
+func TestResumeReplacesSameSizeLeftoverWithOtherBytes(t *testing.T) {
+	key := dataKey(t)
+	data := textData(3*cs, 6)
+	mem := memory.New()
+	clean := upload(t, memory.New(), data, pipeline.UploadOptions{NameKey: key})
+	other := bytes.Repeat([]byte{0x5a}, int(clean.Chunks[1].StoredSize))
+	require.NoError(t, mem.Put(context.Background(), prefix+clean.Chunks[1].Key, bytes.NewReader(other), int64(len(other))))
+	res := upload(t, mem, data, pipeline.UploadOptions{NameKey: key, Resume: true})
+	assert.Zero(t, res.ReusedChunks, "same size, other bytes: not reused")
+	assert.Equal(t, clean.Chunks, res.Chunks)
+	got, _, err := download(mem, res, pipeline.DownloadOptions{ExpectRawSHA256: res.RawSHA256})
+	require.NoError(t, err, "every stored chunk matches the manifest")
+	assert.Equal(t, data, got)
+
+	// The identical leftover is still reused.
+	again := upload(t, mem, data, pipeline.UploadOptions{NameKey: key, Resume: true})
+	assert.Equal(t, len(clean.Chunks), again.ReusedChunks)
+}
+
 // Without Resume, a chunk stored concurrently by another attempt (Put says
 // it exists) is accepted when its size matches.
 func TestContentNamedPutExistsIsAccepted(t *testing.T) {

@@ -431,7 +431,7 @@ func (u *uploader) store(c *rawChunk) {
 	sum := sha256.Sum256(out)
 	reused := false
 	if u.resume {
-		if reused, err = u.stored(key, int64(len(out))); err != nil {
+		if reused, err = u.stored(key, out, sum); err != nil {
 			u.fail(fmt.Errorf("upload chunk %d: %w", index, err))
 			return
 		}
@@ -447,7 +447,7 @@ func (u *uploader) store(c *rawChunk) {
 			// content names and deterministic bytes, the right size is the
 			// same chunk.
 			var serr error
-			if reused, serr = u.stored(key, int64(len(out))); serr == nil && reused {
+			if reused, serr = u.stored(key, out, sum); serr == nil && reused {
 				err = nil
 			}
 		}
@@ -485,24 +485,51 @@ func (u *uploader) record(index, rawLen int, out []byte, sum [sha256.Size]byte, 
 	}
 }
 
-// stored reports whether the chunk key is stored already with size bytes.
-// An object of another size under a content name is a leftover that does
-// not match (e.g. written by another version of the codec): it is deleted so
-// that the chunk can be stored.
-func (u *uploader) stored(key string, size int64) (bool, error) {
+// stored reports whether the chunk key is stored already with exactly the
+// bytes out (sha256 sum): an object of the right size is read back and
+// hashed, since another attempt may have stored the same content with
+// other bytes of the same size (another compression level, a codec of
+// another version). An object under a content name that is not out is a
+// leftover that does not match: it is deleted so that the chunk can be
+// stored.
+func (u *uploader) stored(key string, out []byte, sum [sha256.Size]byte) (bool, error) {
 	info, err := u.b.Stat(u.ctx, u.prefix+key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("look for an earlier upload of %s: %w", key, err)
-	case info.Size == size:
-		return true, nil
+	case info.Size == int64(len(out)):
+		same, err := u.sameBytes(key, sum)
+		if err != nil {
+			return false, err
+		}
+		if same {
+			return true, nil
+		}
 	}
 	if err := u.b.Delete(u.ctx, u.prefix+key); err != nil {
-		return false, fmt.Errorf("replace %s (%d bytes stored, %d expected): %w", key, info.Size, size, err)
+		return false, fmt.Errorf("replace %s (%d bytes stored, %d expected, other content): %w", key, info.Size, len(out), err)
 	}
 	return false, nil
+}
+
+// sameBytes reads the stored object key and reports whether its sha256 is
+// sum.
+func (u *uploader) sameBytes(key string, sum [sha256.Size]byte) (bool, error) {
+	rc, err := u.b.Get(u.ctx, u.prefix+key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read back an earlier upload of %s: %w", key, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return false, fmt.Errorf("read back an earlier upload of %s: %w", key, err)
+	}
+	return bytes.Equal(h.Sum(nil), sum[:]), nil
 }
 
 // seal encrypts the compressed chunk out in place (reallocating only if its

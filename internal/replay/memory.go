@@ -11,8 +11,9 @@ import (
 
 // Bounds of the replay server's buffer pool.
 const (
-	// MinBufferPool is MariaDB's own default: the replay never runs with
-	// less, even on a host that reports less memory available.
+	// MinBufferPool is MariaDB's own default: the derived pool is never
+	// less, even on a host that reports less memory available (a
+	// configured archive.replay_memory may be, down to 32MiB).
 	MinBufferPool = 128 << 20
 	// poolUnit is innodb_buffer_pool_chunk_size's default: the server
 	// rounds the pool up to a multiple of it anyway.

@@ -534,11 +534,17 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	var lastErr error
+	start := time.Now()
 	for {
 		select {
 		case <-s.done:
 			return fmt.Errorf("mariadbd exited: %v", s.waitErr)
 		default:
+		}
+		// Every 10 ms while a server usually starts, then every 100 ms.
+		poll := 100 * time.Millisecond
+		if time.Since(start) < 5*time.Second {
+			poll = 10 * time.Millisecond
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 		conn, err := connector.Connect(cctx)
@@ -557,7 +563,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("timed out after %v waiting for %s (last error: %v)", timeout, s.Socket, lastErr)
 		case <-s.done:
 			return fmt.Errorf("mariadbd exited: %v", s.waitErr)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }
