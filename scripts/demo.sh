@@ -166,6 +166,7 @@ defaults:
   compression_level: 1
   chunk_size: 16MiB
   parallelism: 2
+  table_sums: true   # the drill compares them (off by default: a second read of the data on the source)
 instances:
   - id: demo
     host: demo-host
