@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -331,36 +330,6 @@ func (e *env) manifestWritten(instance, id string) time.Time {
 		e.b.Fatalf("manifest of %s: %v", id, err)
 	}
 	return st.ModTime()
-}
-
-// agentSaw returns the time of the agent's first log line with msg and the
-// backup id, or the zero time.
-func (e *env) agentSaw(msg, backupID string) time.Time {
-	f, err := os.Open(e.agentLog)
-	if err != nil {
-		return time.Time{}
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var l struct {
-			TS       any    `json:"ts"`
-			Msg      string `json:"msg"`
-			BackupID string `json:"backup_id"`
-		}
-		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Msg != msg || l.BackupID != backupID {
-			continue
-		}
-		switch ts := l.TS.(type) {
-		case float64:
-			return time.Unix(0, int64(ts*1e9))
-		case string:
-			t, _ := time.Parse(time.RFC3339Nano, ts)
-			return t
-		}
-	}
-	return time.Time{}
 }
 
 // archiveLag reads the agent's strata_archive_lag_seconds of db1.

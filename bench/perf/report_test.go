@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"sort"
-	"strings"
 )
 
 // sample is one measured run of one method.
@@ -238,6 +237,3 @@ func trim(s string, n int) string {
 	}
 	return s[:n-1] + "…"
 }
-
-// peerName is a short label of a shell pipeline.
-func peerName(parts ...string) string { return strings.Join(parts, " ") }
