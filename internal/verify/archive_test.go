@@ -44,8 +44,11 @@ func TestVerifyCompactedArchive(t *testing.T) {
 	assert.Equal(t, 130, rep.Segments)
 	c := cb.Counts()
 	// The packs, the open file's 10 segments, the index (4 roll-ups, 10
-	// records) and the manifest: far fewer than a request per segment.
-	assert.LessOrEqual(t, c.Get, packs+10+4+10+2, c.String())
+	// records) and the manifest: far fewer than a request per segment
+	// (130). A pack is at times read twice when concurrent readers ask
+	// for it (a known gap, docs/architecture.md): at most twice each.
+	assert.LessOrEqual(t, c.Get, 2*packs+10+4+10+2, c.String())
+	assert.Less(t, c.Get, 130/2, "reads scale with the packs, not the segments")
 
 	ix, err = (&binlog.Store{B: f.b, Instance: instance}).ReadIndex(ctx)
 	require.NoError(t, err)
