@@ -31,6 +31,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
+	"github.com/strata-backup/strata/internal/server"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workflows"
 )
@@ -237,16 +238,25 @@ func (p *peer) backupCmd(d, extra string) string {
 		p.e.tools.mariabackup, p.cnf, filepath.Join(d, "tmp"), filepath.Join(d, "lsn"), p.e.src.Datadir, extra)
 }
 
-// full runs mariabackup --stream | zstd -T2 -level > file.
-func (p *peer) full(level int, extra string) sample {
+// backup runs mariabackup --stream (with extra options) | zstd -T2
+// -level > file in a new directory, and returns the run and the file;
+// its --extra-lsndir becomes the next incremental's base.
+func (p *peer) backup(level int, extra string) (sample, string) {
 	d := p.next()
 	out := filepath.Join(d, "backup.xb.zst")
 	var s sample
 	p.e.shell(fmt.Sprintf("%s 2>%s | %s -q -T2 -%d -c > %s", p.backupCmd(d, extra), filepath.Join(d, "mariabackup.log"), p.e.tools.zstd, level, out), &s)
 	s.StoredBytes = fileSize(p.e.b, out)
 	s.RawBytes = p.rawSize(out)
+	p.lsnDir = filepath.Join(d, "lsn")
+	return s, out
+}
+
+// full takes a full backup and keeps its file (the newest only).
+func (p *peer) full(level int, extra string) sample {
+	s, out := p.backup(level, extra)
 	p.drop(p.lastOut)
-	p.lastOut, p.lsnDir = out, filepath.Join(d, "lsn")
+	p.lastOut = out
 	return s
 }
 
@@ -329,17 +339,9 @@ func benchIncremental(b *testing.B, e *env, p *peer, res *results, ds dataset, l
 		for _, strata := range []bool{r%2 == 0, r%2 == 1} {
 			if strata {
 				s := e.strataBackup("db1", "incremental", "inc")
-				sec.method("strata incremental", false, "strata backup db1 --type incremental --wait").Runs = append(sec.method("strata incremental", false, "").Runs, s)
+				sec.add(s, "strata incremental", false, "strata backup db1 --type incremental --wait")
 			} else {
-				base := p.lsnDir
-				d := p.next()
-				out := filepath.Join(d, "inc.xb.zst")
-				var s sample
-				e.shell(fmt.Sprintf("%s 2>%s | %s -q -T2 -%d -c > %s", p.backupCmd(d, "--incremental-basedir="+base),
-					filepath.Join(d, "mariabackup.log"), e.tools.zstd, level, out), &s)
-				s.StoredBytes = fileSize(b, out)
-				s.RawBytes = p.rawSize(out)
-				p.lsnDir = filepath.Join(d, "lsn")
+				s, out := p.backup(level, "--incremental-basedir="+p.lsnDir)
 				_ = os.Remove(out)
 				m := sec.method("mariabackup --incremental-basedir | zstd", true,
 					fmt.Sprintf("mariabackup --backup --stream=xbstream --incremental-basedir=DIR | zstd -T2 -%d > file", level))
@@ -378,10 +380,11 @@ func benchRestore(b *testing.B, e *env, p *peer, res *results, level int) {
 				s.set("move_back_seconds", rr.Stats.MoveBackSeconds)
 				if rr.Server != nil {
 					s.set("start_seconds", rr.Server.StartSeconds)
-					stopPID(rr.Server.PID)
+					sctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+					_ = server.Stop(sctx, &server.Started{PID: rr.Server.PID})
+					cancel()
 				}
-				sec.method("strata restore --start", false, "strata restore db1 --backup ID --target-dir DIR --start --wait").Runs =
-					append(sec.method("strata restore --start", false, "").Runs, s)
+				sec.add(s, "strata restore --start", false, "strata restore db1 --backup ID --target-dir DIR --start --wait")
 			} else {
 				t0 := time.Now()
 				x, pr, mb := p.restore(file, datadir)
@@ -402,21 +405,6 @@ func benchRestore(b *testing.B, e *env, p *peer, res *results, level int) {
 			_ = os.RemoveAll(base)
 		}
 	}
-}
-
-// stopPID stops a server started by a restore and waits for it to exit.
-func stopPID(pid int) {
-	if pid <= 0 {
-		return
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 600; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
 func benchStall(b *testing.B, e *env, p *peer, res *results, ds dataset) {
@@ -458,7 +446,7 @@ func benchStall(b *testing.B, e *env, p *peer, res *results, ds dataset) {
 			if n > 0 {
 				s.set("tps", tps/float64(n))
 			}
-			sec.method(name, name != "strata full", "").Runs = append(sec.method(name, false, "").Runs, s)
+			sec.add(s, name, name != "strata full", "")
 		}
 	}
 }
@@ -538,8 +526,7 @@ func benchPITR(b *testing.B, e *env, p *peer, res *results, ds dataset, rpool st
 				s.set("replay_total_seconds", rr.Replay.TotalSeconds)
 				s.set("transactions", float64(rr.Replay.Transactions))
 				s.set("replay_over_write_time", rr.Replay.Seconds/written)
-				sec.method("strata replay", false, "strata restore db1 --to-gtid G --wait (its replay phase)").Runs =
-					append(sec.method("strata replay", false, "").Runs, s)
+				sec.add(s, "strata replay", false, "strata restore db1 --to-gtid G --wait (its replay phase)")
 			} else {
 				p.restore(file, datadir)
 				// Relaxed durability, as for any bulk load (Strata's replay
@@ -565,8 +552,7 @@ func benchPITR(b *testing.B, e *env, p *peer, res *results, ds dataset, rpool st
 				}
 				s.set("replay_seconds", ps.Seconds)
 				s.set("replay_over_write_time", ps.Seconds/written)
-				sec.method("mariadb-binlog | mariadb", true, "mariadb-binlog --start-position=P FILES | mariadb (server with the same buffer pool, sync_binlog=0, innodb_flush_log_at_trx_commit=2)").Runs =
-					append(sec.method("mariadb-binlog | mariadb", true, "").Runs, s)
+				sec.add(s, "mariadb-binlog | mariadb", true, "mariadb-binlog --start-position=P FILES | mariadb (server with the same buffer pool, sync_binlog=0, innodb_flush_log_at_trx_commit=2)")
 			}
 			_ = os.RemoveAll(base)
 		}

@@ -83,6 +83,12 @@ func (s *section) method(name string, peer bool, command string) *method {
 	return m
 }
 
+// add records one run of the method called name.
+func (s *section) add(run sample, name string, peer bool, command string) {
+	m := s.method(name, peer, command)
+	m.Runs = append(m.Runs, run)
+}
+
 func (s *section) find(name string) *method {
 	for _, m := range s.Methods {
 		if m.Name == name {

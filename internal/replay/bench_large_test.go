@@ -26,7 +26,7 @@ import (
 
 // BenchmarkReplayLarge measures the replay on the sysbench data set of
 // scripts/bench-dataset.sh (8 tables sbtest1..8; STRATA_BENCH_DATASET, by
-// default .cache/bench/dataset-2G of the repository): a source server with
+// default .cache/bench/sysbench-2G of the repository, as make bench builds it): a source server with
 // a 2 GiB buffer pool on a copy of the set takes a 4-thread write load for
 // STRATA_BENCH_WRITE_SECONDS (default 15); its binlog is archived and
 // rebuilt; then the writes are replayed onto fresh copies of the set (the
@@ -53,7 +53,7 @@ import (
 func BenchmarkReplayLarge(b *testing.B) {
 	set := os.Getenv("STRATA_BENCH_DATASET")
 	if set == "" {
-		set = filepath.Join("..", "..", ".cache", "bench", "dataset-2G")
+		set = filepath.Join("..", "..", ".cache", "bench", "sysbench-2G")
 	}
 	if _, err := os.Stat(filepath.Join(set, "done")); err != nil {
 		b.Skipf("no data set at %s (scripts/bench-dataset.sh builds it): %v", set, err)
