@@ -12,6 +12,14 @@
 #     `go install` (no binaries are downloaded).
 #   * With BENCH=1 (`make bench`): the peers and the write load of the
 #     benchmarks, Debian's sysbench and zstd (mariadb-backup is above).
+#   * A MySQL 9.7 server and client in a chroot of Debian's unstable suite
+#     under .cache/mysql (bookworm has no MySQL server): debootstrap
+#     --variant=minbase, then mysql-server-core and mysql-client-core. The
+#     wrappers in .cache/mysql/bin (mysqld, mysql, mysqlbinlog) run them in
+#     a private mount namespace with the host's /tmp, the repository and
+#     STRATA_MYSQL_BIND's directories bind-mounted at the same paths, so
+#     server and agent see one datadir. The test harness starts throwaway
+#     MySQL servers through them; STRATA_MYSQL=skip leaves this out.
 #   * With STORAGE=gcs (`make demo STORAGE=gcs`): the GCS emulator
 #     fake-gcs-server at bin/fake-gcs-server, built from source with
 #     `go install` at the version go.mod requires.
@@ -151,6 +159,105 @@ else
 	)
 	temporal_ok || die "bin/temporal was built but does not report version $TEMPORAL_VERSION"
 	log "built bin/temporal: $("$temporal" --version 2>/dev/null | head -n1)"
+fi
+
+# ---- MySQL in a chroot of Debian unstable ----------------------------------
+
+MYSQL_SUITE=sid
+MYSQL_MIRROR=${MYSQL_MIRROR:-http://deb.debian.org/debian}
+mysql_root="$repo/.cache/mysql"
+mysql_chroot="$mysql_root/root"
+
+# mysql_ok: the chroot has mysqld and the client and the wrappers are current.
+mysql_ok() {
+	[ -x "$mysql_chroot/usr/sbin/mysqld" ] && [ -x "$mysql_chroot/usr/bin/mysql" ] &&
+		[ -x "$mysql_chroot/usr/bin/mysqlbinlog" ] && [ -f "$mysql_root/.complete" ] &&
+		[ -x "$mysql_root/bin/mysqld" ]
+}
+
+# write_mysql_wrappers: .cache/mysql/bin/{mysqld,mysql,mysqlbinlog,...}. Each
+# enters a private mount namespace (so nothing stays mounted on the host),
+# binds /proc, /dev, /tmp, the repository and STRATA_MYSQL_BIND
+# (colon-separated host directories) at the same paths inside the chroot,
+# and execs the tool there: the process id stays the tool's own.
+write_mysql_wrappers() {
+	mkdir -p "$mysql_root/bin"
+	cat >"$mysql_root/bin/strata-mysql-exec" <<'WRAP'
+#!/bin/sh
+# strata-mysql-exec TOOL ARGS...: run TOOL of the MySQL chroot next to this
+# directory, with the host's /tmp, the working directory's filesystem paths
+# named in STRATA_MYSQL_BIND and the repository bound at the same paths.
+set -e
+here=$(cd "$(dirname "$0")/.." && pwd)
+root="$here/root"
+tool=$1
+shift
+if [ "${STRATA_MYSQL_NS:-}" != "$root" ]; then
+	export STRATA_MYSQL_NS="$root"
+	exec unshare --mount --propagation private "$0" "$tool" "$@"
+fi
+bind() {
+	[ -d "$1" ] || return 0
+	mkdir -p "$root$1"
+	mount --rbind "$1" "$root$1"
+}
+bind /proc
+bind /dev
+bind /sys
+bind /tmp
+bind "${TMPDIR:-/tmp}"
+bind "$(cd "$here/../.." && pwd)"
+old_ifs=$IFS
+IFS=:
+for d in ${STRATA_MYSQL_BIND:-}; do
+	[ -n "$d" ] && bind "$d"
+done
+IFS=$old_ifs
+cwd=$(pwd)
+exec chroot "$root" /bin/sh -c 'cd "$1" 2>/dev/null || cd /; shift; exec "$@"' sh "$cwd" "$tool" "$@"
+WRAP
+	chmod 755 "$mysql_root/bin/strata-mysql-exec"
+	for t in mysqld:/usr/sbin/mysqld mysql:/usr/bin/mysql mysqlbinlog:/usr/bin/mysqlbinlog mysqladmin:/usr/bin/mysqladmin mysqldump:/usr/bin/mysqldump; do
+		printf '#!/bin/sh\nexec "$(dirname "$0")/strata-mysql-exec" %s "$@"\n' "${t#*:}" >"$mysql_root/bin/${t%%:*}"
+		chmod 755 "$mysql_root/bin/${t%%:*}"
+	done
+}
+
+if [ "${STRATA_MYSQL:-}" = skip ]; then
+	log "STRATA_MYSQL=skip: not building the MySQL chroot (MySQL tests will fail)"
+elif mysql_ok; then
+	write_mysql_wrappers
+	log "MySQL present in .cache/mysql: $("$mysql_root/bin/mysqld" --version 2>/dev/null | head -n1)"
+else
+	[ "$(id -u)" -eq 0 ] || die "building the MySQL chroot needs root (debootstrap, chroot, mount): run make deps as root once"
+	if ! command -v debootstrap >/dev/null 2>&1; then
+		log "installing debootstrap with apt-get"
+		apt-get update || die "MySQL chroot: apt-get update failed"
+		env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap ||
+			die "MySQL chroot: installing debootstrap failed"
+	fi
+	mkdir -p "$mysql_root"
+	if [ ! -x "$mysql_chroot/usr/bin/apt-get" ] || [ ! -f "$mysql_root/.debootstrap" ]; then
+		rm -rf "$mysql_chroot"
+		log "MySQL chroot: debootstrap --variant=minbase $MYSQL_SUITE into .cache/mysql/root (about 30 s)..."
+		debootstrap --variant=minbase "$MYSQL_SUITE" "$mysql_chroot" "$MYSQL_MIRROR" >"$mysql_root/debootstrap.log" 2>&1 ||
+			die "MySQL chroot: debootstrap of $MYSQL_SUITE from $MYSQL_MIRROR failed (log: .cache/mysql/debootstrap.log; set MYSQL_MIRROR to a reachable Debian mirror)"
+		touch "$mysql_root/.debootstrap"
+	fi
+	log "MySQL chroot: apt-get install mysql-server-core mysql-client-core..."
+	# The mirror's unstable Release file may be past its Valid-Until by
+	# this machine's clock.
+	chroot "$mysql_chroot" apt-get -o Acquire::Check-Valid-Until=false update >"$mysql_root/apt.log" 2>&1 ||
+		die "MySQL chroot: apt-get update inside the chroot failed (log: .cache/mysql/apt.log)"
+	chroot "$mysql_chroot" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		mysql-server-core mysql-client-core >>"$mysql_root/apt.log" 2>&1 ||
+		die "MySQL chroot: apt-get install mysql-server-core mysql-client-core failed (log: .cache/mysql/apt.log)"
+	chroot "$mysql_chroot" apt-get clean >/dev/null 2>&1 || true
+	write_mysql_wrappers
+	"$mysql_root/bin/mysqld" --version >/dev/null 2>&1 ||
+		die "MySQL chroot: the mysqld wrapper does not run ($mysql_root/bin/mysqld --version); unshare --mount and chroot need root"
+	touch "$mysql_root/.complete"
+	log "MySQL installed in .cache/mysql: $("$mysql_root/bin/mysqld" --version 2>/dev/null | head -n1)"
 fi
 
 # ---- fake-gcs-server (GCS emulator, only for STORAGE=gcs) ------------------

@@ -8,6 +8,11 @@
 // always on. After Init, root can log in with the server's Password over TCP
 // to 127.0.0.1 (and over the Unix socket), which is how mariabackup connects.
 //
+// With Options.Flavor set to flavor.MySQL the server is a MySQL (9.7, from
+// the chroot `make deps` builds under .cache/mysql; see MySQLDir), started
+// with GTIDs on (gtid_mode=ON, enforce_gtid_consistency), the same binary
+// logging and durability settings, --secure-file-priv="" and --mysqlx=OFF.
+//
 // Tests normally use ForTest, which fails (or, with STRATA_ALLOW_SKIP=1,
 // skips) when the MariaDB binaries are missing, and stops the server when the
 // test ends.
@@ -35,6 +40,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 // Defaults used when the corresponding Options field is zero.
@@ -74,6 +81,9 @@ type Options struct {
 	// StartTimeout bounds how long startup may take until the server
 	// answers; 0 means DefaultStartTimeout (60s).
 	StartTimeout time.Duration
+	// Flavor is the server to run: "" or flavor.MariaDB for mariadbd,
+	// flavor.MySQL for MySQL's mysqld from the chroot (see MySQLDir).
+	Flavor flavor.Name
 }
 
 // Server is a running mariadbd child process.
@@ -92,6 +102,8 @@ type Server struct {
 	ServerID int
 	// LogPath is the file that receives the server's error log.
 	LogPath string
+	// Flavor is the kind of server: flavor.MariaDB or flavor.MySQL.
+	Flavor flavor.Name
 
 	cmd     *exec.Cmd
 	sockDir string
@@ -161,6 +173,56 @@ func Available() error {
 	return nil
 }
 
+// MySQLDir returns the directory of the MySQL chroot that `make deps`
+// builds (it holds root/, the chroot, and bin/, the wrappers mysqld,
+// mysql, mysqlbinlog, mysqladmin and mysqldump that run them there):
+// $STRATA_MYSQL_DIR, else .cache/mysql of the module this process runs in
+// (found from the working directory upwards).
+func MySQLDir() (string, error) {
+	if d := os.Getenv("STRATA_MYSQL_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, ".cache", "mysql"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: set STRATA_MYSQL_DIR to the MySQL chroot's directory")
+		}
+		dir = parent
+	}
+}
+
+// MySQLBinary returns the wrapper of a MySQL tool ("mysqld", "mysql",
+// "mysqlbinlog", "mysqladmin", "mysqldump") in MySQLDir()/bin.
+func MySQLBinary(name string) (string, error) {
+	dir, err := MySQLDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "bin", name)
+	if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("MySQL tool %s not found: the MySQL chroot is not built (run `make deps`, step \"MySQL chroot\" of scripts/setup.sh; it needs root, debootstrap and Debian's unstable suite)", p)
+	}
+	return p, nil
+}
+
+// AvailableMySQL reports whether the MySQL chroot's server and client are
+// there; the error names the step of `make deps` that builds them.
+func AvailableMySQL() error {
+	for _, name := range []string{"mysqld", "mysql", "mysqlbinlog"} {
+		if _, err := MySQLBinary(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Require fails the test if Available reports an error. Only when the
 // environment variable STRATA_ALLOW_SKIP=1 is set does it skip the test
 // instead, so CI can never silently skip database tests.
@@ -176,13 +238,30 @@ func Require(tb testing.TB) {
 	tb.Fatalf("%v (set STRATA_ALLOW_SKIP=1 to skip instead)", err)
 }
 
+// RequireMySQL is Require for the MySQL chroot (AvailableMySQL).
+func RequireMySQL(tb testing.TB) {
+	tb.Helper()
+	err := AvailableMySQL()
+	if err == nil {
+		return
+	}
+	if os.Getenv("STRATA_ALLOW_SKIP") == "1" {
+		tb.Skipf("skipping (STRATA_ALLOW_SKIP=1): %v", err)
+	}
+	tb.Fatalf("%v (set STRATA_ALLOW_SKIP=1 to skip instead)", err)
+}
+
 // ForTest starts a fresh server for the test: it calls Require, runs Init
 // with BaseDir set to a new t.TempDir() (unless opts.BaseDir is set), and
 // registers a cleanup that stops the server. If the test failed, the tail
 // of the server log is logged at cleanup.
 func ForTest(tb testing.TB, opts Options) *Server {
 	tb.Helper()
-	Require(tb)
+	if opts.Flavor == flavor.MySQL {
+		RequireMySQL(tb)
+	} else {
+		Require(tb)
+	}
 	if opts.BaseDir == "" {
 		opts.BaseDir = tb.TempDir()
 	}
@@ -244,6 +323,12 @@ func Init(ctx context.Context, opts Options) (*Server, error) {
 	if entries, err := os.ReadDir(datadir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("testdb: %s already exists and is not empty (use StartExisting)", datadir)
 	}
+	if opts.Flavor == flavor.MySQL {
+		if err := initMySQL(ctx, base, datadir, opts); err != nil {
+			return nil, err
+		}
+		return startWithRoot(ctx, datadir, opts)
+	}
 	installDB, err := Binary("mariadb-install-db")
 	if err != nil {
 		return nil, fmt.Errorf("testdb: %w; run `make deps`", err)
@@ -292,7 +377,39 @@ func Init(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("testdb: %s failed: %v\n%s",
 			filepath.Base(installDB), runErr, logSummary(logPath, 0, 30))
 	}
+	return startWithRoot(ctx, datadir, opts)
+}
 
+// initMySQL creates a MySQL datadir with mysqld --initialize-insecure
+// (root@localhost without a password).
+func initMySQL(ctx context.Context, base, datadir string, opts Options) error {
+	mysqld, err := MySQLBinary("mysqld")
+	if err != nil {
+		return fmt.Errorf("testdb: %w", err)
+	}
+	args := []string{"--no-defaults", "--initialize-insecure", "--user=root", "--datadir=" + datadir,
+		"--innodb-buffer-pool-size=" + DefaultInnoDBBufferPool}
+	args = append(args, opts.InitArgs...)
+	logPath := filepath.Join(base, "initialize.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, mysqld, args...)
+	cmd.Dir = base
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	runErr := cmd.Run()
+	logFile.Close()
+	if runErr != nil {
+		return fmt.Errorf("testdb: mysqld --initialize-insecure failed: %v\n%s", runErr, logSummary(logPath, 0, 30))
+	}
+	return nil
+}
+
+// startWithRoot starts the server on a new datadir and gives root its
+// password.
+func startWithRoot(ctx context.Context, datadir string, opts Options) (*Server, error) {
 	password := opts.Password
 	if password == "" {
 		password = RandomPassword()
@@ -378,9 +495,9 @@ func (e *bindError) Error() string { return e.err.Error() }
 func (e *bindError) Unwrap() error { return e.err }
 
 func startOnce(ctx context.Context, datadir string, opts Options) (*Server, error) {
-	mariadbd, err := Binary("mariadbd")
+	mariadbd, err := serverBinary(opts.Flavor)
 	if err != nil {
-		return nil, fmt.Errorf("testdb: %w; run `make deps`", err)
+		return nil, err
 	}
 	port := opts.Port
 	if port == 0 {
@@ -415,6 +532,10 @@ func startOnce(ctx context.Context, datadir string, opts Options) (*Server, erro
 		LogPath:  filepath.Join(opts.BaseDir, filepath.Base(datadir)+".err"),
 		sockDir:  sockDir,
 		done:     make(chan struct{}),
+		Flavor:   flavor.MariaDB,
+	}
+	if opts.Flavor == flavor.MySQL {
+		s.Flavor = flavor.MySQL
 	}
 
 	args := []string{"--no-defaults"}
@@ -434,15 +555,18 @@ func startOnce(ctx context.Context, datadir string, opts Options) (*Server, erro
 		"--log-bin=binlog",
 		"--relay-log=relay-bin",
 		"--binlog-format=ROW",
-		"--gtid-strict-mode=ON",
-		"--log-slave-updates=ON",
 		"--innodb-flush-log-at-trx-commit=1",
 		"--sync-binlog=1",
 		"--skip-name-resolve",
 		"--character-set-server=utf8mb4",
-		"--collation-server=utf8mb4_general_ci",
 		"--innodb-buffer-pool-size="+pool,
 	)
+	if s.Flavor == flavor.MySQL {
+		args = append(args, "--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--log-replica-updates=ON",
+			"--secure-file-priv=", "--mysqlx=OFF", "--skip-replica-start")
+	} else {
+		args = append(args, "--gtid-strict-mode=ON", "--log-slave-updates=ON", "--collation-server=utf8mb4_general_ci")
+	}
 	args = append(args, opts.ExtraArgs...)
 
 	logFile, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -505,6 +629,22 @@ func startOnce(ctx context.Context, datadir string, opts Options) (*Server, erro
 		return nil, err
 	}
 	return s, nil
+}
+
+// serverBinary is mariadbd, or the MySQL chroot's mysqld wrapper.
+func serverBinary(f flavor.Name) (string, error) {
+	if f == flavor.MySQL {
+		p, err := MySQLBinary("mysqld")
+		if err != nil {
+			return "", fmt.Errorf("testdb: %w", err)
+		}
+		return p, nil
+	}
+	p, err := Binary("mariadbd")
+	if err != nil {
+		return "", fmt.Errorf("testdb: %w; run `make deps`", err)
+	}
+	return p, nil
 }
 
 // shortTempDir makes a directory whose path is short enough for a Unix
