@@ -16,6 +16,10 @@
 // Checker is a pass-through writer: it forwards the stream unchanged, but a
 // chunk's header only once its path has been checked, so a refused member
 // never reaches the extractor.
+//
+// Writer writes such a stream from files (a MySQL clone backup is streamed
+// this way), and Extract is an extractor in Go for hosts without mbstream
+// or xbstream; both apply the same name rules as Checker.
 package xbstream
 
 import (
