@@ -12,6 +12,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -183,7 +184,34 @@ type Backup struct {
 	// poll at most. Default 100ms (the tools' own default is 1s); range
 	// 1ms..10s.
 	LogCopyInterval Duration `yaml:"log_copy_interval"`
+	// Method is the physical backup method: auto (default: mariabackup for
+	// MariaDB; for MySQL xtrabackup when it is installed, else clone),
+	// mariabackup, xtrabackup or clone (MySQL's clone plugin; full backups
+	// only). A method that does not fit the server's flavor fails the
+	// backup with an error naming the fix.
+	Method string `yaml:"method"`
+	// CloneInstallPlugin lets a clone backup install the clone plugin
+	// (INSTALL PLUGIN clone SONAME 'mysql_clone.so') when the server has
+	// not loaded it (default true).
+	CloneInstallPlugin *bool `yaml:"clone_install_plugin"`
+	// CloneDir is the directory a clone backup writes its local copy into
+	// (as strata-clone-<backup id>, removed as it is streamed); default the
+	// datadir's parent. It must be on a filesystem with room for the data,
+	// writable by the server's OS user; the datadir's filesystem keeps the
+	// clone fast.
+	CloneDir string `yaml:"clone_dir"`
 }
+
+// Backup methods (backup.method).
+const (
+	MethodAuto        = "auto"
+	MethodMariabackup = "mariabackup"
+	MethodXtrabackup  = "xtrabackup"
+	MethodClone       = "clone"
+)
+
+// CloneInstall reports whether a clone backup may install the clone plugin.
+func (b Backup) CloneInstall() bool { return b.CloneInstallPlugin == nil || *b.CloneInstallPlugin }
 
 // DefaultLogCopyInterval is backup.log_copy_interval's default.
 const DefaultLogCopyInterval = 100 * time.Millisecond
@@ -383,6 +411,10 @@ type Tools struct {
 	Xtrabackup  string `yaml:"xtrabackup"`
 	Xbstream    string `yaml:"xbstream"`
 	Mariadbd    string `yaml:"mariadbd"`
+	// Mysqld is MySQL's server binary: restores of MySQL backups start it,
+	// and a clone backup reads its consistent point with it ("" = mysqld
+	// on PATH).
+	Mysqld string `yaml:"mysqld"`
 }
 
 // Load reads and validates the config at path; an empty path means
@@ -472,6 +504,9 @@ func (c *Config) applyDefaults() {
 	if d.LogCopyInterval == 0 {
 		d.LogCopyInterval = Duration(DefaultLogCopyInterval)
 	}
+	if d.Method == "" {
+		d.Method = MethodAuto
+	}
 	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
@@ -512,6 +547,9 @@ func (c *Config) applyDefaults() {
 		inherit(&b.TableSums, d.TableSums)
 		inherit(&b.TableSumsMaxSize, d.TableSumsMaxSize)
 		inherit(&b.LogCopyInterval, d.LogCopyInterval)
+		inherit(&b.Method, d.Method)
+		inherit(&b.CloneInstallPlugin, d.CloneInstallPlugin)
+		inherit(&b.CloneDir, d.CloneDir)
 		if hb := &c.Instances[i].Heartbeat; hb.Table != "" && hb.Every == 0 {
 			hb.Every = Duration(time.Second)
 		}
@@ -710,6 +748,14 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	}
 	if v := b.LogCopyInterval.Std(); v != 0 && (v < time.Millisecond || v > 10*time.Second || v%time.Millisecond != 0) {
 		bad(key+".log_copy_interval", "%s is out of range: give whole milliseconds from 1ms to 10s (default 100ms)", v)
+	}
+	switch b.Method {
+	case MethodAuto, MethodMariabackup, MethodXtrabackup, MethodClone:
+	default:
+		bad(key+".method", "%q is not a backup method; use auto (the default), mariabackup, xtrabackup or clone", b.Method)
+	}
+	if b.CloneDir != "" && !filepath.IsAbs(b.CloneDir) {
+		bad(key+".clone_dir", "%q must be an absolute path (a directory on the datadir's filesystem)", b.CloneDir)
 	}
 }
 
