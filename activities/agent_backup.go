@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
@@ -88,9 +89,12 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 	if !sameDir(si.Datadir, in.Datadir) {
 		return nil, fail(ErrConfig, "instance %s: datadir is %s in the config but the server reports %s; fix instances[].datadir", in.ID, in.Datadir, si.Datadir)
 	}
-	tool, err := physical.ForFlavor(si.Flavor, toolPaths(in))
+	method, err := physical.ChooseMethod(flavor.Name(si.Flavor), in.Backup.Method, toolPaths(in))
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(fmt.Errorf("instance %s: %w", in.ID, err))
+	}
+	if method.Tool == nil && p.Type != manifest.TypeFull {
+		return nil, fail(ErrInvalidRequest, "instance %s uses backup.method clone: %v; take a full backup (the binlog archive covers the time between fulls)", in.ID, physical.ErrCloneIncremental)
 	}
 	codec := in.Backup.Compression
 	if _, err := pipeline.NewCodec(codec, in.Backup.CompressionLevel); err != nil {
@@ -116,7 +120,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 
 	hb := startHeartbeatTick(ctx, a.heartbeatEvery(), BackupProgress{Phase: "starting"}, func() { a.renewLease(ctx, lease, log) })
 	defer hb.close()
-	log.Info("backup starting", zap.String("tool", tool.Backup), zap.String("server", si.Version), zap.String("compression", codec),
+	log.Info("backup starting", zap.String("method", method.Name), zap.String("server", si.Version), zap.String("compression", codec),
 		zap.Bool("encrypted", keys.Cipher != nil), zap.Bool("resuming", keys.Resumed), zap.String("throttle", in.Backup.Throttle.String()+"/s"))
 
 	prefix := repo.BackupPrefix(p.Instance, p.BackupID)
@@ -124,15 +128,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 	sums, onCommitsBlocked := tableSumsRecorder(ctx, in, si, ep)
 	defer sums.Abort()
 	started := time.Now()
-	outcome, err := tool.StreamBackup(ctx, physical.BackupParams{
-		Endpoint:         ep,
-		Datadir:          in.Datadir,
-		ScratchDir:       a.Config.Agent.ScratchDir,
-		IncrementalLSN:   p.FromLSN,
-		LogCopyInterval:  in.Backup.LogCopyInterval.Std(),
-		Log:              func(l string) { log.Debug(l, zap.String("tool", tool.Name)) },
-		OnCommitsBlocked: onCommitsBlocked,
-	}, func(r io.Reader) error {
+	upload := func(r io.Reader) error {
 		if t := in.Backup.Throttle; t > 0 {
 			// The backup's own limit, read from the policy at its start.
 			r = ratelimit.New(int64(t)).Reader(ctx, r)
@@ -153,7 +149,21 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 			Limiter: a.Limiter,
 		})
 		return err
-	})
+	}
+	var outcome *physical.BackupOutcome
+	if method.Tool != nil {
+		outcome, err = method.Tool.StreamBackup(ctx, physical.BackupParams{
+			Endpoint:         ep,
+			Datadir:          in.Datadir,
+			ScratchDir:       a.Config.Agent.ScratchDir,
+			IncrementalLSN:   p.FromLSN,
+			LogCopyInterval:  in.Backup.LogCopyInterval.Std(),
+			Log:              func(l string) { log.Debug(l, zap.String("tool", method.Name)) },
+			OnCommitsBlocked: onCommitsBlocked,
+		}, upload)
+	} else {
+		outcome, err = a.cloneBackup(ctx, in, ep, p.BackupID, hb, log, upload)
+	}
 	if err != nil {
 		var te *physical.ToolError
 		if errors.As(err, &te) {
@@ -177,7 +187,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return nil, asCancel(ctx, err)
 	}
 
-	if err := checkFromLSN(tool.Name, p, outcome.Checkpoints.FromLSN); err != nil {
+	if err := checkFromLSN(method.Name, p, outcome.Checkpoints.FromLSN); err != nil {
 		// Streaming again would give the same LSN: the upload is of no use.
 		_ = lease.Release(ctx)
 		if derr := a.Repo.DeleteBackupData(ctx, p.Instance, p.BackupID); derr != nil {
@@ -192,7 +202,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		Instance:         p.Instance,
 		Type:             p.Type,
 		ParentID:         p.ParentID,
-		Tool:             tool.Name,
+		Tool:             method.Name,
 		ToolVersion:      outcome.Info.ToolVersion,
 		ServerFlavor:     si.Flavor,
 		ServerVersion:    si.Version,
@@ -249,6 +259,36 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		zap.Int64("uploaded_bytes", m.UploadedBytes), zap.Int64("reused_bytes", m.ReusedBytes),
 		zap.Int("chunks", len(m.Chunks)), zap.String("gtid", m.GTIDSet), zap.Duration("commits_blocked", outcome.CommitsBlocked))
 	return Summarize(m), nil
+}
+
+// cloneBackup takes a clone backup of a MySQL instance (CLONE LOCAL into a
+// scratch directory beside the datadir, streamed to upload) and describes
+// it as the streaming tools' outcome is described.
+func (a *Agent) cloneBackup(ctx context.Context, in *config.Instance, ep mysqlx.Endpoint, id string, hb *heartbeater, log *zap.Logger, upload func(io.Reader) error) (*physical.BackupOutcome, error) {
+	out, err := physical.CloneBackup(ctx, physical.CloneParams{
+		Endpoint:      ep,
+		Datadir:       in.Datadir,
+		BackupID:      id,
+		Parent:        in.Backup.CloneDir,
+		InstallPlugin: in.Backup.CloneInstall(),
+		Mysqld:        in.Tools.Mysqld,
+		Tick: func(pr physical.CloneProgress) {
+			if pr.Phase != "streaming" { // the upload reports its own progress
+				hb.update(ctx, BackupProgress{Phase: "clone: " + pr.Phase, RawBytes: pr.Bytes})
+			}
+		},
+		Log: func(l string) { log.Info(l, zap.String("tool", physical.ToolClone)) },
+	}, upload)
+	if err != nil {
+		return nil, err
+	}
+	return &physical.BackupOutcome{
+		Info: physical.Info{ToolName: physical.ToolClone, ToolVersion: out.ServerVersion, ServerVersion: out.ServerVersion,
+			BinlogFile: out.Position.Name, BinlogPos: uint64(out.Position.Pos), GTID: out.GTIDSet.String()},
+		ConsistentAt: out.ConsistentAt,
+		StartTime:    out.StartTime,
+		EndTime:      out.EndTime,
+	}, nil
 }
 
 // tableSumsRecorder prepares the table sums of a backup (MariaDB, when

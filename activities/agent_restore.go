@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,6 +99,9 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 	if err != nil {
 		return nil, err
 	}
+	if tool == nil && len(chain) > 1 {
+		return nil, fail(ErrBrokenChain, "backup %s of %s is not a full backup but its chain starts at clone backup %s: %v", p.BackupID, p.Instance, chain[0].BackupID, physical.ErrCloneIncremental)
+	}
 	// Every member's data key, before anything is touched: a missing key
 	// fails now, naming the keys the backup has and the agent has; so does
 	// an unencrypted member that the instance's config does not allow, or a
@@ -142,6 +146,9 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 			return nil
 		},
 		Prepare: func(ctx context.Context, i int, base, inc string) error {
+			if tool == nil {
+				return nil // a clone is consistent as it is
+			}
 			hb.update(ctx, RestoreProgress{Phase: "preparing", BackupID: chain[i].BackupID})
 			t0 := time.Now()
 			_, span := tracing.Start(ctx, tracing.SpanPrepare, attribute.String("member", chain[i].BackupID),
@@ -166,7 +173,12 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 			hb.update(ctx, RestoreProgress{Phase: "moving back"})
 			t0 = time.Now()
 			_, span := tracing.Start(ctx, tracing.SpanMoveBack, attribute.Int64(tracing.AttrBytes, stats.RawBytes))
-			err := tool.MoveBack(ctx, base, target, nil)
+			var err error
+			if tool == nil {
+				err = physical.MoveClone(base, target)
+			} else {
+				err = tool.MoveBack(ctx, base, target, nil)
+			}
 			tracing.End(span, err)
 			return err
 		},
@@ -288,7 +300,13 @@ func (a *Agent) loadChain(ctx context.Context, p RestoreParams) ([]*manifest.Man
 	return chain, nil
 }
 
+// restoreTool is the tool that extracts and prepares the chain of full:
+// nil for a clone backup, which Strata extracts itself and which needs no
+// prepare step.
 func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical.Tool, error) {
+	if full.Tool == physical.ToolClone {
+		return nil, nil
+	}
 	var paths physical.Paths
 	if in, err := a.Config.Instance(instance); err == nil {
 		paths = toolPaths(in)
@@ -313,15 +331,20 @@ func (a *Agent) prepareMemory(instance string) int64 {
 
 // fetch downloads (through b, the chunk cache), verifies, decrypts (with
 // cipher, nil for an unencrypted backup) and extracts one backup's stream
-// into dir. The bandwidth limit is applied by the cache, to the bytes it
-// reads from the repository.
+// into dir (with the tool's extractor, or, for a clone backup, tool nil,
+// with Strata's own). The bandwidth limit is applied by the cache, to the
+// bytes it reads from the repository.
 func (a *Agent) fetch(ctx context.Context, m *manifest.Manifest, b storage.Backend, cipher *crypt.ChunkCipher, tool *physical.Tool, dir string, hb *heartbeater) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	member := attribute.String("member", m.BackupID)
 	_, xspan := tracing.Start(ctx, tracing.SpanExtract, member, attribute.Int64(tracing.AttrBytes, m.RawSize))
-	x, wait, err := tool.Extract(cctx, dir, a.parallelism(m.Instance))
-	if err != nil {
+	var x io.WriteCloser
+	var wait func() error
+	var err error
+	if tool == nil {
+		x, wait = physical.CloneExtractor(dir)
+	} else if x, wait, err = tool.Extract(cctx, dir, a.parallelism(m.Instance)); err != nil {
 		tracing.End(xspan, err)
 		return err
 	}

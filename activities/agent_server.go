@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/server"
 )
 
@@ -26,11 +27,21 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	if p.PickPort {
 		p.Port = 0
 	}
-	o := server.Options{Datadir: filepath.Clean(p.TargetDir), Port: p.Port}
+	f := flavor.MariaDB
+	if p.Flavor != "" {
+		var err error
+		if f, err = flavor.ParseName(p.Flavor); err != nil {
+			return nil, fail(ErrInvalidRequest, "flavor: %v", err)
+		}
+	}
+	o := server.Options{Datadir: filepath.Clean(p.TargetDir), Port: p.Port, Flavor: f}
 	// The restored server has the source's users: check it with the source's
 	// credentials when this agent has them.
 	if in, err := a.Config.Instance(p.Instance); err == nil {
 		o.Binary = in.Tools.Mariadbd
+		if f == flavor.MySQL {
+			o.Binary = in.Tools.Mysqld
+		}
 		o.User = in.Connect.User
 		if pw, err := in.Password(); err == nil {
 			o.Password = pw

@@ -62,7 +62,7 @@ func Summarize(m *manifest.Manifest) *BackupSummary {
 func summarize(m *manifest.Manifest) *BackupSummary {
 	return &BackupSummary{
 		Instance: m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
-		Tool: m.Tool, ServerVersion: m.ServerVersion,
+		Tool: m.Tool, ServerFlavor: m.ServerFlavor, ServerVersion: m.ServerVersion,
 		StartTime: m.StartTime, EndTime: m.EndTime, ConsistentAt: m.ConsistentAt,
 		FromLSN: m.FromLSN, ToLSN: m.ToLSN,
 		BinlogFile: m.BinlogFile, BinlogPos: m.BinlogPos, GTIDSet: m.GTIDSet,

@@ -86,6 +86,11 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, physical.ErrToolMissing):
 		return fail(ErrToolMissing, "%v", err)
+	case errors.Is(err, physical.ErrMethod), errors.Is(err, physical.ErrClonePlugin),
+		errors.Is(err, physical.ErrClonePrivilege), errors.Is(err, physical.ErrCloneServer):
+		return fail(ErrConfig, "%v", err)
+	case errors.Is(err, physical.ErrCloneSpace):
+		return fail(ErrInsufficientSpace, "%v", err)
 	case errors.Is(err, repo.ErrBackupNotFound):
 		return fail(ErrBackupNotFound, "%v", err)
 	case errors.Is(err, manifest.ErrInvalid):

@@ -42,6 +42,7 @@ type BackupSummary struct {
 	Type          string    `json:"type"`
 	ParentID      string    `json:"parent_id,omitempty"`
 	Tool          string    `json:"tool"`
+	ServerFlavor  string    `json:"server_flavor,omitempty"` // mariadb | mysql, as the manifest records it
 	ServerVersion string    `json:"server_version"`
 	StartTime     time.Time `json:"start_time"`
 	EndTime       time.Time `json:"end_time"`
@@ -162,6 +163,11 @@ type StartServerParams struct {
 	// ignored), and pick again when the port is taken before the server
 	// binds it.
 	PickPort bool `json:"pick_port,omitempty"`
+	// Flavor is the restored backup's server flavor, from its manifest
+	// (mariadb | mysql; "" = mariadb, as before flavors were recorded): it
+	// picks the server binary (tools.mariadbd or tools.mysqld) and its
+	// options.
+	Flavor string `json:"flavor,omitempty"`
 }
 
 // StartServerResult describes the started server.

@@ -175,7 +175,7 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		}
 		if err := d.timed(drill.PhaseStart, func() error {
 			return workflow.ExecuteActivity(agentCtx(ctx, &route, queue, 30*time.Minute), agent.StartServer, activities.StartServerParams{
-				Instance: req.Instance, TargetDir: scratch.Datadir, PickPort: true,
+				Instance: req.Instance, TargetDir: scratch.Datadir, PickPort: true, Flavor: plan.Backup.ServerFlavor,
 			}).Get(ctx, &server)
 		}); err != nil {
 			return agentError(err, plan.Host, queue)

@@ -119,7 +119,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
 		res.Server = &activities.StartServerResult{}
 		if err := workflow.ExecuteActivity(sctx, agent.StartServer, activities.StartServerParams{
-			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port,
+			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port, Flavor: res.Backup.ServerFlavor,
 		}).Get(ctx, res.Server); err != nil {
 			return nil, agentError(err, host, queue)
 		}

@@ -536,10 +536,8 @@ func cloneGTIDExecuted(ctx context.Context, dir, mysqld string, tick func()) (gt
 		return gtid.Set{}, err
 	}
 	st, err := server.Start(ctx, server.Options{
-		Binary: bin, Datadir: dir, PrivateSocket: true, User: "root", Tick: tick,
-		Extra: []string{"--skip-grant-tables", "--skip-log-bin", "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
-			"--skip-replica-start", "--event-scheduler=DISABLED", "--mysqlx=OFF", "--secure-file-priv=NULL",
-			"--innodb-buffer-pool-size=64M", "--innodb-buffer-pool-dump-at-shutdown=OFF",
+		Binary: bin, Flavor: flavor.MySQL, Datadir: dir, PrivateSocket: true, User: "root", Tick: tick,
+		Extra: []string{"--skip-grant-tables", "--skip-log-bin", "--event-scheduler=DISABLED", "--innodb-buffer-pool-size=64M", "--innodb-buffer-pool-dump-at-shutdown=OFF",
 			"--innodb-buffer-pool-load-at-startup=OFF", "--server-id=1"},
 	})
 	if err != nil {
@@ -803,4 +801,36 @@ func ExtractClone(r io.Reader, dir string) (xbstream.ExtractStats, error) {
 		}
 	}
 	return st, os.Remove(list)
+}
+
+// CloneExtractor starts ExtractClone into dir on what is written to the
+// returned writer; closing the writer ends the stream, and wait returns
+// the extraction's result. An extraction that fails makes further writes
+// fail with its error.
+func CloneExtractor(dir string) (w io.WriteCloser, wait func() error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ExtractClone(pr, dir) // reads to the end of the stream
+		_ = pr.CloseWithError(err)
+		done <- err
+	}()
+	return pw, func() error { return <-done }
+}
+
+// MoveClone moves an extracted clone backup from dir into the empty
+// datadir target, entry by entry (both on one filesystem: the restore
+// stages beside its target). A clone needs no prepare step: the server
+// starts on it as it is.
+func MoveClone(dir, target string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(target, e.Name())); err != nil {
+			return fmt.Errorf("move the restored %s into %s: %w", e.Name(), target, err)
+		}
+	}
+	return nil
 }

@@ -18,12 +18,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 )
 
 // Options for Start.
 type Options struct {
-	Binary      string // mariadbd/mysqld; "" = look up mariadbd, then mysqld
+	Binary string // mariadbd/mysqld; "" = looked up for Flavor
+	// Flavor is the server's flavor ("" = MariaDB): MySQL's server is
+	// looked up as mysqld only and started with the options a restored
+	// MySQL datadir needs (FlavorArgs).
+	Flavor      flavor.Name
 	Datadir     string
 	Port        int    // 0 = no TCP listener (socket only)
 	BindAddress string // default 127.0.0.1
@@ -67,10 +72,20 @@ var ErrNotReady = errors.New("server did not answer")
 
 // FindBinary locates mariadbd (or mysqld).
 func FindBinary(configured string) (string, error) {
+	return FindBinaryFor("", configured)
+}
+
+// FindBinaryFor locates the server of flavor f: mysqld for MySQL (a
+// mariadbd cannot start a MySQL datadir), else mariadbd, then mysqld.
+func FindBinaryFor(f flavor.Name, configured string) (string, error) {
 	if configured != "" {
 		return configured, nil
 	}
-	for _, name := range []string{"mariadbd", "mysqld"} {
+	names := []string{"mariadbd", "mysqld"}
+	if f == flavor.MySQL {
+		names = []string{"mysqld"}
+	}
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p, nil
 		}
@@ -81,7 +96,26 @@ func FindBinary(configured string) (string, error) {
 			}
 		}
 	}
+	if f == flavor.MySQL {
+		return "", fmt.Errorf("%w: mysqld is not installed on this agent (install the MySQL server, or set tools.mysqld)", ErrNoBinary)
+	}
 	return "", fmt.Errorf("%w: neither mariadbd nor mysqld is installed on this agent (install mariadb-server, or set tools.mariadbd)", ErrNoBinary)
+}
+
+// FlavorArgs are the server options Start adds for a flavor. A MySQL
+// datadir restored from a GTID source starts with GTIDs on (a server
+// started with gtid_mode OFF could not continue the source's history
+// with GTIDs); without the X plugin, whose port would collide with the
+// source's on the same host; without starting the source's replication
+// channels; and with file import/export off (the compiled-in
+// secure_file_priv directory may not exist, and the server refuses to
+// start then).
+func FlavorArgs(f flavor.Name) []string {
+	if f != flavor.MySQL {
+		return nil
+	}
+	return []string{"--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--mysqlx=OFF",
+		"--skip-replica-start", "--secure-file-priv=NULL"}
 }
 
 // socketPath returns a unix socket path short enough for sun_path.
@@ -96,7 +130,7 @@ func socketPath(datadir string, port int) string {
 // Start launches the server in its own session and waits until it answers.
 // On failure it stops the server and returns the tail of its error log.
 func Start(ctx context.Context, o Options) (*Started, error) {
-	bin, err := FindBinary(o.Binary)
+	bin, err := FindBinaryFor(o.Flavor, o.Binary)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +173,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 	if u, err := user.Current(); err == nil {
 		args = append(args, "--user="+u.Username)
 	}
+	args = append(args, FlavorArgs(o.Flavor)...)
 	args = append(args, o.Extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
