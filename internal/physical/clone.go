@@ -157,10 +157,8 @@ func CloneBackup(ctx context.Context, p CloneParams, consume func(io.Reader) err
 		return nil, err
 	}
 	dir := CloneDir(cloneParent(p), p.BackupID)
-	// What an earlier attempt of this backup, killed, left behind: CLONE
-	// refuses an existing directory.
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("remove the clone directory %s an earlier attempt left: %w", dir, err)
+	if err := removeLeftover(ctx, db, dir, logf); err != nil {
+		return nil, err
 	}
 	data, err := cloneDataSize(ctx, db, p.Datadir)
 	if err != nil {
@@ -213,6 +211,47 @@ func CloneBackup(ctx context.Context, p CloneParams, consume func(io.Reader) err
 	}
 	out.EndTime = time.Now()
 	return out, nil
+}
+
+// removeLeftover removes what an earlier attempt of this backup, killed,
+// left of its clone in dir: a CLONE still running into it on the server
+// (killed), the server that read its consistent point (killed), and the
+// directory (CLONE refuses an existing one).
+func removeLeftover(ctx context.Context, db *sql.DB, dir string, logf func(string, ...any)) error {
+	for i := 0; ; i++ {
+		var pid int64
+		err := db.QueryRowContext(ctx, "SELECT PID FROM performance_schema.clone_status WHERE STATE = 'In Progress' AND DESTINATION = ?", dir).Scan(&pid)
+		if errors.Is(err, sql.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("check for a clone left running into %s: %w", dir, err)
+		}
+		if i == 0 {
+			logf("killing the clone into %s that an earlier attempt left running (connection %d)", dir, pid)
+			if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL QUERY %d", pid)); err != nil {
+				return fmt.Errorf("kill the clone left running into %s (connection %d): %w", dir, pid, err)
+			}
+		}
+		if i == 1200 {
+			return fmt.Errorf("the clone left running into %s (connection %d) does not stop after KILL QUERY", dir, pid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := server.KillStale(ctx, dir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		logf("removing the clone directory %s an earlier attempt left", dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove the clone directory %s an earlier attempt left: %w", dir, err)
+	}
+	return nil
 }
 
 // openNoReadTimeout connects to the endpoint without the driver's read
