@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -109,6 +110,23 @@ func agentCmd(a *app) *cobra.Command {
 				log.Warn("could not sweep scratch dirs", zap.Error(err))
 			} else if len(removed) > 0 {
 				log.Info("removed scratch dirs of a previous agent", zap.Strings("dirs", removed))
+			}
+			// And the local copies of clone backups (as big as the data).
+			var cloneParents []string
+			for _, in := range a.cfg.Instances {
+				if in.Host != host {
+					continue
+				}
+				if in.Backup.CloneDir != "" {
+					cloneParents = append(cloneParents, in.Backup.CloneDir)
+				} else if in.Datadir != "" {
+					cloneParents = append(cloneParents, filepath.Dir(filepath.Clean(in.Datadir)))
+				}
+			}
+			if removed, err := physical.SweepClones(cmd.Context(), cloneParents...); err != nil {
+				log.Warn("could not sweep clone directories", zap.Error(err))
+			} else if len(removed) > 0 {
+				log.Info("removed clone directories of a previous agent", zap.Strings("dirs", removed))
 			}
 			if metricsListen == "" {
 				metricsListen = a.cfg.Metrics.AgentListen

@@ -160,6 +160,10 @@ func CloneBackup(ctx context.Context, p CloneParams, consume func(io.Reader) err
 	if err := removeLeftover(ctx, db, dir, logf); err != nil {
 		return nil, err
 	}
+	if err := markCloneOwner(dir); err != nil {
+		return nil, fmt.Errorf("create files in %s (backup.clone_dir): %w", filepath.Dir(dir), err)
+	}
+	defer os.Remove(dir + cloneOwnerSuffix)
 	data, err := cloneDataSize(ctx, db, p.Datadir)
 	if err != nil {
 		return nil, err

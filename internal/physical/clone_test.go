@@ -132,6 +132,7 @@ func TestCloneBackupUnderWritesIsAnExactPrefix(t *testing.T) {
 	assert.Equal(t, []string{"pre-flight", "cloning", "consistent point", "streaming"}, phases)
 	_, err = os.Stat(CloneDir(filepath.Dir(srv.Datadir), "full-1"))
 	assert.True(t, os.IsNotExist(err), "the clone directory is removed")
+	assert.NoFileExists(t, CloneDir(filepath.Dir(srv.Datadir), "full-1")+cloneOwnerSuffix, "and its owner file")
 
 	last := out.GTIDSet.Last(uuid)
 	n := last - base // rows in the backup
@@ -233,6 +234,7 @@ func TestCloneCancelLeavesNothing(t *testing.T) {
 		require.True(t, seenDir, "the cancel came while the clone directory existed")
 		_, serr := os.Stat(CloneDir(parent, "cancel-clone"))
 		assert.True(t, os.IsNotExist(serr), "no clone directory is left")
+		assert.NoFileExists(t, CloneDir(parent, "cancel-clone")+cloneOwnerSuffix)
 		n, state := cloneRunning(t, db)
 		assert.Zero(t, n, "no CLONE statement is left running")
 		assert.Equal(t, "Failed", state, "the clone was killed on the server, not left to finish")

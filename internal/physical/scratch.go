@@ -1,6 +1,7 @@
 package physical
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-backup/strata/internal/server"
 )
 
 // ownerFile names the process that owns a scratch directory.
@@ -58,9 +61,63 @@ func abandoned(dir string) bool {
 		st, serr := os.Stat(dir)
 		return serr == nil && time.Since(st.ModTime()) > time.Hour
 	}
+	return ownerGone(b)
+}
+
+// ownerGone says whether the process named in an owner file's content b
+// is gone.
+func ownerGone(b []byte) bool {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
 		return true
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// cloneOwnerSuffix names the file beside a clone directory that records
+// the process that made it: CLONE creates the directory itself, so the
+// owner cannot be recorded inside.
+const cloneOwnerSuffix = ".owner"
+
+// markCloneOwner records this process as the owner of clone directory dir.
+func markCloneOwner(dir string) error {
+	return os.WriteFile(dir+cloneOwnerSuffix, []byte(strconv.Itoa(os.Getpid())), 0o600)
+}
+
+// SweepClones removes the clone directories (strata-clone-*) under each
+// of parents whose owning process is gone: the full copies of the data a
+// killed agent left behind, which no retry may come to remove. A server
+// left running on one (reading its consistent point) is killed first. It
+// returns the directories removed.
+func SweepClones(ctx context.Context, parents ...string) ([]string, error) {
+	var removed []string
+	seen := map[string]bool{}
+	for _, parent := range parents {
+		if seen[parent] {
+			continue
+		}
+		seen[parent] = true
+		owners, err := filepath.Glob(filepath.Join(parent, "strata-clone-*"+cloneOwnerSuffix))
+		if err != nil {
+			return removed, err
+		}
+		for _, owner := range owners {
+			b, err := os.ReadFile(owner)
+			if err != nil || !ownerGone(b) {
+				continue
+			}
+			dir := strings.TrimSuffix(owner, cloneOwnerSuffix)
+			if err := server.KillStale(ctx, dir); err != nil {
+				return removed, err
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				return removed, err
+			}
+			if err := os.Remove(owner); err != nil && !os.IsNotExist(err) {
+				return removed, err
+			}
+			removed = append(removed, dir)
+		}
+	}
+	return removed, nil
 }

@@ -1,6 +1,7 @@
 package physical
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,5 +31,33 @@ func TestSweepScratchRemovesOnlyAbandonedDirs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{dead}, removed)
 	assert.DirExists(t, mine)
+	assert.DirExists(t, other)
+}
+
+// The clone directories of a dead owner are swept, with their owner
+// files; those of a live owner, and directories of other names, are kept.
+func TestSweepClonesRemovesOnlyAbandonedClones(t *testing.T) {
+	parent := t.TempDir()
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	mk := func(name, owner string) string {
+		dir := filepath.Join(parent, name)
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "db"), 0o750))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "db", "t.ibd"), []byte("data"), 0o600))
+		if owner != "" {
+			require.NoError(t, os.WriteFile(dir+cloneOwnerSuffix, []byte(owner), 0o600))
+		}
+		return dir
+	}
+	gone := mk("strata-clone-b1", strconv.Itoa(dead.Process.Pid))
+	live := mk("strata-clone-b2", strconv.Itoa(os.Getpid()))
+	other := mk("datadir", strconv.Itoa(dead.Process.Pid))
+
+	removed, err := SweepClones(context.Background(), parent, parent)
+	require.NoError(t, err)
+	assert.Equal(t, []string{gone}, removed)
+	assert.NoDirExists(t, gone)
+	assert.NoFileExists(t, gone+cloneOwnerSuffix)
+	assert.DirExists(t, live)
 	assert.DirExists(t, other)
 }
