@@ -14,6 +14,7 @@ import (
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/demo"
 	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -37,7 +38,7 @@ func TestKilledAgentCloneBackupCompletesAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 	var p activities.BackupProgress
 	s.waitHeartbeat(run, "Backup", &p, func() bool { return p.Phase == "streaming" && p.Chunks >= 5 })
-	clone := filepath.Join(filepath.Dir(s.src.Datadir), ".strata-clone-k1")
+	clone := physical.CloneDir(filepath.Dir(s.src.Datadir), "k1")
 	require.DirExists(t, clone, "the agent streams the clone from its scratch directory")
 
 	killAgent(t, agent)
