@@ -150,6 +150,10 @@ func CloneBackup(ctx context.Context, p CloneParams, consume func(io.Reader) err
 		return nil, err
 	}
 	out.ServerVersion = f.Version
+	opts, err := fixedServerOptions(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	if err := ensureClonePlugin(ctx, db, p.InstallPlugin, logf); err != nil {
 		return nil, err
 	}
@@ -190,7 +194,7 @@ func CloneBackup(ctx context.Context, p CloneParams, consume func(io.Reader) err
 	logf("clone of %d bytes of data took %.1fs", data, out.CloneSeconds)
 
 	tick(CloneProgress{Phase: "consistent point"})
-	set, err := cloneGTIDExecuted(ctx, dir, p.Mysqld, func() { tick(CloneProgress{Phase: "consistent point"}) })
+	set, err := cloneGTIDExecuted(ctx, dir, p.Mysqld, opts, func() { tick(CloneProgress{Phase: "consistent point"}) })
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +316,21 @@ func patch(version string) int {
 	var a, b, c int
 	_, _ = fmt.Sscanf(version, "%d.%d.%d", &a, &b, &c)
 	return c
+}
+
+// fixedServerOptions are the source's settings that a server on its
+// clone must share to start at all: the page size and the system
+// tablespace's files are fixed when the datadir is created, and the data
+// dictionary records lower_case_table_names.
+func fixedServerOptions(ctx context.Context, db *sql.DB) ([]string, error) {
+	var pageSize, lowerCase int64
+	var dataFiles string
+	if err := db.QueryRowContext(ctx, "SELECT @@innodb_page_size, @@lower_case_table_names, @@innodb_data_file_path").
+		Scan(&pageSize, &lowerCase, &dataFiles); err != nil {
+		return nil, fmt.Errorf("read the server's InnoDB settings: %w", err)
+	}
+	return []string{fmt.Sprintf("--innodb-page-size=%d", pageSize), fmt.Sprintf("--lower-case-table-names=%d", lowerCase),
+		"--innodb-data-file-path=" + dataFiles}, nil
 }
 
 // ensureClonePlugin checks that the clone plugin is active, installing it
@@ -569,7 +588,7 @@ func sqlString(s string) string {
 // its executed GTID set and stops it cleanly. The files it created at the
 // top of the directory (its log, auto.cnf, certificates) are removed, so
 // that the backup holds what the clone copied.
-func cloneGTIDExecuted(ctx context.Context, dir, mysqld string, tick func()) (gtid.Set, error) {
+func cloneGTIDExecuted(ctx context.Context, dir, mysqld string, opts []string, tick func()) (gtid.Set, error) {
 	before, err := topFiles(dir)
 	if err != nil {
 		return gtid.Set{}, err
@@ -580,8 +599,8 @@ func cloneGTIDExecuted(ctx context.Context, dir, mysqld string, tick func()) (gt
 	}
 	st, err := server.Start(ctx, server.Options{
 		Binary: bin, Flavor: flavor.MySQL, Datadir: dir, PrivateSocket: true, User: "root", Tick: tick,
-		Extra: []string{"--skip-grant-tables", "--skip-log-bin", "--event-scheduler=DISABLED", "--innodb-buffer-pool-size=64M", "--innodb-buffer-pool-dump-at-shutdown=OFF",
-			"--innodb-buffer-pool-load-at-startup=OFF", "--server-id=1"},
+		Extra: append(opts, "--skip-grant-tables", "--skip-log-bin", "--event-scheduler=DISABLED", "--innodb-buffer-pool-size=64M", "--innodb-buffer-pool-dump-at-shutdown=OFF",
+			"--innodb-buffer-pool-load-at-startup=OFF", "--server-id=1"),
 	})
 	if err != nil {
 		return gtid.Set{}, fmt.Errorf("start a server on the clone to read its executed GTID set: %w", err)

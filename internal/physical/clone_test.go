@@ -327,3 +327,28 @@ func TestClonePreflightErrors(t *testing.T) {
 	require.ErrorIs(t, err, ErrClonePrivilege)
 	assert.Contains(t, err.Error(), "GRANT BACKUP_ADMIN ON *.* TO 'weak'@'localhost'")
 }
+
+// A source created with settings that a server on its clone must share
+// (an 8 KiB page, lower_case_table_names=1) is cloned and its consistent
+// point read: the throwaway server takes them from the source.
+func TestCloneOfANonDefaultDatadir(t *testing.T) {
+	testdb.RequireMySQL(t)
+	fixed := []string{"--innodb-page-size=8192", "--lower-case-table-names=1"}
+	srv := testdb.ForTest(t, testdb.Options{Flavor: flavor.MySQL, InitArgs: fixed, ExtraArgs: fixed})
+	db, err := srv.DB("")
+	require.NoError(t, err)
+	defer db.Close()
+	mysqld, err := testdb.MySQLBinary("mysqld")
+	require.NoError(t, err)
+	mustExec(t, db, "CREATE DATABASE W", "CREATE TABLE W.T (id INT PRIMARY KEY)", "INSERT INTO W.T VALUES (1)")
+	var executed string
+	require.NoError(t, db.QueryRow("SELECT @@GLOBAL.gtid_executed").Scan(&executed))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := CloneBackup(ctx, cloneParams(srv, mysqld, "fixed"), func(r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+	require.NoError(t, err)
+	assert.True(t, out.GTIDSet.Equal(gtid.MustParse(flavor.MySQL, executed)), "%s vs %s", out.GTIDSet, executed)
+}
