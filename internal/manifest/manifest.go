@@ -144,14 +144,24 @@ func (m *Manifest) Flavor() (flavor.Flavor, error) {
 		}
 		return flavor.Flavor{Name: n, Version: m.ServerVersion}, nil
 	}
-	switch m.Tool {
-	case "xtrabackup":
-		return flavor.Flavor{Name: flavor.MySQL, Version: m.ServerVersion}, nil
-	case "mariabackup":
-		return flavor.Flavor{Name: flavor.MariaDB, Version: m.ServerVersion}, nil
+	if n, ok := LegacyFlavor(m.Tool); ok {
+		return flavor.Flavor{Name: n, Version: m.ServerVersion}, nil
 	}
 	return flavor.Flavor{}, fmt.Errorf("backup %s records no server_flavor, and its tool %q does not tell one: the manifest cannot say how to restore it",
 		m.BackupID, m.Tool)
+}
+
+// LegacyFlavor is the flavor of a backup recorded without one, by the
+// tool that took it: xtrabackup backs up MySQL, mariabackup MariaDB. It
+// is for records older than the flavor field only.
+func LegacyFlavor(tool string) (flavor.Name, bool) {
+	switch tool {
+	case "xtrabackup":
+		return flavor.MySQL, true
+	case "mariabackup":
+		return flavor.MariaDB, true
+	}
+	return "", false
 }
 
 // GTID returns the backup's executed GTID set, parsed as a set of the
