@@ -67,7 +67,7 @@ func summarize(m *manifest.Manifest) *BackupSummary {
 	}
 	return &BackupSummary{
 		ServerFlavor: fl,
-		Instance: m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
+		Instance:     m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
 		Tool: m.Tool, ServerVersion: m.ServerVersion,
 		StartTime: m.StartTime, EndTime: m.EndTime, ConsistentAt: m.ConsistentAt,
 		FromLSN: m.FromLSN, ToLSN: m.ToLSN,

@@ -56,28 +56,28 @@ type BackupRef struct {
 // BackupSummary is a manifest without its chunk list: small enough for
 // workflow history.
 type BackupSummary struct {
-	Instance      string    `json:"instance"`
-	BackupID      string    `json:"backup_id"`
-	Type          string    `json:"type"`
-	ParentID      string    `json:"parent_id,omitempty"`
-	Tool          string    `json:"tool"`
+	Instance string `json:"instance"`
+	BackupID string `json:"backup_id"`
+	Type     string `json:"type"`
+	ParentID string `json:"parent_id,omitempty"`
+	Tool     string `json:"tool"`
 	// ServerFlavor is the flavor the manifest records (manifest.Flavor;
 	// empty in results recorded before it was carried here, and for a
 	// manifest that tells none).
 	ServerFlavor  flavor.Name `json:"server_flavor,omitempty"`
 	ServerVersion string      `json:"server_version"`
-	StartTime     time.Time `json:"start_time"`
-	EndTime       time.Time `json:"end_time"`
-	ConsistentAt  time.Time `json:"consistent_at"`
-	FromLSN       uint64    `json:"from_lsn"`
-	ToLSN         uint64    `json:"to_lsn"`
-	BinlogFile    string    `json:"binlog_file,omitempty"`
-	BinlogPos     uint64    `json:"binlog_pos,omitempty"`
-	GTIDSet       string    `json:"gtid_set,omitempty"`
-	RawSize       int64     `json:"raw_size"`
-	StoredSize    int64     `json:"stored_size"`
-	Chunks        int       `json:"chunks"`
-	Compression   string    `json:"compression"`
+	StartTime     time.Time   `json:"start_time"`
+	EndTime       time.Time   `json:"end_time"`
+	ConsistentAt  time.Time   `json:"consistent_at"`
+	FromLSN       uint64      `json:"from_lsn"`
+	ToLSN         uint64      `json:"to_lsn"`
+	BinlogFile    string      `json:"binlog_file,omitempty"`
+	BinlogPos     uint64      `json:"binlog_pos,omitempty"`
+	GTIDSet       string      `json:"gtid_set,omitempty"`
+	RawSize       int64       `json:"raw_size"`
+	StoredSize    int64       `json:"stored_size"`
+	Chunks        int         `json:"chunks"`
+	Compression   string      `json:"compression"`
 	// Encrypted is true when the chunks are encrypted at rest;
 	// EncryptionKeyID names the key encryption key that wrapped the data
 	// key at backup time.
