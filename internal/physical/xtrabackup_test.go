@@ -1,6 +1,8 @@
 package physical
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,8 +185,8 @@ func TestReadCheckpointsChecksTheFields(t *testing.T) {
 }
 
 // xtrabackupOptions are the xtrabackup 8.0/8.4 options Strata may pass
-// (Percona's option reference); mariabackup-only ones (--galera-info is
-// both, but e.g. --rsync, --binlog-info, --innobackupex) must not appear.
+// (Percona's option reference): a mariabackup-only option (--rsync,
+// --innobackupex, ...) must not appear.
 var xtrabackupOptions = map[string]bool{
 	"--defaults-file": true, "--no-defaults": true, "--backup": true, "--prepare": true, "--stream": true,
 	"--target-dir": true, "--extra-lsndir": true, "--datadir": true, "--incremental-lsn": true,
@@ -258,4 +260,70 @@ func TestForFlavorPicksByFlavor(t *testing.T) {
 	assert.Equal(t, flavor.MariaDB, m.Flavor)
 	_, err = ForFlavor("", paths)
 	require.ErrorContains(t, err, "no physical backup tool")
+}
+
+// fakeXtrabackup is an xtrabackup that does what the real one does on
+// the outside: it writes the files of testdata/<src> into --extra-lsndir,
+// a stream to stdout, its lock stages and "completed OK!" to stderr, and
+// records its command line.
+const fakeXtrabackup = `#!/bin/sh
+printf '%s\n' "$@" > "$ARGS_OUT"
+for a in "$@"; do
+  case "$a" in --extra-lsndir=*) lsn="${a#--extra-lsndir=}" ;; esac
+done
+cp "$SRC"/xtrabackup_checkpoints "$SRC"/xtrabackup_info "$lsn"/
+echo "Executing LOCK INSTANCE FOR BACKUP..." >&2
+echo "Executing FLUSH TABLES WITH READ LOCK..." >&2
+printf 'XBSTCK01 stream bytes'
+echo "Executing UNLOCK TABLES" >&2
+echo "completed OK!" >&2
+`
+
+// StreamBackup with xtrabackup 8.4: its command line, and the outcome
+// read back from the files it leaves in the extra LSN dir.
+func TestXtrabackupStreamBackup(t *testing.T) {
+	bin := t.TempDir()
+	x := filepath.Join(bin, "xtrabackup")
+	require.NoError(t, os.WriteFile(x, []byte(fakeXtrabackup), 0o755))
+	src, err := filepath.Abs(filepath.Join("testdata", "xtrabackup-8.4", "incremental"))
+	require.NoError(t, err)
+	argsOut := filepath.Join(bin, "args")
+	t.Setenv("SRC", src)
+	t.Setenv("ARGS_OUT", argsOut)
+	tool := &Tool{Name: "xtrabackup", Flavor: flavor.MySQL, Backup: x}
+	scratch := t.TempDir()
+	var stream strings.Builder
+	blocked := 0
+	out, err := tool.StreamBackup(context.Background(), BackupParams{
+		Datadir: "/var/lib/mysql", ScratchDir: scratch, IncrementalLSN: 20985432, Parallel: 2,
+		OnCommitsBlocked: func() { blocked++ },
+	}, func(r io.Reader) error {
+		_, err := io.Copy(&stream, r)
+		return err
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "XBSTCK01 stream bytes", stream.String())
+	assert.Equal(t, 1, blocked)
+	assert.Equal(t, uint64(20985432), out.Checkpoints.FromLSN)
+	assert.Equal(t, uint64(21460991), out.Checkpoints.ToLSN)
+	assert.Equal(t, uint64(1048576), out.Checkpoints.RedoMemory)
+	assert.Equal(t, "8.4.0-2", out.Info.ToolVersion)
+	assert.Equal(t, "binlog.000003", out.Info.BinlogFile)
+	assert.Equal(t, uint64(157), out.Info.BinlogPos)
+	assert.Equal(t, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-301,4f22ab58-82db-11e2-8f44-d91bb9530673:1-9", out.Info.GTID)
+	assert.False(t, out.ConsistentAt.IsZero())
+
+	b, err := os.ReadFile(argsOut)
+	require.NoError(t, err)
+	args := strings.Split(strings.TrimSpace(string(b)), "\n")
+	checkXtrabackupArgs(t, args)
+	assert.True(t, strings.HasPrefix(args[0], "--defaults-file="), args[0])
+	for _, want := range []string{"--backup", "--stream=xbstream", "--datadir=/var/lib/mysql", "--incremental-lsn=20985432", "--parallel=2"} {
+		assert.Contains(t, args, want)
+	}
+	// The scratch dir (option file with the password, target, LSN dir)
+	// is gone.
+	left, err := os.ReadDir(scratch)
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }
