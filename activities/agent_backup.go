@@ -83,13 +83,13 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return nil, err
 	}
 	_ = db.Close()
-	if si.Flavor == mysqlx.FlavorMySQL && si.Major < 8 {
+	if si.Flavor == flavor.MySQL && si.Major < 8 {
 		return nil, fail(ErrInvalidRequest, "instance %s runs MySQL %s: Strata backs up MySQL 8.0 and later (xtrabackup 8) and MariaDB", in.ID, si.Version)
 	}
 	if !sameDir(si.Datadir, in.Datadir) {
 		return nil, fail(ErrConfig, "instance %s: datadir is %s in the config but the server reports %s; fix instances[].datadir", in.ID, in.Datadir, si.Datadir)
 	}
-	method, err := physical.ChooseMethod(flavor.Name(si.Flavor), in.Backup.Method, toolPaths(in))
+	method, err := physical.ChooseMethod(si.Flavor, in.Backup.Method, toolPaths(in))
 	if err != nil {
 		return nil, classify(fmt.Errorf("instance %s: %w", in.ID, err))
 	}
@@ -204,7 +204,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		ParentID:         p.ParentID,
 		Tool:             method.Name,
 		ToolVersion:      outcome.Info.ToolVersion,
-		ServerFlavor:     si.Flavor,
+		ServerFlavor:     si.Flavor.String(),
 		ServerVersion:    si.Version,
 		StartTime:        outcome.StartTime.UTC(),
 		EndTime:          outcome.EndTime.UTC(),
@@ -295,7 +295,7 @@ func (a *Agent) cloneBackup(ctx context.Context, in *config.Instance, ep mysqlx.
 // backup.table_sums is on): nil and no hook otherwise. A nil recorder's
 // Abort does nothing.
 func tableSumsRecorder(ctx context.Context, in *config.Instance, si *mysqlx.ServerInfo, ep mysqlx.Endpoint) (*drill.Recorder, func()) {
-	if !in.Backup.SumsOn() || si.Flavor != mysqlx.FlavorMariaDB {
+	if !in.Backup.SumsOn() || si.Flavor != flavor.MariaDB {
 		return nil, nil
 	}
 	r := drill.NewRecorder(ctx, func(ctx context.Context) (*sql.DB, error) { return mysqlx.Open(ctx, ep) }, int64(in.Backup.TableSumsMaxSize))

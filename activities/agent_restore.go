@@ -15,8 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
-	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/repo"
@@ -95,7 +95,7 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 	if err != nil {
 		return nil, err
 	}
-	tool, err := a.restoreTool(p.Instance, chain[0])
+	tool, err := a.restoreTool(p.Instance, chain)
 	if err != nil {
 		return nil, err
 	}
@@ -300,22 +300,48 @@ func (a *Agent) loadChain(ctx context.Context, p RestoreParams) ([]*manifest.Man
 	return chain, nil
 }
 
-// restoreTool is the tool that extracts and prepares the chain of full:
-// nil for a clone backup, which Strata extracts itself and which needs no
-// prepare step.
-func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical.Tool, error) {
-	if full.Tool == physical.ToolClone {
-		return nil, nil
-	}
+// restoreTool is the tool that extracts and prepares the chain: nil for
+// a clone backup, which Strata extracts itself and which needs no prepare
+// step.
+func (a *Agent) restoreTool(instance string, chain []*manifest.Manifest) (*physical.Tool, error) {
 	var paths physical.Paths
 	if in, err := a.Config.Instance(instance); err == nil {
 		paths = toolPaths(in)
 	}
-	flavor := mysqlx.FlavorMariaDB
-	if full.Tool == "xtrabackup" {
-		flavor = mysqlx.FlavorMySQL
+	return restoreToolFor(chain, paths)
+}
+
+// restoreToolFor picks the tool that restores a chain (its full first):
+// the one for the flavor its manifests record (manifest.Flavor), never
+// the one their tool field names. Members of different flavors are no
+// chain.
+func restoreToolFor(chain []*manifest.Manifest, paths physical.Paths) (*physical.Tool, error) {
+	if len(chain) == 0 {
+		return nil, fail(ErrInvalidRequest, "no backup to restore")
 	}
-	tool, err := physical.ForFlavor(flavor, paths)
+	f, err := chain[0].Flavor()
+	if err != nil {
+		return nil, fail(ErrCorruptBackup, "%v", err)
+	}
+	for _, m := range chain[1:] {
+		mf, err := m.Flavor()
+		if err != nil {
+			return nil, fail(ErrCorruptBackup, "%v", err)
+		}
+		if mf.Name != f.Name {
+			return nil, fail(ErrBrokenChain, "backup %s is of a %s server but its full backup %s is of a %s server: they are no chain",
+				m.BackupID, mf.Name, chain[0].BackupID, f.Name)
+		}
+	}
+	if chain[0].Tool == physical.ToolClone {
+		// The method (the stream's format and whether it is prepared) is
+		// what the tool field records; the server is still the flavor's.
+		if f.Name != flavor.MySQL {
+			return nil, fail(ErrCorruptBackup, "backup %s of %s records tool clone but a %s server: clone backups are of MySQL", chain[0].BackupID, chain[0].Instance, f.Name)
+		}
+		return nil, nil
+	}
+	tool, err := physical.ForFlavor(f.Name, paths)
 	return tool, classify(err)
 }
 

@@ -30,7 +30,7 @@ func (a *Agent) StartServer(ctx context.Context, p StartServerParams) (*StartSer
 	f := flavor.MariaDB
 	if p.Flavor != "" {
 		var err error
-		if f, err = flavor.ParseName(p.Flavor); err != nil {
+		if f, err = flavor.ParseName(string(p.Flavor)); err != nil {
 			return nil, fail(ErrInvalidRequest, "flavor: %v", err)
 		}
 	}

@@ -116,10 +116,11 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		break
 	}
 	if req.Start {
+		fl, _ := res.Backup.Flavor() // "" (MariaDB) when the backup tells none
 		sctx := agentCtx(ctx, &route, queue, 30*time.Minute)
 		res.Server = &activities.StartServerResult{}
 		if err := workflow.ExecuteActivity(sctx, agent.StartServer, activities.StartServerParams{
-			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port, Flavor: res.Backup.ServerFlavor,
+			Instance: req.Instance, TargetDir: req.TargetDir, Port: req.Port, Flavor: fl,
 		}).Get(ctx, res.Server); err != nil {
 			return nil, agentError(err, host, queue)
 		}

@@ -41,7 +41,7 @@ func ChooseMethod(f flavor.Name, method string, p Paths) (*Method, error) {
 	case flavor.MariaDB:
 		switch method {
 		case MethodAuto, MethodMariabackup:
-			t, err := ForFlavor(string(flavor.MariaDB), p)
+			t, err := ForFlavor(flavor.MariaDB, p)
 			if err != nil {
 				return nil, err
 			}
@@ -54,7 +54,7 @@ func ChooseMethod(f flavor.Name, method string, p Paths) (*Method, error) {
 		case MethodMariabackup:
 			return nil, fmt.Errorf("%w: the server is MySQL, but backup.method is mariabackup, which backs up MariaDB only; set backup.method to auto, xtrabackup or clone", ErrMethod)
 		case MethodXtrabackup:
-			t, err := ForFlavor(string(flavor.MySQL), p)
+			t, err := ForFlavor(flavor.MySQL, p)
 			if err != nil {
 				return nil, err
 			}
@@ -62,7 +62,7 @@ func ChooseMethod(f flavor.Name, method string, p Paths) (*Method, error) {
 		case MethodClone:
 			return &Method{Name: MethodClone}, nil
 		case MethodAuto:
-			t, err := ForFlavor(string(flavor.MySQL), p)
+			t, err := ForFlavor(flavor.MySQL, p)
 			if errors.Is(err, ErrToolMissing) && p.Xtrabackup == "" && p.Xbstream == "" {
 				// Not installed, and not configured: a configured path
 				// that is wrong is an error to fix, not a reason to
