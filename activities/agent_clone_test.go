@@ -70,7 +70,7 @@ instances:
 	assert.Equal(t, physical.ToolClone, m.Tool)
 	assert.Equal(t, "mysql", m.ServerFlavor)
 	assert.Equal(t, m.ServerVersion, m.ToolVersion, "a clone's tool is the server")
-	assert.Equal(t, "mysql", sum.ServerFlavor)
+	assert.Equal(t, flavor.MySQL, sum.ServerFlavor)
 	assert.Equal(t, executed, m.GTIDSet, "an idle server: the clone holds everything executed")
 	assert.NotEmpty(t, m.BinlogFile)
 	assert.Greater(t, m.BinlogPos, uint64(4))

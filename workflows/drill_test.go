@@ -43,10 +43,14 @@ func (s *wfSuite) teardownOnce() {
 	s.env.OnActivity(s.ag.TeardownDrill, mock.Anything, activities.PrepareDrillParams{Instance: "db1", DrillID: "d1"}).Return(nil).Once()
 }
 
-func (s *wfSuite) restoreOK() {
+func (s *wfSuite) restoreOK() { s.restoreOKAs(flavor.MariaDB) }
+
+// restoreOKAs expects the drill's restore, and its server started as fl
+// (the plan's backup's flavor).
+func (s *wfSuite) restoreOKAs(fl flavor.Name) {
 	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, activities.RestoreParams{Instance: "db1", BackupID: "b2", Chain: []string{"b1", "b2"},
 		TargetDir: drillScratch.Datadir, MaxAttempts: int(retry.MaximumAttempts)}).Return(&activities.RestoreStats{}, nil).Once()
-	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: drillScratch.Datadir, PickPort: true}).
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: drillScratch.Datadir, PickPort: true, Flavor: fl}).
 		Return(&activities.StartServerResult{Port: 41234, PID: 99}, nil).Once()
 }
 
@@ -180,7 +184,7 @@ func (s *wfSuite) TestDrillOfAMySQLBackupComparesItsGTIDSet() {
 	plan.Backup.ServerFlavor = flavor.MySQL
 	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
 	reports := s.drillMocks(plan)
-	s.restoreOK()
+	s.restoreOKAs(flavor.MySQL)
 	// The server prints the set in its own case and over lines.
 	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{
 		GotGTIDSet: "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5"}, nil).Once()
@@ -200,7 +204,7 @@ func (s *wfSuite) TestDrillOfAMySQLBackupMissingATransactionFails() {
 	plan.Backup.ServerFlavor = flavor.MySQL
 	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
 	reports := s.drillMocks(plan)
-	s.restoreOK()
+	s.restoreOKAs(flavor.MySQL)
 	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{
 		GotGTIDSet: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-4"}, nil).Once()
 	s.teardownOnce()
@@ -234,7 +238,7 @@ func (s *wfSuite) TestDrillOfAnOldPlanTakesTheFlavorFromTheTool() {
 	plan.Backup.ServerFlavor, plan.Backup.Tool = "", "xtrabackup"
 	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
 	reports := s.drillMocks(plan)
-	s.restoreOK()
+	s.restoreOKAs(flavor.MySQL)
 	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{GotGTIDSet: plan.Backup.GTIDSet}, nil).Once()
 	s.teardownOnce()
 	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/strata-backup/strata/activities"
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 type wfSuite struct {
@@ -155,6 +156,19 @@ func (s *wfSuite) TestRestoreHappyPathWithStart() {
 	s.Equal("0-1-b1", res.Backup.GTIDSet)
 	s.Require().NotNil(res.Server)
 	s.Equal(123, res.Server.PID)
+}
+
+// The server a restore starts is the flavor of the backup's manifest
+// (here a MySQL clone backup), so that the agent starts mysqld on it.
+func (s *wfSuite) TestRestoreStartsTheServerOfTheBackupsFlavor() {
+	s.resolve()
+	s.env.OnActivity(s.cat.ResolveChain, mock.Anything, activities.BackupRef{Instance: "db1", BackupID: "c1"}).Return([]activities.BackupSummary{
+		{Instance: "db1", BackupID: "c1", Type: "full", Tool: "clone", ServerFlavor: flavor.MySQL, GTIDSet: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"}}, nil)
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(&activities.RestoreStats{TargetDir: "/data/r1"}, nil).Once()
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, activities.StartServerParams{Instance: "db1", TargetDir: "/data/r1", Port: 3307, Flavor: flavor.MySQL}).
+		Return(&activities.StartServerResult{PID: 123, Port: 3307}, nil).Once()
+	s.env.ExecuteWorkflow(RestoreWorkflow, RestoreRequest{Instance: "db1", BackupID: "c1", TargetDir: "/data/r1", Start: true, Port: 3307})
+	s.Require().NoError(s.env.GetWorkflowError())
 }
 
 func (s *wfSuite) TestRestoreToOtherHostAndRetry() {
