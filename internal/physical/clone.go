@@ -880,11 +880,15 @@ func CloneExtractor(dir string) (w io.WriteCloser, wait func() error) {
 	return pw, func() error { return <-done }
 }
 
-// MoveClone moves an extracted clone backup from dir into the empty
-// datadir target, entry by entry (both on one filesystem: the restore
+// MoveClone moves an extracted clone backup from dir into the empty (or
+// missing) datadir target, entry by entry (both on one filesystem: the restore
 // stages beside its target). A clone needs no prepare step: the server
 // starts on it as it is.
 func MoveClone(dir, target string) error {
+	// Like the tools' --move-back, create a missing target.
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("create the target %s: %w", target, err)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
