@@ -238,4 +238,3 @@ func newestUUID(t *testing.T, db *sql.DB) string {
 	require.NoError(t, db.QueryRow("SELECT @@server_uuid").Scan(&u))
 	return u
 }
-

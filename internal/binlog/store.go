@@ -41,9 +41,9 @@ type Segment struct {
 	DataKey string `json:"data_key,omitempty"`
 	// Next names the following binlog file when this segment ends its file
 	// (with a rotate event or at a server stop).
-	Next       string    `json:"next,omitempty"`
-	ServerID   uint32    `json:"server_id"`
-	Identity   string    `json:"identity"` // server identity when archived (uuid or server_id/domain)
+	Next     string `json:"next,omitempty"`
+	ServerID uint32 `json:"server_id"`
+	Identity string `json:"identity"` // server identity when archived (uuid or server_id/domain)
 	// Flavor is the server's flavor as the archive run that wrote the
 	// segment detected it. Records from before it was recorded have none
 	// and are MariaDB's (FlavorName): Strata archived only MariaDB then.
@@ -52,7 +52,7 @@ type Segment struct {
 	// the segment: the file's Previous_gtids and every GTID since. Gaps
 	// and PITR targets are decided on it. Empty for MariaDB, and for a
 	// segment of a file whose Previous_gtids the run did not see.
-	Executed string `json:"executed,omitempty"`
+	Executed   string    `json:"executed,omitempty"`
 	Events     int       `json:"events"`
 	RawSize    int64     `json:"raw_size"`
 	StoredSize int64     `json:"stored_size"`
