@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 )
@@ -64,6 +66,15 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 // already read.
 func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, failed map[string]*drill.Report) (*PITRPlan, error) {
 	windows := binlog.Windows(backups, ix)
+	// The archive's flavor, as its newest run recorded it, decides what a
+	// GTID target is; a backup of another flavor is no base for it.
+	archived := flavor.MariaDB
+	if l := ix.Last(); l != nil {
+		archived = l.FlavorName()
+		if err := req.Target.CheckFlavor(archived); err != nil {
+			return nil, fail(ErrInvalidRequest, "instance %s: %v", req.Instance, err)
+		}
+	}
 	var notes []string
 	for i := len(backups) - 1; i >= 0; i-- {
 		b := backups[i]
@@ -71,6 +82,15 @@ func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, f
 			continue
 		}
 		if b.BinlogFile == "" || !binlog.Before(b, req.Target) {
+			continue
+		}
+		if f, err := binlog.ManifestFlavor(b); err != nil || f != archived {
+			if req.BackupID != "" {
+				if err == nil {
+					err = fmt.Errorf("backup %s is of a %s server and the binlog archive of a %s one", b.BackupID, f, archived)
+				}
+				return nil, fail(ErrInvalidRequest, "instance %s: %v; pick a backup of the archived server", req.Instance, err)
+			}
 			continue
 		}
 		if _, err := repo.Chain(backups, b.BackupID); err != nil {

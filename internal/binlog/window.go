@@ -101,6 +101,22 @@ func DescribeWindows(ws []Window, gaps []Gap) string {
 	return b.String()
 }
 
+// RunFlavor is the flavor of the server the segments were archived from,
+// as their records say (one without a flavor is MariaDB's). Segments of
+// both flavors in one replay are an error.
+func RunFlavor(segs []Segment) (flavor.Name, error) {
+	if len(segs) == 0 {
+		return flavor.MariaDB, nil
+	}
+	f := segs[0].FlavorName()
+	for i := range segs {
+		if g := segs[i].FlavorName(); g != f {
+			return "", fmt.Errorf("%w: segment %d was archived from a %s server, segment %d from a %s one", ErrCorrupt, segs[0].Seq, f, segs[i].Seq, g)
+		}
+	}
+	return f, nil
+}
+
 // ManifestFlavor is the flavor a backup's manifest records; manifests
 // from before the flavor was recorded are MariaDB's.
 func ManifestFlavor(b *manifest.Manifest) (flavor.Name, error) {
