@@ -129,12 +129,6 @@ func TestReplayBinlogsMySQL(t *testing.T) {
 			require.NoError(t, db.QueryRow("SELECT GROUP_CONCAT(id, '=', v ORDER BY id) FROM a.t").Scan(&want))
 		}
 	}
-	r := repo.New(memory.New())
-	st := &binlog.Store{B: r.Backend(), Instance: "db1"}
-	_, err = binlog.Run(context.Background(), st, db, binlog.Source{Host: "127.0.0.1", Port: uint16(src.Port), User: "root",
-		Password: src.Password, Flavor: "mysql", ReplicaID: 4000000011}, binlog.Options{FlushInterval: 100 * time.Millisecond, RunFor: 1500 * time.Millisecond})
-	require.NoError(t, err)
-
 	mariadbd, err := testdb.Binary("mariadbd")
 	require.NoError(t, err)
 	tool := func(name string) string {
@@ -142,20 +136,32 @@ func TestReplayBinlogsMySQL(t *testing.T) {
 		require.NoError(t, err)
 		return p
 	}
+	t.Setenv("STRATA_TEST_DB1_PASSWORD", src.Password)
 	cfg, err := config.Parse(fmt.Appendf(nil, `
 storage: {local: {root: r}}
-instances: [{id: db1, host: h1, connect: {address: "127.0.0.1:%d", user: root}, datadir: /d,
+instances: [{id: db1, host: h1, connect: {address: "127.0.0.1:%d", user: root, password_env: STRATA_TEST_DB1_PASSWORD}, datadir: /d,
+  archive: {flush_interval: 100ms},
   tools: {mariadbd: %q, mysqld: %q, mysqlbinlog: %q, mysql: %q}}]`, src.Port, mariadbd, tool("mysqld"), tool("mysqlbinlog"), tool("mysql")))
 	require.NoError(t, err)
-	a := &Agent{Host: "h1", Config: cfg, Repo: r}
+	a := &Agent{Host: "h1", Config: cfg, Repo: repo.New(memory.New())}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+
+	// The archive, through the activity.
+	val, err := env.ExecuteActivity(a.ArchiveBinlogs, ArchiveParams{Instance: "db1", RunFor: 1500 * time.Millisecond})
+	require.NoError(t, err)
+	var status binlog.Status
+	require.NoError(t, val.Get(&status))
+	ix, err := a.binlogStore("db1").ReadIndex(context.Background())
+	require.NoError(t, err)
+	require.NotEmpty(t, ix.Segments)
+	assert.Equal(t, flavor.MySQL, ix.Last().Flavor, "the run recorded the flavor it detected")
 
 	dir := filepath.Join(t.TempDir(), "data")
 	out, err := exec.Command("cp", "-a", clone, dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	val, err := env.ExecuteActivity(a.ReplayBinlogs, ReplayParams{Instance: "db1", StartFile: file, StartPos: 4,
+	val, err = env.ExecuteActivity(a.ReplayBinlogs, ReplayParams{Instance: "db1", StartFile: file, StartPos: 4,
 		Target: binlog.Target{GTID: target}, TargetDir: dir})
 	require.NoError(t, err)
 	var res ReplayResult
