@@ -101,12 +101,29 @@ func TestMySQLArchiveHoldsEveryGTIDOnce(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	// Points to map back to positions (PositionOf): after a transaction,
+	// and right after a rotation.
+	type point struct {
+		file string
+		pos  uint32
+		set  gtid.Set
+	}
+	var points []point
+	mark := func() {
+		var f, doDB, ignoreDB, executed string
+		var pos uint32
+		require.NoError(t, db.QueryRow("SHOW BINARY LOG STATUS").Scan(&f, &pos, &doDB, &ignoreDB, &executed))
+		points = append(points, point{f, pos, gtid.MustParse(flavor.MySQL, executed)})
+	}
 	runOnce(1500 * time.Millisecond)
-	write(1, 200)
+	write(1, 150)
+	mark()
+	write(151, 200)
 	wg.Wait()
 	write(201, 300) // while no archiver runs
 	_, err = db.Exec("FLUSH BINARY LOGS")
 	require.NoError(t, err)
+	mark()
 	runOnce(0)
 	_, err = conn.ExecContext(context.Background(), "SET SESSION binlog_transaction_compression = ON")
 	require.NoError(t, err)
@@ -115,6 +132,7 @@ func TestMySQLArchiveHoldsEveryGTIDOnce(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Exec("CREATE TABLE a.u (id INT PRIMARY KEY)") // a DDL transaction
 	require.NoError(t, err)
+	mark() // after compressed transactions
 	write(401, 450)
 	want := executedSet(t, db)
 	require.Eventually(t, func() bool {
@@ -140,6 +158,12 @@ func TestMySQLArchiveHoldsEveryGTIDOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, ix.Gaps)
 	assert.Len(t, ix.Runs(), 1)
+	for _, p := range points {
+		file, pos, err := st.PositionOf(context.Background(), ix, p.set)
+		require.NoError(t, err)
+		assert.Equal(t, p.file+":"+strconv.FormatUint(uint64(p.pos), 10), file+":"+strconv.FormatUint(uint64(pos), 10),
+			"the position of GTID set %s", p.set)
+	}
 	for _, s := range ix.Segments {
 		assert.Equal(t, flavor.MySQL, s.Flavor, "segment %d records the flavor", s.Seq)
 	}
