@@ -548,7 +548,7 @@ func (a *run) track(h header, raw []byte) error {
 			return err
 		}
 		if a.executed, err = gtid.Parse(fl.MySQL, prev); err != nil {
-			return fmt.Errorf("Previous_gtids: %w", err)
+			return fmt.Errorf("the Previous_gtids event's set: %w", err)
 		}
 		a.known = true
 	case a.known && (h.Type == evMySQLGTID || h.Type == evMySQLGTIDTag):

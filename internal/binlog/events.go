@@ -120,13 +120,13 @@ func previousGTIDs(ev []byte, checksum bool) (string, error) {
 	body := ev[headerSize:]
 	if checksum {
 		if len(body) < 4 {
-			return "", fmt.Errorf("Previous_gtids event of %d bytes", len(ev))
+			return "", fmt.Errorf("a Previous_gtids event of %d bytes is too short", len(ev))
 		}
 		body = body[:len(body)-4]
 	}
 	var e replication.PreviousGTIDsEvent
 	if err := e.Decode(body); err != nil {
-		return "", fmt.Errorf("Previous_gtids event: %w", err)
+		return "", fmt.Errorf("decode the Previous_gtids event: %w", err)
 	}
 	return e.GTIDSets, nil
 }
