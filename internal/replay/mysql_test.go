@@ -35,6 +35,9 @@ type mysqlArchive struct {
 	pos   map[int64]uint32
 	first int64 // the first transaction after the clone
 	last  int64
+	// time is a second at whose end transaction timeK is the last.
+	time  time.Time
+	timeK int64
 }
 
 func contents(t *testing.T, db *sql.DB) string {
@@ -90,6 +93,17 @@ func newMySQLArchive(t *testing.T) *mysqlArchive {
 		require.Equal(t, a.startFile, file)
 		n := executed.Last(a.uuid)
 		a.after[n], a.pos[n], a.last = contents(t, db), pos, n
+		if i == 20 {
+			// A second of its own for the transactions up to here, as
+			// binlog timestamps have one-second resolution.
+			var now int64
+			require.NoError(t, db.QueryRow("SELECT UNIX_TIMESTAMP()").Scan(&now))
+			a.timeK, a.time = n, time.Unix(now, 0).UTC()
+			require.Eventually(t, func() bool {
+				var later int64
+				return db.QueryRow("SELECT UNIX_TIMESTAMP()").Scan(&later) == nil && later > now
+			}, 3*time.Second, 50*time.Millisecond)
+		}
 	}
 	a.st = &binlog.Store{B: memory.New(), Instance: "m"}
 	_, err = binlog.Run(context.Background(), a.st, db, binlog.Source{Host: "127.0.0.1", Port: uint16(src.Port), User: "root",
@@ -158,7 +172,7 @@ func (a *mysqlArchive) replayAndCheck(t *testing.T, method string, target binlog
 
 // A replay onto a clone of a MySQL server, through MySQL's own applier
 // and through mysqlbinlog | mysql, lands on exactly the transaction of a
-// GTID or a position target. It starts at the start of the binlog file
+// GTID, a position or a time target. It starts at the start of the binlog file
 // the clone was taken in: the transactions of that file the clone holds
 // are skipped by their GTIDs.
 func TestMySQLReplayLandsOnTheTarget(t *testing.T) {
@@ -170,5 +184,6 @@ func TestMySQLReplayLandsOnTheTarget(t *testing.T) {
 	t.Run("replica/position", func(t *testing.T) {
 		a.replayAndCheck(t, MethodReplica, binlog.Target{File: a.startFile, Pos: a.pos[k-5]}, k-5)
 	})
+	t.Run("replica/time", func(t *testing.T) { a.replayAndCheck(t, MethodReplica, binlog.Target{Time: a.time}, a.timeK) })
 	t.Run("client/gtid", func(t *testing.T) { a.replayAndCheck(t, MethodClient, gtidTarget, k) })
 }
