@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/gtid"
+	"github.com/strata-backup/strata/internal/server"
 	"github.com/strata-backup/strata/internal/storage/memory"
 	"github.com/strata-backup/strata/internal/testdb"
 )
@@ -186,4 +188,34 @@ func TestMySQLReplayLandsOnTheTarget(t *testing.T) {
 	})
 	t.Run("replica/time", func(t *testing.T) { a.replayAndCheck(t, MethodReplica, binlog.Target{Time: a.time}, a.timeK) })
 	t.Run("client/gtid", func(t *testing.T) { a.replayAndCheck(t, MethodClient, gtidTarget, k) })
+}
+
+// The flavor, not what is installed, picks the replay server and its
+// options: a MySQL replay never starts mariadbd, even when it is the only
+// server in PATH, and each flavor gets its own option names.
+func TestReplayServerFollowsTheFlavor(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "mariadbd")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nexit 1\n"), 0o755))
+	t.Setenv("PATH", dir)
+	_, err := serverBinary(flavor.MySQL, "")
+	require.ErrorIs(t, err, server.ErrNoBinary)
+	assert.Contains(t, err.Error(), "tools.mysqld")
+	got, err := serverBinary(flavor.MariaDB, "")
+	require.NoError(t, err)
+	assert.Equal(t, fake, got)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "mysqld"), []byte("#!/bin/sh\nexit 1\n"), 0o755))
+	got, err = serverBinary(flavor.MySQL, "")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "mysqld"), got)
+
+	opts := func(f flavor.Name) string {
+		return strings.Join(append(serverTuning(f), replicaOptions(f, 4)...), " ")
+	}
+	my, maria := opts(flavor.MySQL), opts(flavor.MariaDB)
+	assert.NotContains(t, my, "slave", "MySQL 8.4+ removed the slave option names")
+	assert.Contains(t, my, "--replica-parallel-workers=4")
+	assert.Contains(t, my, "--gtid-mode=ON")
+	assert.NotContains(t, maria, "replica-")
+	assert.Contains(t, maria, "--slave-parallel-threads=4")
 }
