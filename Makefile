@@ -18,8 +18,12 @@ build:
 ## demo: start Temporal, a demo MariaDB with generated data, worker and agent; back up, restore, compare; stop
 ##   STORAGE=gcs (make demo STORAGE=gcs): the repository is bucket strata-demo on the GCS emulator
 ##   bin/fake-gcs-server (built by deps), on 127.0.0.1, port FAKE_GCS_PORT (default 4443)
+##   FLAVOR=mysql (make demo FLAVOR=mysql): the demo server is MySQL 9.7 (the chroot deps builds under
+##   .cache/mysql), backed up by Strata's clone method
 STORAGE ?= local
 export STORAGE
+FLAVOR ?= mariadb
+export FLAVOR
 demo: deps build
 	@scripts/demo.sh demo
 

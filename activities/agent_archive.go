@@ -64,7 +64,7 @@ func (a *Agent) ArchiveBinlogs(ctx context.Context, p ArchiveParams) (*binlog.St
 	run := archiveRun(ctx)
 	st := a.binlogStore(in.ID) // encrypts segments when the instance has encryption enabled
 	status, err := binlog.Run(ctx, st, db, binlog.Source{
-		Host: host, Port: uint16(port), User: ep.User, Password: ep.Password, Flavor: si.Flavor,
+		Host: host, Port: uint16(port), User: ep.User, Password: ep.Password, Flavor: string(si.Flavor),
 		ReplicaID: in.Archive.ReplicaServerID,
 	}, binlog.Options{
 		FlushInterval:   in.Archive.FlushInterval.Std(),

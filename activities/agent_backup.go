@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
@@ -82,7 +83,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return nil, err
 	}
 	_ = db.Close()
-	if si.Flavor == mysqlx.FlavorMySQL && si.Major < 8 {
+	if si.Flavor == flavor.MySQL && si.Major < 8 {
 		return nil, fail(ErrInvalidRequest, "instance %s runs MySQL %s: Strata backs up MySQL 8.0 and later (xtrabackup 8) and MariaDB", in.ID, si.Version)
 	}
 	if !sameDir(si.Datadir, in.Datadir) {
@@ -194,7 +195,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		ParentID:         p.ParentID,
 		Tool:             tool.Name,
 		ToolVersion:      outcome.Info.ToolVersion,
-		ServerFlavor:     si.Flavor,
+		ServerFlavor:     si.Flavor.String(),
 		ServerVersion:    si.Version,
 		StartTime:        outcome.StartTime.UTC(),
 		EndTime:          outcome.EndTime.UTC(),
@@ -255,7 +256,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 // backup.table_sums is on): nil and no hook otherwise. A nil recorder's
 // Abort does nothing.
 func tableSumsRecorder(ctx context.Context, in *config.Instance, si *mysqlx.ServerInfo, ep mysqlx.Endpoint) (*drill.Recorder, func()) {
-	if !in.Backup.SumsOn() || si.Flavor != mysqlx.FlavorMariaDB {
+	if !in.Backup.SumsOn() || si.Flavor != flavor.MariaDB {
 		return nil, nil
 	}
 	r := drill.NewRecorder(ctx, func(ctx context.Context) (*sql.DB, error) { return mysqlx.Open(ctx, ep) }, int64(in.Backup.TableSumsMaxSize))

@@ -69,7 +69,7 @@ func (a *Agent) Preflight(ctx context.Context, p PreflightParams) (*PreflightRes
 	var last []preflight.Block
 	prog, err := preflight.Wait(ctx, th, pf.Budget.Std(), pf.Recheck.Std(), start,
 		func(ctx context.Context) (preflight.Sample, error) {
-			return preflight.Measure(ctx, db, si.Flavor, scratch)
+			return preflight.Measure(ctx, db, si.Server(), scratch)
 		},
 		func(p preflight.Progress) {
 			hb.update(ctx, p)

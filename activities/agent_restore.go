@@ -15,7 +15,6 @@ import (
 
 	"github.com/strata-backup/strata/internal/crypt"
 	"github.com/strata-backup/strata/internal/manifest"
-	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/pipeline"
 	"github.com/strata-backup/strata/internal/repo"
@@ -94,7 +93,7 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 	if err != nil {
 		return nil, err
 	}
-	tool, err := a.restoreTool(p.Instance, chain[0])
+	tool, err := a.restoreTool(p.Instance, chain)
 	if err != nil {
 		return nil, err
 	}
@@ -288,16 +287,37 @@ func (a *Agent) loadChain(ctx context.Context, p RestoreParams) ([]*manifest.Man
 	return chain, nil
 }
 
-func (a *Agent) restoreTool(instance string, full *manifest.Manifest) (*physical.Tool, error) {
+func (a *Agent) restoreTool(instance string, chain []*manifest.Manifest) (*physical.Tool, error) {
 	var paths physical.Paths
 	if in, err := a.Config.Instance(instance); err == nil {
 		paths = toolPaths(in)
 	}
-	flavor := mysqlx.FlavorMariaDB
-	if full.Tool == "xtrabackup" {
-		flavor = mysqlx.FlavorMySQL
+	return restoreToolFor(chain, paths)
+}
+
+// restoreToolFor picks the tool that restores a chain (its full first):
+// the one for the flavor its manifests record (manifest.Flavor), never
+// the one their tool field names. Members of different flavors are no
+// chain.
+func restoreToolFor(chain []*manifest.Manifest, paths physical.Paths) (*physical.Tool, error) {
+	if len(chain) == 0 {
+		return nil, fail(ErrInvalidRequest, "no backup to restore")
 	}
-	tool, err := physical.ForFlavor(flavor, paths)
+	f, err := chain[0].Flavor()
+	if err != nil {
+		return nil, fail(ErrCorruptBackup, "%v", err)
+	}
+	for _, m := range chain[1:] {
+		mf, err := m.Flavor()
+		if err != nil {
+			return nil, fail(ErrCorruptBackup, "%v", err)
+		}
+		if mf.Name != f.Name {
+			return nil, fail(ErrBrokenChain, "backup %s is of a %s server but its full backup %s is of a %s server: they are no chain",
+				m.BackupID, mf.Name, chain[0].BackupID, f.Name)
+		}
+	}
+	tool, err := physical.ForFlavor(f.Name, paths)
 	return tool, classify(err)
 }
 

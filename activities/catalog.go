@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/internal/config"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 )
@@ -60,8 +61,13 @@ func Summarize(m *manifest.Manifest) *BackupSummary {
 }
 
 func summarize(m *manifest.Manifest) *BackupSummary {
+	var fl flavor.Name
+	if f, err := m.Flavor(); err == nil {
+		fl = f.Name
+	}
 	return &BackupSummary{
-		Instance: m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
+		ServerFlavor: fl,
+		Instance:     m.Instance, BackupID: m.BackupID, Type: m.Type, ParentID: m.ParentID,
 		Tool: m.Tool, ServerVersion: m.ServerVersion,
 		StartTime: m.StartTime, EndTime: m.EndTime, ConsistentAt: m.ConsistentAt,
 		FromLSN: m.FromLSN, ToLSN: m.ToLSN,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
@@ -246,9 +249,11 @@ func (c *Catalog) PlanDrill(ctx context.Context, req DrillPlanRequest) (*DrillPl
 	case plan.PITR != nil && sums.BinlogFile != "" && plan.Target.File == sums.BinlogFile && uint64(plan.Target.Pos) == sums.BinlogPos:
 		plan.CompareSums = true
 	case plan.PITR != nil && sums.GTIDSet != "" && plan.Target.GTID != "":
-		if want, err := drill.MergeGTID(base.GTIDSet, plan.Target.GTID); err == nil {
-			if same, _ := drill.SameGTIDSet(sums.GTIDSet, want); same {
-				plan.CompareSums = true
+		if f, err := base.Flavor(); err == nil {
+			if want, err := drill.WantGTID(f.Name, base.GTIDSet, plan.Target.GTID); err == nil {
+				if same, _ := drill.SameGTID(f.Name, sums.GTIDSet, want); same {
+					plan.CompareSums = true
+				}
 			}
 		}
 	}
@@ -468,12 +473,16 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 	res.TablesChecked, res.Problems = checked, problems
 	hb.update(ctx, "summing tables")
 	var want *manifest.TableSums
+	m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID)
+	if err != nil {
+		return nil, classify(err)
+	}
+	server, err := m.Flavor()
+	if err != nil {
+		return nil, fail(ErrCorruptBackup, "%v", err)
+	}
 	recordedVersion := ""
 	if p.CompareSums {
-		m, err := a.Repo.ReadManifest(ctx, p.Instance, p.BackupID)
-		if err != nil {
-			return nil, classify(err)
-		}
 		if want = m.TableSums; want == nil {
 			return nil, fail(ErrInvalidRequest, "backup %s of %s has no table sums to compare", p.BackupID, p.Instance)
 		}
@@ -506,7 +515,7 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 		res.TablesCompared = compared
 		res.Problems = append(res.Problems, sp...)
 	}
-	res.GotGTIDSet, err = executedGTID(ctx, db, p.Datadir, p.Replayed)
+	res.GotGTIDSet, err = executedGTID(ctx, db, server.Name, p.Datadir, p.Replayed)
 	if err != nil {
 		res.Problems = append(res.Problems, "executed GTID set: "+err.Error())
 	}
@@ -526,28 +535,40 @@ func (a *Agent) VerifyDrill(ctx context.Context, p DrillVerifyParams) (*DrillVer
 	return res, nil
 }
 
-// executedGTID is the GTID position of the restored data: the consistent
-// point the backup tool recorded in the datadir (its binlog info), with
-// the transactions a replay applied (gtid_slave_pos) on top.
-func executedGTID(ctx context.Context, db *sql.DB, datadir string, replayed bool) (string, error) {
+// executedGTID is the executed GTID set of the restored data, for a
+// server of flavor f (the backup's). MySQL keeps it in the datadir
+// (mysql.gtid_executed): @@gtid_executed, replayed transactions included.
+// MariaDB: the consistent point the backup tool recorded in the datadir
+// (its binlog info), with the transactions a replay applied
+// (gtid_slave_pos) on top.
+func executedGTID(ctx context.Context, db *sql.DB, f flavor.Name, datadir string, replayed bool) (string, error) {
+	if f == flavor.MySQL {
+		var executed string
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_executed").Scan(&executed); err != nil {
+			return "", fmt.Errorf("read gtid_executed: %w", err)
+		}
+		set, err := gtid.Parse(f, executed)
+		if err != nil {
+			return "", err
+		}
+		return set.String(), nil
+	}
 	base := ""
 	for _, name := range []string{"mariadb_backup_binlog_info", "xtrabackup_binlog_info"} {
-		b, err := os.ReadFile(filepath.Join(datadir, name))
-		if err != nil {
+		bi, err := physical.ReadBinlogInfo(filepath.Join(datadir, name), f)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			base = f[2]
+		if err != nil {
+			return "", err
 		}
+		base = bi.GTID.String()
 		break
 	}
 	if base == "" {
-		if in, err := physical.ReadInfo(datadir); err == nil {
+		if in, err := physical.ReadInfo(datadir, f); err == nil {
 			base = in.GTID
 		}
-	}
-	if strings.Contains(base, ":") {
-		return base, nil // a MySQL GTID set: reported, not merged
 	}
 	var slave string
 	if replayed {

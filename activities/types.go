@@ -1,6 +1,25 @@
 package activities
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/manifest"
+)
+
+// Flavor is the backup's server flavor: ServerFlavor, or, in a summary
+// recorded before it carried one, the legacy rule of its tool
+// (manifest.LegacyFlavor).
+func (s *BackupSummary) Flavor() (flavor.Name, error) {
+	if s.ServerFlavor != "" {
+		return flavor.ParseName(string(s.ServerFlavor))
+	}
+	if n, ok := manifest.LegacyFlavor(s.Tool); ok {
+		return n, nil
+	}
+	return "", fmt.Errorf("backup %s records no server flavor and its tool %q does not tell one", s.BackupID, s.Tool)
+}
 
 // InstanceRequest names an instance.
 type InstanceRequest struct {
@@ -37,24 +56,28 @@ type BackupRef struct {
 // BackupSummary is a manifest without its chunk list: small enough for
 // workflow history.
 type BackupSummary struct {
-	Instance      string    `json:"instance"`
-	BackupID      string    `json:"backup_id"`
-	Type          string    `json:"type"`
-	ParentID      string    `json:"parent_id,omitempty"`
-	Tool          string    `json:"tool"`
-	ServerVersion string    `json:"server_version"`
-	StartTime     time.Time `json:"start_time"`
-	EndTime       time.Time `json:"end_time"`
-	ConsistentAt  time.Time `json:"consistent_at"`
-	FromLSN       uint64    `json:"from_lsn"`
-	ToLSN         uint64    `json:"to_lsn"`
-	BinlogFile    string    `json:"binlog_file,omitempty"`
-	BinlogPos     uint64    `json:"binlog_pos,omitempty"`
-	GTIDSet       string    `json:"gtid_set,omitempty"`
-	RawSize       int64     `json:"raw_size"`
-	StoredSize    int64     `json:"stored_size"`
-	Chunks        int       `json:"chunks"`
-	Compression   string    `json:"compression"`
+	Instance string `json:"instance"`
+	BackupID string `json:"backup_id"`
+	Type     string `json:"type"`
+	ParentID string `json:"parent_id,omitempty"`
+	Tool     string `json:"tool"`
+	// ServerFlavor is the flavor the manifest records (manifest.Flavor;
+	// empty in results recorded before it was carried here, and for a
+	// manifest that tells none).
+	ServerFlavor  flavor.Name `json:"server_flavor,omitempty"`
+	ServerVersion string      `json:"server_version"`
+	StartTime     time.Time   `json:"start_time"`
+	EndTime       time.Time   `json:"end_time"`
+	ConsistentAt  time.Time   `json:"consistent_at"`
+	FromLSN       uint64      `json:"from_lsn"`
+	ToLSN         uint64      `json:"to_lsn"`
+	BinlogFile    string      `json:"binlog_file,omitempty"`
+	BinlogPos     uint64      `json:"binlog_pos,omitempty"`
+	GTIDSet       string      `json:"gtid_set,omitempty"`
+	RawSize       int64       `json:"raw_size"`
+	StoredSize    int64       `json:"stored_size"`
+	Chunks        int         `json:"chunks"`
+	Compression   string      `json:"compression"`
 	// Encrypted is true when the chunks are encrypted at rest;
 	// EncryptionKeyID names the key encryption key that wrapped the data
 	// key at backup time.

@@ -14,6 +14,10 @@
 # GCS emulator bin/fake-gcs-server (`make deps STORAGE=gcs` builds it) serves
 # bucket strata-demo on 127.0.0.1:$FAKE_GCS_PORT from .demo/gcs, and every
 # Strata process reaches it through $STORAGE_EMULATOR_HOST.
+#
+# FLAVOR=mysql runs the demo on MySQL 9.7 instead of MariaDB: the server and
+# client of the chroot `make deps` builds under .cache/mysql, GTIDs on, and
+# Strata's clone-based physical backup (xtrabackup is not installed).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +31,8 @@ DEMO_MYSQL_PORT=${DEMO_MYSQL_PORT:-13306}
 RESTORE_PORT=${RESTORE_PORT:-13307}
 DEMO_SIZE=${DEMO_SIZE:-300MiB}
 STORAGE=${STORAGE:-local}
+FLAVOR=${FLAVOR:-mariadb}
+mysql_bin="$repo/.cache/mysql/bin"
 FAKE_GCS_PORT=${FAKE_GCS_PORT:-4443}
 GCS_BUCKET=strata-demo
 export STRATA_CONFIG="$state/strata.yaml"
@@ -72,9 +78,9 @@ start_temporal() {
 	done
 }
 
-# storage_in_use prints the storage of the running stack ("" when not up).
+# storage_in_use prints the storage and flavor of the running stack ("" when not up).
 storage_in_use() {
-	if running "$state/worker.pid" && [[ -f "$state/storage.env" ]]; then (. "$state/storage.env" && echo "$STORAGE"); fi
+	if running "$state/worker.pid" && [[ -f "$state/storage.env" ]]; then (. "$state/storage.env" && echo "$STORAGE ${FLAVOR:-mariadb}"); fi
 }
 
 # gcs_env points Strata's GCS client at the emulator when the demo uses it.
@@ -107,11 +113,53 @@ start_fake_gcs() {
 	wait_for 30 "fake-gcs-server" bucket_ready
 }
 
-mysql_root() { mariadb --no-defaults --protocol=socket -S "$(socket_path)" -uroot "$@"; }
+mysql_root() {
+	if [[ "$FLAVOR" == mysql ]]; then
+		"$mysql_bin/mysql" --no-defaults --protocol=socket -S "$(socket_path)" -uroot "$@"
+	else
+		mariadb --no-defaults --protocol=socket -S "$(socket_path)" -uroot "$@"
+	fi
+}
+
+# datadir is the demo server's data directory (one per flavor).
+datadir() {
+	if [[ "$FLAVOR" == mysql ]]; then echo "$state/mysql/data"; else echo "$state/mariadb/data"; fi
+}
+
+start_mysql() {
+	if running "$state/mariadb.pid"; then return; fi
+	[[ -x "$mysql_bin/mysqld" ]] || die "the MySQL chroot is missing: run 'make deps' (it builds .cache/mysql)"
+	local data sock
+	data=$(datadir)
+	sock=$(socket_path)
+	if [[ ! -d "$data/mysql" ]]; then
+		say "Initialising demo MySQL in $data"
+		mkdir -p "$(dirname "$data")"
+		"$mysql_bin/mysqld" --no-defaults --initialize-insecure --user=root --datadir="$data" >"$state/mysql-init.log" 2>&1 ||
+			die "mysqld --initialize-insecure failed: see $state/mysql-init.log"
+		head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/mariadb.password"
+		chmod 600 "$state/mariadb.password"
+	fi
+	say "Demo MySQL ($("$mysql_bin/mysqld" --version | sed 's/.*Ver //; s/ for.*//')) on 127.0.0.1:$DEMO_MYSQL_PORT (binlog and GTIDs on)"
+	setsid "$mysql_bin/mysqld" --no-defaults --user=root --datadir="$data" --socket="$sock" \
+		--port="$DEMO_MYSQL_PORT" --bind-address=127.0.0.1 --log-bin=binlog --server-id=1 \
+		--gtid-mode=ON --enforce-gtid-consistency=ON --character-set-server=utf8mb4 \
+		--innodb-buffer-pool-size=256M --max-allowed-packet=64M --pid-file="$state/mariadb.pid.server" \
+		--secure-file-priv= --mysqlx=OFF --log-error="$state/mariadb.err" >/dev/null 2>&1 &
+	echo $! >"$state/mariadb.pid"
+	wait_for 120 "MySQL" "$mysql_bin/mysqladmin" --no-defaults --protocol=socket -S "$sock" ping
+	if mysql_root -e 'SELECT 1' >/dev/null 2>&1; then # fresh server: no password yet
+		local pw; pw=$(cat "$state/mariadb.password")
+		mysql_root -e "SET sql_log_bin=0; ALTER USER root@localhost IDENTIFIED BY '$pw';
+			CREATE USER IF NOT EXISTS root@'127.0.0.1' IDENTIFIED BY '$pw';
+			GRANT ALL ON *.* TO root@'127.0.0.1' WITH GRANT OPTION;"
+	fi
+}
 
 start_mariadb() {
 	if running "$state/mariadb.pid"; then return; fi
-	local data="$state/mariadb/data" sock
+	local data sock
+	data=$(datadir)
 	sock=$(socket_path)
 	if [[ ! -d "$data/mysql" ]]; then
 		say "Initialising demo MariaDB in $data"
@@ -152,6 +200,14 @@ write_config() {
   gcs:
     bucket: $GCS_BUCKET   # on fake-gcs-server at \$STORAGE_EMULATOR_HOST=127.0.0.1:$FAKE_GCS_PORT" ;;
 	esac
+	local tools=""
+	if [[ "$FLAVOR" == mysql ]]; then
+		tools="
+    tools:   # MySQL 9.7 runs in a chroot here; a MySQL host needs none of this
+      mysqld: $mysql_bin/mysqld
+      mysql: $mysql_bin/mysql
+      mysqlbinlog: $mysql_bin/mysqlbinlog"
+	fi
 	cat >"$state/strata.yaml" <<YAML
 # Written by scripts/demo.sh
 temporal:
@@ -174,7 +230,7 @@ instances:
       address: 127.0.0.1:$DEMO_MYSQL_PORT
       user: root
       password_file: $state/mariadb.password
-    datadir: $state/mariadb/data
+    datadir: $(datadir)$tools
     heartbeat:
       table: strata.heartbeat   # the agent writes it every second: the drill's RPO is exact
 YAML
@@ -191,7 +247,7 @@ start_strata() {
 		setsid strata agent --host demo-host >"$state/agent.log" 2>&1 &
 		echo $! >"$state/agent.pid"
 	fi
-	printf 'STORAGE=%s\nFAKE_GCS_PORT=%s\n' "$STORAGE" "$FAKE_GCS_PORT" >"$state/storage.env"
+	printf 'STORAGE=%s\nFAKE_GCS_PORT=%s\nFLAVOR=%s\n' "$STORAGE" "$FAKE_GCS_PORT" "$FLAVOR" >"$state/storage.env"
 	sleep 1
 	running "$state/worker.pid" || die "worker exited: $(tail -5 "$state/worker.log")"
 	running "$state/agent.pid" || die "agent exited: $(tail -5 "$state/agent.log")"
@@ -206,13 +262,13 @@ seed() {
 up() {
 	local current
 	current=$(storage_in_use)
-	[[ -z "$current" || "$current" == "$STORAGE" ]] ||
-		die "the stack is up with STORAGE=$current: run 'make down' first, or use STORAGE=$current"
+	[[ -z "$current" || "$current" == "$STORAGE $FLAVOR" ]] ||
+		die "the stack is up with STORAGE/FLAVOR $current: run 'make down' first, or use those"
 	mkdir -p "$state"
 	gcs_env
 	start_temporal
 	if [[ "$STORAGE" == gcs ]]; then start_fake_gcs; fi
-	start_mariadb
+	if [[ "$FLAVOR" == mysql ]]; then start_mysql; else start_mariadb; fi
 	write_config
 	start_strata
 	seed
@@ -291,13 +347,14 @@ down() {
 	for f in "$state"/restore-*/strata-server.pid; do [[ -e "$f" ]] && stop_pidfile "$f" "restored server"; done
 	stop_pidfile "$state/agent.pid" "agent"
 	stop_pidfile "$state/worker.pid" "worker"
-	stop_pidfile "$state/mariadb.pid" "demo MariaDB"
+	stop_pidfile "$state/mariadb.pid" "demo database server"
 	stop_pidfile "$state/fake-gcs.pid" "GCS emulator"
 	stop_pidfile "$state/temporal.pid" "Temporal dev server"
 	rm -f "$state/storage.env"
 }
 
 [[ "$STORAGE" == local || "$STORAGE" == gcs ]] || die "STORAGE=$STORAGE: use local or gcs"
+[[ "$FLAVOR" == mariadb || "$FLAVOR" == mysql ]] || die "FLAVOR=$FLAVOR: use mariadb or mysql"
 
 case "${1:-demo}" in
 up) up ;;
@@ -310,5 +367,5 @@ demo)
 	run
 	say "Demo finished; stopping what it started ('make up' keeps it running)"
 	;;
-*) die "usage: [STORAGE=local|gcs] $0 demo|up|run|down|clean" ;;
+*) die "usage: [STORAGE=local|gcs] [FLAVOR=mariadb|mysql] $0 demo|up|run|down|clean" ;;
 esac

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 // rebuildArchive concatenates each file's archived segments after the magic.
@@ -50,7 +51,7 @@ func (s *stack) archivingUnderWrites(db *sql.DB) (agent *exec.Cmd, arch client.W
 	agent = s.startAgentProcess()
 	arch = s.startArchive("db1", 30*time.Second)
 	wctx, cancel := context.WithCancel(s.ctx)
-	w = &writer{}
+	w = &writer{mysql: s.flavor == flavor.MySQL}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(wctx, db) }()
@@ -77,7 +78,11 @@ func (s *stack) requireSameAsServer(files map[string][]byte) {
 }
 
 func TestArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T) {
-	s := newStack(t)
+	forFlavors(t, testArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate)
+}
+
+func testArchiveSurvivesKill9OfTheAgentWithoutGapOrDuplicate(t *testing.T, fl flavor.Name) {
+	s := newStack(t, withFlavor(fl))
 	db := s.numbered()
 	agent, arch, w, stopWriter := s.archivingUnderWrites(db)
 

@@ -11,10 +11,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 func TestPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T) {
-	s := newStack(t)
+	forFlavors(t, testPurgedBinlogIsAGapAndPITRAcrossItIsRefused)
+}
+
+func testPurgedBinlogIsAGapAndPITRAcrossItIsRefused(t *testing.T, fl flavor.Name) {
+	s := newStack(t, withFlavor(fl))
 	db := s.numbered()
 	arch := s.startArchive("db1", 20*time.Second)
 	insertRows(t, db, 1, 50)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/strata-backup/strata/internal/demo"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workflows"
@@ -29,6 +31,8 @@ import (
 // writer commits numbered rows, one per transaction, and remembers the GTID
 // of each commit.
 type writer struct {
+	// mysql: the source is a MySQL (GTIDs are server_uuid:N).
+	mysql bool
 	mu    sync.Mutex
 	gtids []string // gtids[i] is the GTID of row i+1
 	err   error
@@ -47,8 +51,8 @@ func (w *writer) run(ctx context.Context, db *sql.DB) {
 			w.err = fmt.Errorf("insert %d: %w", id, err)
 			return
 		}
-		var g string
-		if err := conn.QueryRowContext(context.Background(), "SELECT @@last_gtid").Scan(&g); err != nil {
+		g, err := lastGTID(conn, w.mysql)
+		if err != nil {
 			w.err = err
 			return
 		}
@@ -58,6 +62,26 @@ func (w *writer) run(ctx context.Context, db *sql.DB) {
 	}
 }
 
+// lastGTID is the GTID of the connection's last commit: MariaDB's
+// @@last_gtid; on MySQL, with one writer, server_uuid:N of the last
+// transaction in @@gtid_executed.
+func lastGTID(conn *sql.Conn, mysql bool) (string, error) {
+	var g string
+	if !mysql {
+		err := conn.QueryRowContext(context.Background(), "SELECT @@last_gtid").Scan(&g)
+		return g, err
+	}
+	var uuid, executed string
+	if err := conn.QueryRowContext(context.Background(), "SELECT @@server_uuid, @@GLOBAL.gtid_executed").Scan(&uuid, &executed); err != nil {
+		return "", err
+	}
+	set, err := gtid.Parse(flavor.MySQL, executed)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s:%d", uuid, set.Last(uuid)), nil
+}
+
 func (w *writer) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -65,7 +89,11 @@ func (w *writer) count() int {
 }
 
 func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
-	s := newStack(t, withTableSums())
+	forFlavors(t, testBackupUnderWritesRestoresAnExactPrefix)
+}
+
+func testBackupUnderWritesRestoresAnExactPrefix(t *testing.T, fl flavor.Name) {
+	s := newStack(t, withTableSums(), withFlavor(fl))
 	db, err := s.src.DB("")
 	require.NoError(t, err)
 	defer db.Close()
@@ -81,7 +109,7 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 
 	// A writer commits numbered rows before, during and after the backup.
 	wctx, stopWriter := context.WithCancel(s.ctx)
-	w := &writer{}
+	w := &writer{mysql: fl == flavor.MySQL}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(wctx, db) }()
@@ -101,10 +129,15 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	m, err := s.repo.ReadManifest(s.ctx, "db1", "b1")
 	require.NoError(t, err)
 	assert.Equal(t, "full", m.Type)
-	assert.Equal(t, "mariabackup", m.Tool)
+	assert.Equal(t, string(fl), m.ServerFlavor, "the manifest records the flavor the agent detected")
+	if fl == flavor.MySQL {
+		assert.Equal(t, "clone", m.Tool, "MySQL without xtrabackup is backed up by clone")
+	} else {
+		assert.Equal(t, "mariabackup", m.Tool)
+		assert.Greater(t, m.ToLSN, uint64(0))
+	}
 	assert.NotEmpty(t, m.GTIDSet)
 	assert.NotEmpty(t, m.BinlogFile)
-	assert.Greater(t, m.ToLSN, uint64(0))
 	assert.Equal(t, "zstd", m.Compression)
 	assert.Greater(t, len(m.Chunks), 1)
 	assert.Less(t, m.StoredSize, m.RawSize)
@@ -139,11 +172,18 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	assert.Less(t, n, w.count(), "rows written after the backup are not in it")
 
 	// The table sums the backup recorded under writes: at its consistent
-	// point, they are the restored server's.
-	require.NotNil(t, m.TableSums, "table sums recorded under writes")
-	t.Logf("table sums: %d tables in %.3fs, at backup point %v (%s:%d, backup %s:%d)", len(m.TableSums.Tables), m.TableSums.Seconds,
-		m.TableSums.AtBackupPoint, m.TableSums.BinlogFile, m.TableSums.BinlogPos, m.BinlogFile, m.BinlogPos)
-	if m.TableSums.AtBackupPoint {
+	// point, they are the restored server's. (MariaDB only: they are taken
+	// while mariabackup blocks commits.)
+	if fl == flavor.MySQL {
+		assert.Nil(t, m.TableSums)
+	} else {
+		require.NotNil(t, m.TableSums, "table sums recorded under writes")
+	}
+	if m.TableSums != nil {
+		t.Logf("table sums: %d tables in %.3fs, at backup point %v (%s:%d, backup %s:%d)", len(m.TableSums.Tables), m.TableSums.Seconds,
+			m.TableSums.AtBackupPoint, m.TableSums.BinlogFile, m.TableSums.BinlogPos, m.BinlogFile, m.BinlogPos)
+	}
+	if m.TableSums != nil && m.TableSums.AtBackupPoint {
 		got, err := drill.TableSums(s.ctx, rdb, m.TableSums.Algorithm, drill.SkipTables(m.TableSums.Skipped))
 		require.NoError(t, err)
 		_, problems := drill.CompareSums(m.TableSums.Tables, got)
@@ -153,13 +193,35 @@ func TestBackupUnderWritesRestoresAnExactPrefix(t *testing.T) {
 	// ... and agree with the consistent point in the manifest: the GTID of the
 	// last restored row is the manifest's GTID, and the binlog event at the
 	// manifest's position begins the next row's transaction.
-	assert.Equal(t, w.gtids[n-1], m.GTIDSet, "manifest GTID is the last restored commit")
+	if fl == flavor.MySQL {
+		// MySQL's set holds every transaction: exactly those of the
+		// restored rows (and the schema before them), nothing after.
+		set, err := gtid.Parse(flavor.MySQL, m.GTIDSet)
+		require.NoError(t, err)
+		has, err := set.ContainsGTID(w.gtids[n-1])
+		require.NoError(t, err)
+		assert.True(t, has, "manifest GTID set holds the last restored commit %s", w.gtids[n-1])
+		has, err = set.ContainsGTID(w.gtids[n])
+		require.NoError(t, err)
+		assert.False(t, has, "manifest GTID set does not hold the next commit %s", w.gtids[n])
+		var restored string
+		require.NoError(t, rdb.QueryRow("SELECT @@GLOBAL.gtid_executed").Scan(&restored))
+		got, err := gtid.Parse(flavor.MySQL, restored)
+		require.NoError(t, err)
+		assert.True(t, got.Equal(set), "the restored server's gtid_executed %s is the manifest's %s", restored, m.GTIDSet)
+	} else {
+		assert.Equal(t, w.gtids[n-1], m.GTIDSet, "manifest GTID is the last restored commit")
+	}
 	var logName, evType, info string
 	var pos, serverID, endPos uint64
 	require.NoError(t, db.QueryRow(fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT 1", m.BinlogFile, m.BinlogPos)).
 		Scan(&logName, &pos, &evType, &serverID, &endPos, &info))
 	assert.Equal(t, "Gtid", evType)
-	assert.Contains(t, info, "GTID "+w.gtids[n], "next event after the consistent point is row %d's transaction", n+1)
+	next := "GTID " + w.gtids[n]
+	if fl == flavor.MySQL {
+		next = "'" + w.gtids[n] + "'" // SET @@SESSION.GTID_NEXT= 'uuid:N'
+	}
+	assert.Contains(t, info, next, "next event after the consistent point is row %d's transaction", n+1)
 
 	// Tables not written during the backup have the source's checksums.
 	after, err := demo.Checksums(s.ctx, rdb, "demo")

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/demo"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/logging"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/repo"
@@ -70,6 +72,8 @@ type stack struct {
 	cfgPath string
 	// worker is the in-process worker (task queue strata).
 	worker worker.Worker
+	// flavor is the source server's.
+	flavor flavor.Name
 }
 
 // extraInstance is one more entry of `instances:` in the test config, a
@@ -108,6 +112,8 @@ type stackSetup struct {
 	interceptors []interceptor.ClientInterceptor
 	// db1 are more lines of instance db1's block (indented by four spaces).
 	db1 string
+	// flavor is the source server's: "" (MariaDB) or flavor.MySQL.
+	flavor flavor.Name
 }
 
 func (e extraInstance) apply(c *stackSetup) { c.instances = append(c.instances, e) }
@@ -122,6 +128,35 @@ func withTableSums() stackOption {
 }
 
 func (f stackOptionFunc) apply(c *stackSetup) { f(c) }
+
+// withFlavor runs the source (and the restores' servers) as fl: MySQL
+// from the chroot `make deps` builds, with its tools configured for db1.
+func withFlavor(fl flavor.Name) stackOption {
+	return stackOptionFunc(func(c *stackSetup) { c.flavor = fl })
+}
+
+// forFlavors runs the test once on MariaDB and once on MySQL, each as a
+// subtest with its own stack (the test passes withFlavor(fl) to newStack).
+func forFlavors(t *testing.T, test func(t *testing.T, fl flavor.Name)) {
+	for _, fl := range []flavor.Name{flavor.MariaDB, flavor.MySQL} {
+		t.Run(string(fl), func(t *testing.T) { test(t, fl) })
+	}
+}
+
+// mysqlTools is instance db1's tools: block for MySQL: the chroot's
+// server and client wrappers.
+func mysqlTools(t *testing.T) string {
+	t.Helper()
+	testdb.RequireMySQL(t)
+	var b strings.Builder
+	b.WriteString("\n    tools:")
+	for _, name := range []string{"mysqld", "mysql", "mysqlbinlog"} {
+		p, err := testdb.MySQLBinary(name)
+		require.NoError(t, err)
+		fmt.Fprintf(&b, "\n      %s: %s", name, p)
+	}
+	return b.String()
+}
 
 // newStack starts Temporal, a source mariadbd, and the worker and agent of
 // host "h1". The source instance is "db1", reached over TCP with the root
@@ -138,9 +173,13 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	if os.Getenv("STRATA_TEST_LOG") == "info" {
 		lvl = zap.InfoLevel
 	}
-	s := &stack{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(lvl))}
+	s := &stack{t: t, ctx: ctx, log: zaptest.NewLogger(t, zaptest.Level(lvl)), flavor: flavor.MariaDB}
+	if setup.flavor == flavor.MySQL {
+		s.flavor = flavor.MySQL
+		setup.db1 = mysqlTools(t) + setup.db1
+	}
 
-	s.src = testdb.ForTest(t, testdb.Options{ExtraArgs: setup.srcArgs})
+	s.src = testdb.ForTest(t, testdb.Options{ExtraArgs: setup.srcArgs, Flavor: s.flavor})
 	t.Setenv("STRATA_E2E_PASSWORD", s.src.Password)
 
 	addr := setup.temporal

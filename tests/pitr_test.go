@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workflows"
@@ -35,39 +38,80 @@ func (s *stack) stopArchive(run client.WorkflowRun) workflows.ArchiveState {
 	return st
 }
 
-// waitArchived waits until the archive holds the given GTID.
-func (s *stack) waitArchived(instance, gtid string) {
+// waitArchived waits until the archive holds the given GTID (MariaDB
+// domain-server-seq, MySQL uuid:N).
+func (s *stack) waitArchived(instance, g string) {
 	s.t.Helper()
 	st := &binlog.Store{B: s.repo.Backend(), Instance: instance}
-	want, err := binlog.ParseMariaGTID(gtid)
-	require.NoError(s.t, err)
 	require.Eventually(s.t, func() bool {
 		ix, err := st.ReadIndex(s.ctx)
 		if err != nil || ix.Last() == nil {
 			return false
 		}
 		for i := len(ix.Segments) - 1; i >= 0; i-- {
-			if g := ix.Segments[i].LastGTID; g != "" {
-				got, err := binlog.ParseMariaGTID(g)
-				return err == nil && got.Seq >= want.Seq
+			if last := ix.Segments[i].LastGTID; last != "" {
+				return gtidAtLeast(s.flavor, last, g)
 			}
 		}
 		return false
-	}, time.Minute, 50*time.Millisecond, "archive reaches %s", gtid)
+	}, time.Minute, 50*time.Millisecond, "archive reaches %s", g)
 }
 
+// gtidAtLeast reports whether the transaction got comes at or after want,
+// both of one source (MariaDB: the sequence number of the domain; MySQL:
+// the transaction number of the uuid).
+func gtidAtLeast(fl flavor.Name, got, want string) bool {
+	if fl == flavor.MySQL {
+		i := strings.LastIndexByte(want, ':')
+		w, err1 := gtid.ParseOne(fl, want)
+		g, err2 := gtid.Parse(fl, got)
+		return err1 == nil && err2 == nil && i > 0 && g.Last(want[:i]) >= w.Last(want[:i])
+	}
+	w, err1 := gtid.ParseMariaGTID(want)
+	g, err2 := gtid.ParseMariaGTID(got)
+	return err1 == nil && err2 == nil && g.Domain == w.Domain && g.Seq >= w.Seq
+}
+
+// serverFlavor asks the server what it is.
+func serverFlavor(t *testing.T, db *sql.DB) flavor.Flavor {
+	t.Helper()
+	var version, comment string
+	require.NoError(t, db.QueryRow("SELECT VERSION(), @@version_comment").Scan(&version, &comment))
+	return flavor.Detect(version, comment)
+}
+
+// gtidPos is the GTID of the server's last transaction of its own: MariaDB's
+// @@gtid_binlog_pos (one domain in these tests), MySQL's server_uuid:N.
 func gtidPos(t *testing.T, db *sql.DB) string {
 	t.Helper()
 	var g string
+	if serverFlavor(t, db).Name == flavor.MySQL {
+		var uuid, executed string
+		require.NoError(t, db.QueryRow("SELECT @@server_uuid, @@GLOBAL.gtid_executed").Scan(&uuid, &executed))
+		set, err := gtid.Parse(flavor.MySQL, executed)
+		require.NoError(t, err)
+		return fmt.Sprintf("%s:%d", uuid, set.Last(uuid))
+	}
 	require.NoError(t, db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&g))
 	return g
 }
 
+// masterPos is the server's current binlog file and position.
 func masterPos(t *testing.T, db *sql.DB) (string, uint32) {
 	t.Helper()
+	rows, err := db.Query(serverFlavor(t, db).Words().BinlogStatus)
+	require.NoError(t, err)
+	defer rows.Close()
+	require.True(t, rows.Next(), "binary logging is on")
+	cols, err := rows.Columns()
+	require.NoError(t, err)
 	var file string
 	var pos uint32
-	require.NoError(t, db.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, new(string), new(string)))
+	dest := []any{&file, &pos}
+	for len(dest) < len(cols) {
+		dest = append(dest, new(sql.NullString))
+	}
+	require.NoError(t, rows.Scan(dest...))
 	return file, pos
 }
 
@@ -92,7 +136,11 @@ func (s *stack) pitr(target binlog.Target, backupID string) (*sql.DB, workflows.
 }
 
 func TestPointInTimeRestoreToTimeGTIDAndPosition(t *testing.T) {
-	s := newStack(t)
+	forFlavors(t, testPointInTimeRestoreToTimeGTIDAndPosition)
+}
+
+func testPointInTimeRestoreToTimeGTIDAndPosition(t *testing.T, fl flavor.Name) {
+	s := newStack(t, withFlavor(fl))
 	db := s.numbered()
 	arch := s.startArchive("db1", 20*time.Second)
 

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -13,6 +12,7 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 // DrillWorkflowName is the registered name of DrillWorkflow.
@@ -197,17 +197,21 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 		if ver.TablesChecked == 0 {
 			res.Notes = append(res.Notes, "the restored server has no user table: the drill checked that it starts, and no data")
 		}
-		switch {
-		case strings.Contains(plan.Backup.GTIDSet, ":"):
-			// MySQL GTID sets (uuid:1-N): not compared yet.
+		// The sets are the backup's flavor's (its manifest's), whatever
+		// their shape: a set of the other shape is a problem.
+		if fl, err := plan.Backup.Flavor(); err != nil {
 			rep.WantGTIDSet = plan.Backup.GTIDSet
-			res.Notes = append(res.Notes, "the executed GTID set is not compared for MySQL GTID sets")
-		default:
-			rep.WantGTIDSet = wantGTID(&plan, &replay, rep)
-		}
-		if !strings.Contains(rep.WantGTIDSet, ":") && (rep.WantGTIDSet != "" || rep.GotGTIDSet != "") {
-			if same, err := drill.SameGTIDSet(rep.WantGTIDSet, rep.GotGTIDSet); err != nil || !same {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("executed GTID set is %q, want %q", rep.GotGTIDSet, rep.WantGTIDSet))
+			rep.Problems = append(rep.Problems, "executed GTID set not checked: "+err.Error())
+		} else {
+			rep.WantGTIDSet = wantGTID(fl, &plan, &replay, rep)
+			if rep.WantGTIDSet != "" || rep.GotGTIDSet != "" {
+				same, err := drill.SameGTID(fl, rep.WantGTIDSet, rep.GotGTIDSet)
+				switch {
+				case err != nil:
+					rep.Problems = append(rep.Problems, fmt.Sprintf("executed GTID set %q, want %q: %v", rep.GotGTIDSet, rep.WantGTIDSet, err))
+				case !same:
+					rep.Problems = append(rep.Problems, fmt.Sprintf("executed GTID set is %q, want %q", rep.GotGTIDSet, rep.WantGTIDSet))
+				}
 			}
 		}
 		// RPO: the target's time minus the time of the last event restored.
@@ -319,7 +323,7 @@ func DrillWorkflow(ctx workflow.Context, req DrillRequest) (*DrillResult, error)
 // with the replayed transactions on top (the target GTID, else the
 // archive's last transaction at the target, else the last transaction the
 // replay applied).
-func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *drill.Report) string {
+func wantGTID(fl flavor.Name, plan *activities.DrillPlan, replay *activities.ReplayResult, rep *drill.Report) string {
 	want := plan.Backup.GTIDSet
 	var top string
 	switch {
@@ -336,7 +340,7 @@ func wantGTID(plan *activities.DrillPlan, replay *activities.ReplayResult, rep *
 	if top == "" {
 		return want
 	}
-	m, err := drill.MergeGTID(want, top)
+	m, err := drill.WantGTID(fl, want, top)
 	if err != nil {
 		rep.Problems = append(rep.Problems, "want GTID set: "+err.Error())
 		return want

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 var drillScratch = &drill.Scratch{Dir: "/scratch/drills/d1", Datadir: "/scratch/drills/d1/data"}
@@ -33,7 +34,7 @@ func (s *wfSuite) drillMocks(plan *activities.DrillPlan) *[]drill.Report {
 
 func drillPlan() *activities.DrillPlan {
 	return &activities.DrillPlan{
-		Backup: activities.BackupSummary{Instance: "db1", BackupID: "b2", GTIDSet: "0-1-20", ConsistentAt: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)},
+		Backup: activities.BackupSummary{Instance: "db1", BackupID: "b2", ServerFlavor: flavor.MariaDB, Tool: "mariabackup", GTIDSet: "0-1-20", ConsistentAt: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)},
 		Chain:  []string{"b1", "b2"}, Host: "h1", CompareSums: true,
 	}
 }
@@ -172,8 +173,65 @@ func (s *wfSuite) TestDrillPointInTimeReplaysAndComparesGTID() {
 	s.Equal(drill.PhaseReplay, r.Phases[1].Phase)
 }
 
-func (s *wfSuite) TestDrillOfAMySQLBackupReportsItsGTIDSetWithoutComparing() {
+// A MySQL backup's executed GTID set is compared as a MySQL set: the
+// recorded flavor says so (the tool field here says mariabackup).
+func (s *wfSuite) TestDrillOfAMySQLBackupComparesItsGTIDSet() {
 	plan := drillPlan()
+	plan.Backup.ServerFlavor = flavor.MySQL
+	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	// The server prints the set in its own case and over lines.
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{
+		GotGTIDSet: "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	r := (*reports)[0]
+	s.Equal(plan.Backup.GTIDSet, r.WantGTIDSet)
+	s.Empty(r.Problems)
+	s.Equal(drill.ResultPassed, r.Result)
+}
+
+// A restored MySQL server missing a transaction of the backup fails the
+// drill.
+func (s *wfSuite) TestDrillOfAMySQLBackupMissingATransactionFails() {
+	plan := drillPlan()
+	plan.Backup.ServerFlavor = flavor.MySQL
+	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{
+		GotGTIDSet: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-4"}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	r := (*reports)[0]
+	s.Equal(drill.ResultFailed, r.Result)
+	s.Contains(r.Problems, `executed GTID set is "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-4", want "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"`)
+}
+
+// A GTID set of MySQL's shape in a MariaDB backup is a problem, not a
+// MySQL backup.
+func (s *wfSuite) TestDrillGTIDSetOfTheOtherShapeIsAProblem() {
+	plan := drillPlan() // mariadb
+	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+	reports := s.drillMocks(plan)
+	s.restoreOK()
+	s.env.OnActivity(s.ag.VerifyDrill, mock.Anything, mock.Anything).Return(&activities.DrillVerifyResult{GotGTIDSet: plan.Backup.GTIDSet}, nil).Once()
+	s.teardownOnce()
+	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
+	s.Require().Error(s.env.GetWorkflowError())
+	r := (*reports)[0]
+	s.Equal(drill.ResultFailed, r.Result)
+	s.Require().NotEmpty(r.Problems)
+	s.Contains(r.Problems[0], "is not a MariaDB GTID")
+}
+
+// A plan recorded before summaries carried the flavor: the tool tells it.
+func (s *wfSuite) TestDrillOfAnOldPlanTakesTheFlavorFromTheTool() {
+	plan := drillPlan()
+	plan.Backup.ServerFlavor, plan.Backup.Tool = "", "xtrabackup"
 	plan.Backup.GTIDSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
 	reports := s.drillMocks(plan)
 	s.restoreOK()
@@ -181,10 +239,7 @@ func (s *wfSuite) TestDrillOfAMySQLBackupReportsItsGTIDSetWithoutComparing() {
 	s.teardownOnce()
 	s.env.ExecuteWorkflow(DrillWorkflow, DrillRequest{Instance: "db1", DrillID: "d1"})
 	s.Require().NoError(s.env.GetWorkflowError())
-	var res DrillResult
-	s.Require().NoError(s.env.GetWorkflowResult(&res))
-	s.Equal(plan.Backup.GTIDSet, (*reports)[0].WantGTIDSet)
-	s.Contains(res.Notes, "the executed GTID set is not compared for MySQL GTID sets")
+	s.Empty((*reports)[0].Problems)
 }
 
 // A PrepareDrill that fails (here: it timed out after the agent may have

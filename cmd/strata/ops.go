@@ -374,7 +374,11 @@ func infoCmd(a *app) *cobra.Command {
 				row("chain", "%s", strings.Join(ids, " -> "))
 			}
 			row("tool", "%s %s", m.Tool, m.ToolVersion)
-			row("server", "%s %s", m.ServerFlavor, m.ServerVersion)
+			if f, err := m.Flavor(); err != nil {
+				row("server", "UNKNOWN FLAVOR: %v", err)
+			} else {
+				row("server", "%s", f)
+			}
 			row("started", "%s", m.StartTime.Format(time.RFC3339))
 			row("ended", "%s (%.1fs)", m.EndTime.Format(time.RFC3339), m.Duration.Std().Seconds())
 			row("consistent at", "%s", m.ConsistentAt.Format(time.RFC3339Nano))

@@ -8,11 +8,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-backup/strata/internal/demo"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/testdb"
 )
 
 func TestSeedAndChecksums(t *testing.T) {
-	s := testdb.ForTest(t, testdb.Options{})
+	t.Run("mariadb", func(t *testing.T) { testSeedAndChecksums(t, flavor.MariaDB) })
+	t.Run("mysql", func(t *testing.T) { testSeedAndChecksums(t, flavor.MySQL) })
+}
+
+func testSeedAndChecksums(t *testing.T, fl flavor.Name) {
+	s := testdb.ForTest(t, testdb.Options{Flavor: fl})
 	db, err := s.DB("")
 	require.NoError(t, err)
 	defer db.Close()

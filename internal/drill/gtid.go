@@ -3,9 +3,11 @@ package drill
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/strata-backup/strata/internal/binlog"
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 )
 
 // gtidEntry is one domain's entry of a GTID position.
@@ -24,7 +26,7 @@ func parsePosition(set string) ([]gtidEntry, error) {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
-		g, err := binlog.ParseMariaGTID(p)
+		g, err := gtid.ParseMariaGTID(p)
 		if err != nil {
 			return nil, err
 		}
@@ -94,4 +96,70 @@ func SameGTIDSet(want, got string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// WantGTID is the executed GTID set a restore of a backup at base, with
+// the transactions up to and including each of tops replayed on top,
+// must have, for a server of flavor f. MariaDB: each top's domain moves
+// to it (MergeGTID). MySQL: each top uuid:N adds that source's
+// transactions after base's last one up to N (a replay applies every
+// transaction of the archive in order). A top or base of the other
+// flavor's shape is an error. The result is normalised (gtid.Set.String)
+// and computed without ranging over a map, so workflows may call it.
+func WantGTID(f flavor.Name, base string, tops ...string) (string, error) {
+	switch f {
+	case flavor.MariaDB:
+		if _, err := gtid.Parse(f, base); err != nil {
+			return "", err
+		}
+		for _, t := range tops {
+			if _, err := gtid.Parse(f, t); err != nil {
+				return "", err
+			}
+		}
+		return MergeGTID(base, tops...)
+	case flavor.MySQL:
+		set, err := gtid.Parse(f, base)
+		if err != nil {
+			return "", err
+		}
+		for _, t := range tops {
+			if strings.TrimSpace(t) == "" {
+				continue
+			}
+			if _, err := gtid.ParseOne(f, t); err != nil {
+				return "", err
+			}
+			i := strings.LastIndexByte(t, ':')
+			uuid, n := strings.TrimSpace(t[:i]), strings.TrimSpace(t[i+1:])
+			last, _ := strconv.ParseInt(n, 10, 64)
+			from := set.Last(uuid) + 1
+			if from > last {
+				continue // already in base
+			}
+			if set, err = set.Add(fmt.Sprintf("%s:%d-%d", uuid, from, last)); err != nil {
+				return "", err
+			}
+		}
+		return set.String(), nil
+	}
+	return "", fmt.Errorf("GTID set %q: unknown flavor %q", base, f)
+}
+
+// SameGTID reports whether two executed GTID sets of a server of flavor
+// f hold the same transactions (MariaDB: the same sequence number in
+// every domain). A set of the other flavor's shape is an error.
+func SameGTID(f flavor.Name, want, got string) (bool, error) {
+	w, err := gtid.Parse(f, want)
+	if err != nil {
+		return false, fmt.Errorf("want: %w", err)
+	}
+	g, err := gtid.Parse(f, got)
+	if err != nil {
+		return false, fmt.Errorf("got: %w", err)
+	}
+	if f == flavor.MariaDB {
+		return SameGTIDSet(want, got)
+	}
+	return w.Equal(g), nil
 }

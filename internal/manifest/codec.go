@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 )
 
 // ErrInvalid is returned (wrapped) by Encode, Decode and Validate when a
@@ -103,6 +106,13 @@ func (m *Manifest) Validate() error {
 	if m.ParentID != "" {
 		if err := checkName(m.ParentID); err != nil {
 			add("parent_id: %v", err)
+		}
+	}
+	if m.ServerFlavor != "" {
+		if n, err := flavor.ParseName(m.ServerFlavor); err != nil {
+			add("server_flavor: %v", err)
+		} else if _, err := gtid.Parse(n, m.GTIDSet); err != nil {
+			add("gtid_set of a %s server: %v", n, err)
 		}
 	}
 	if m.RawSHA256 != "" && !IsSHA256Hex(m.RawSHA256) {

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 )
 
 // FormatVersion is the newest manifest format this version of Strata
@@ -64,7 +67,7 @@ type Manifest struct {
 
 	Tool          string `json:"tool"`           // mariabackup | xtrabackup
 	ToolVersion   string `json:"tool_version"`   // as reported by the tool
-	ServerFlavor  string `json:"server_flavor"`  // mariadb | mysql
+	ServerFlavor  string `json:"server_flavor"`  // mariadb | mysql: read it with Flavor()
 	ServerVersion string `json:"server_version"` // SELECT VERSION()
 
 	StartTime time.Time `json:"start_time"`
@@ -125,6 +128,55 @@ type Manifest struct {
 	// key (see repo.ManifestAuthKey). Empty for an unencrypted backup and
 	// in manifests written before manifests were authenticated.
 	MAC string `json:"mac,omitempty"`
+}
+
+// Flavor is the flavor and version of the server the backup was taken
+// of: what restore, replay and point-in-time planning go by. It is the
+// recorded server_flavor. A manifest written before the flavor was
+// recorded has none; for it alone the flavor is inferred from the tool
+// (xtrabackup backs up MySQL, mariabackup MariaDB), a legacy rule no
+// manifest written since relies on.
+func (m *Manifest) Flavor() (flavor.Flavor, error) {
+	if m.ServerFlavor != "" {
+		n, err := flavor.ParseName(m.ServerFlavor)
+		if err != nil {
+			return flavor.Flavor{}, fmt.Errorf("backup %s: server_flavor: %w", m.BackupID, err)
+		}
+		return flavor.Flavor{Name: n, Version: m.ServerVersion}, nil
+	}
+	if n, ok := LegacyFlavor(m.Tool); ok {
+		return flavor.Flavor{Name: n, Version: m.ServerVersion}, nil
+	}
+	return flavor.Flavor{}, fmt.Errorf("backup %s records no server_flavor, and its tool %q does not tell one: the manifest cannot say how to restore it",
+		m.BackupID, m.Tool)
+}
+
+// LegacyFlavor is the flavor of a backup recorded without one, by the
+// tool that took it: xtrabackup backs up MySQL, mariabackup MariaDB. It
+// is for records older than the flavor field only.
+func LegacyFlavor(tool string) (flavor.Name, bool) {
+	switch tool {
+	case "xtrabackup":
+		return flavor.MySQL, true
+	case "mariabackup":
+		return flavor.MariaDB, true
+	}
+	return "", false
+}
+
+// GTID returns the backup's executed GTID set, parsed as a set of the
+// backup's flavor: a set of the other flavor's shape is an error, never a
+// change of flavor.
+func (m *Manifest) GTID() (gtid.Set, error) {
+	f, err := m.Flavor()
+	if err != nil {
+		return gtid.Set{}, err
+	}
+	s, err := gtid.Parse(f.Name, m.GTIDSet)
+	if err != nil {
+		return gtid.Set{}, fmt.Errorf("backup %s of a %s server: gtid_set: %w", m.BackupID, f.Name, err)
+	}
+	return s, nil
 }
 
 // TableSums are the reference values of a backup's tables: the sums of

@@ -9,14 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
-// Flavors of server.
+// Flavors of server, as untyped constants that compare with a flavor.Name
+// and with the plain strings older records hold.
+//
+// Deprecated: use flavor.MariaDB and flavor.MySQL.
 const (
 	FlavorMariaDB = "mariadb"
 	FlavorMySQL   = "mysql"
@@ -78,8 +82,8 @@ func (e Endpoint) DSN() string {
 
 // ServerInfo is what the agent learns about the server before a backup.
 type ServerInfo struct {
-	Flavor  string // mariadb | mysql
-	Version string // full VERSION()
+	Flavor  flavor.Name // detected once, from VERSION() and @@version_comment
+	Version string      // full VERSION()
 	Major   int
 	Minor   int
 	Datadir string
@@ -137,11 +141,11 @@ func Inspect(ctx context.Context, db *sql.DB) (*ServerInfo, error) {
 		Scan(&version, &comment, &datadir, &logBin); err != nil {
 		return nil, fmt.Errorf("inspect server: %w", err)
 	}
-	si := &ServerInfo{Version: version, Datadir: datadir, LogBin: logBin == 1}
-	si.Flavor = DetectFlavor(version, comment)
-	_, _ = fmt.Sscanf(version, "%d.%d", &si.Major, &si.Minor)
+	f := flavor.Detect(version, comment)
+	si := &ServerInfo{Flavor: f.Name, Version: version, Datadir: datadir, LogBin: logBin == 1}
+	si.Major, si.Minor = f.MajorMinor()
 	q := "SELECT @@gtid_binlog_pos"
-	if si.Flavor == FlavorMySQL {
+	if si.Flavor == flavor.MySQL {
 		q = "SELECT @@gtid_executed"
 	}
 	var gtid sql.NullString
@@ -151,11 +155,8 @@ func Inspect(ctx context.Context, db *sql.DB) (*ServerInfo, error) {
 	return si, nil
 }
 
-// DetectFlavor tells MariaDB from MySQL (and Percona Server, a MySQL) by the
-// version string and comment.
-func DetectFlavor(version, comment string) string {
-	if strings.Contains(strings.ToLower(version+" "+comment), "mariadb") {
-		return FlavorMariaDB
-	}
-	return FlavorMySQL
+// Server is the server's flavor and version, as the manifest and the
+// archive record it.
+func (si *ServerInfo) Server() flavor.Flavor {
+	return flavor.Flavor{Name: si.Flavor, Version: si.Version}
 }

@@ -8,12 +8,20 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
-func TestDetectFlavor(t *testing.T) {
-	assert.Equal(t, FlavorMariaDB, DetectFlavor("10.11.19-MariaDB-0+deb12u1-log", "Debian 12"))
-	assert.Equal(t, FlavorMySQL, DetectFlavor("8.0.36", "MySQL Community Server - GPL"))
-	assert.Equal(t, FlavorMySQL, DetectFlavor("8.0.35-27", "Percona Server (GPL)"))
+func TestServerInfoServer(t *testing.T) {
+	si := &ServerInfo{Flavor: flavor.MySQL, Version: "9.7.4"}
+	assert.Equal(t, flavor.Flavor{Name: flavor.MySQL, Version: "9.7.4"}, si.Server())
+	assert.Equal(t, "SHOW BINARY LOG STATUS", si.Server().Words().BinlogStatus)
+	// The deprecated names are the flavor names, for code that still
+	// holds the flavor as a string.
+	var n flavor.Name = FlavorMariaDB
+	var s string = FlavorMySQL
+	assert.Equal(t, flavor.MariaDB, n)
+	assert.Equal(t, string(flavor.MySQL), s)
 }
 
 func TestClassify(t *testing.T) {

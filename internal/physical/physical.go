@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 )
 
@@ -27,9 +28,10 @@ var ErrToolMissing = errors.New("backup tool not found")
 
 // Tool is the pair of binaries for one server flavor.
 type Tool struct {
-	Name   string // mariabackup | xtrabackup
-	Backup string // path of mariabackup/xtrabackup
-	Stream string // path of mbstream/xbstream
+	Name   string      // mariabackup | xtrabackup
+	Flavor flavor.Name // the servers it backs up
+	Backup string      // path of mariabackup/xtrabackup
+	Stream string      // path of mbstream/xbstream
 }
 
 // Paths overrides tool locations; empty fields are looked up in PATH.
@@ -38,12 +40,18 @@ type Paths struct {
 }
 
 // ForFlavor picks and locates the tool for a server flavor.
-func ForFlavor(flavor string, p Paths) (*Tool, error) {
-	t := &Tool{Name: "mariabackup", Backup: p.Mariabackup, Stream: p.Mbstream}
-	defBackup, defStream, pkg := "mariabackup", "mbstream", "mariadb-backup"
-	if flavor == mysqlx.FlavorMySQL {
-		t = &Tool{Name: "xtrabackup", Backup: p.Xtrabackup, Stream: p.Xbstream}
+func ForFlavor(f flavor.Name, p Paths) (*Tool, error) {
+	var t *Tool
+	var defBackup, defStream, pkg string
+	switch f {
+	case flavor.MariaDB:
+		t = &Tool{Name: "mariabackup", Flavor: f, Backup: p.Mariabackup, Stream: p.Mbstream}
+		defBackup, defStream, pkg = "mariabackup", "mbstream", "mariadb-backup"
+	case flavor.MySQL:
+		t = &Tool{Name: "xtrabackup", Flavor: f, Backup: p.Xtrabackup, Stream: p.Xbstream}
 		defBackup, defStream, pkg = "xtrabackup", "xbstream", "percona-xtrabackup-80"
+	default:
+		return nil, fmt.Errorf("no physical backup tool for server flavor %q (want %q or %q)", f, flavor.MariaDB, flavor.MySQL)
 	}
 	var err error
 	if t.Backup, err = locate(t.Backup, defBackup, pkg, "tools."+defBackup); err != nil {
@@ -218,7 +226,7 @@ func (t *Tool) StreamBackup(ctx context.Context, p BackupParams, consume func(io
 	if err != nil {
 		return nil, err
 	}
-	info, err := ReadInfo(lsnDir)
+	info, err := ReadInfo(lsnDir, t.Flavor)
 	if err != nil {
 		return nil, err
 	}
@@ -358,8 +366,13 @@ func widenPipe(f *os.File, size int) {
 // incrementals follow: xtrabackup must then skip the rollback phase
 // (--apply-log-only); mariabackup handles that by itself.
 func (t *Tool) Prepare(ctx context.Context, dir, incDir string, more bool, useMemory int64, log func(string)) error {
+	return t.run(ctx, "prepare", log, t.prepareArgs(dir, incDir, more, useMemory)...)
+}
+
+// prepareArgs is the tool's command line for Prepare.
+func (t *Tool) prepareArgs(dir, incDir string, more bool, useMemory int64) []string {
 	args := []string{"--no-defaults", "--prepare", "--target-dir=" + dir}
-	if more && t.Name == "xtrabackup" {
+	if more && t.Flavor == flavor.MySQL {
 		args = append(args, "--apply-log-only")
 	}
 	if useMemory > 0 {
@@ -368,7 +381,7 @@ func (t *Tool) Prepare(ctx context.Context, dir, incDir string, more bool, useMe
 	if incDir != "" {
 		args = append(args, "--incremental-dir="+incDir)
 	}
-	return t.run(ctx, "prepare", log, args...)
+	return args
 }
 
 // MoveBack moves a prepared backup into an empty datadir.

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 )
 
@@ -31,22 +32,12 @@ binlog_pos = filename 'binlog.000001', position '821', GTID of the last change '
 	cp, err := ReadCheckpoints(dir)
 	require.NoError(t, err)
 	assert.Equal(t, Checkpoints{BackupType: "full-backuped", FromLSN: 0, ToLSN: 44404, LastLSN: 48010}, *cp)
-	in, err := ReadInfo(dir)
+	in, err := ReadInfo(dir, flavor.MariaDB)
 	require.NoError(t, err)
 	assert.Equal(t, "mariabackup", in.ToolName)
 	assert.Equal(t, "binlog.000001", in.BinlogFile)
 	assert.Equal(t, uint64(821), in.BinlogPos)
 	assert.Equal(t, "0-1-3,1-2-9", in.GTID)
-}
-
-func TestReadInfoMySQLGTID(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "xtrabackup_info", "tool_name = xtrabackup\nbinlog_pos = filename 'binlog.000003', position '157'\ngtid_executed = '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5'\n")
-	in, err := ReadInfo(dir)
-	require.NoError(t, err)
-	assert.Equal(t, "binlog.000003", in.BinlogFile)
-	assert.Equal(t, uint64(157), in.BinlogPos)
-	assert.Equal(t, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", in.GTID)
 }
 
 func TestReadCheckpointsRejectsIncomplete(t *testing.T) {
@@ -100,11 +91,11 @@ func TestClientCnfQuotesAndForcesTCP(t *testing.T) {
 }
 
 func TestForFlavorMissingToolSaysWhatToInstall(t *testing.T) {
-	_, err := ForFlavor(mysqlx.FlavorMySQL, Paths{Xtrabackup: "/nonexistent/xtrabackup"})
+	_, err := ForFlavor(flavor.MySQL, Paths{Xtrabackup: "/nonexistent/xtrabackup"})
 	require.ErrorIs(t, err, ErrToolMissing)
 	assert.Contains(t, err.Error(), "tools.xtrabackup")
 	t.Setenv("PATH", t.TempDir())
-	_, err = ForFlavor(mysqlx.FlavorMySQL, Paths{})
+	_, err = ForFlavor(flavor.MySQL, Paths{})
 	if err != nil { // xtrabackup may exist in /usr/bin on some machines
 		assert.True(t, strings.Contains(err.Error(), "percona-xtrabackup-80"), err.Error())
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 // Thresholds are the limits a server must be within; a zero limit is not
@@ -126,7 +128,7 @@ func size(n int64) string {
 }
 
 // Measure samples the server over db and the free disk at diskPath.
-func Measure(ctx context.Context, db *sql.DB, flavor, diskPath string) (Sample, error) {
+func Measure(ctx context.Context, db *sql.DB, server flavor.Flavor, diskPath string) (Sample, error) {
 	var s Sample
 	var err error
 	if s.Trxs, err = Transactions(ctx, db); err != nil {
@@ -135,7 +137,7 @@ func Measure(ctx context.Context, db *sql.DB, flavor, diskPath string) (Sample, 
 	if s.ThreadsRunning, err = ThreadsRunning(ctx, db); err != nil {
 		return s, err
 	}
-	if s.Replica, s.Lag, err = ReplicationLag(ctx, db, flavor); err != nil {
+	if s.Replica, s.Lag, err = ReplicationLag(ctx, db, server); err != nil {
 		return s, err
 	}
 	s.DiskPath = diskPath
@@ -218,14 +220,15 @@ func ThreadsRunning(ctx context.Context, db *sql.DB) (int, error) {
 }
 
 // ReplicationLag reads Seconds_Behind_Master (Seconds_Behind_Source) of
-// SHOW SLAVE STATUS (MariaDB) or SHOW REPLICA STATUS (MySQL 8.0.22+, else
-// SHOW SLAVE STATUS). A server that is no replica has no lag; a replica
-// whose SQL thread is stopped reports a nil lag. With several sources
-// (MariaDB multi-source), the largest lag counts.
-func ReplicationLag(ctx context.Context, db *sql.DB, flavor string) (replica bool, lag *time.Duration, err error) {
-	stmts := []string{"SHOW SLAVE STATUS"}
-	if flavor == "mysql" {
-		stmts = []string{"SHOW REPLICA STATUS", "SHOW SLAVE STATUS"}
+// the server's replica status statement (flavor.Words: SHOW SLAVE STATUS
+// on MariaDB, SHOW REPLICA STATUS on MySQL; a MySQL 8.0 before 8.0.22
+// knows only SHOW SLAVE STATUS, tried next). A server that is no replica
+// has no lag; a replica whose SQL thread is stopped reports a nil lag.
+// With several sources (MariaDB multi-source), the largest lag counts.
+func ReplicationLag(ctx context.Context, db *sql.DB, server flavor.Flavor) (replica bool, lag *time.Duration, err error) {
+	stmts := []string{server.Words().ReplicaStatus}
+	if server.Name == flavor.MySQL && !server.AtLeast(8, 1) && stmts[0] != "SHOW SLAVE STATUS" {
+		stmts = append(stmts, "SHOW SLAVE STATUS")
 	}
 	var rows *sql.Rows
 	for _, q := range stmts {

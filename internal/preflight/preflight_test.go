@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/testdb"
 )
 
@@ -181,7 +182,7 @@ func measureRealServer(t *testing.T, ps bool) {
 	require.NoError(t, err)
 	_, err = conn.ExecContext(ctx, "INSERT INTO pf.t VALUES (1)")
 	require.NoError(t, err)
-	s, err := Measure(ctx, db, "mariadb", t.TempDir())
+	s, err := Measure(ctx, db, flavor.Flavor{Name: flavor.MariaDB}, t.TempDir())
 	require.NoError(t, err)
 	require.Len(t, s.Trxs, 1, "%+v", s.Trxs)
 	require.Equal(t, "root", s.Trxs[0].User)
@@ -213,7 +214,27 @@ func measureRealServer(t *testing.T, ps bool) {
 	// InnoDB serves information_schema.innodb_trx from a cache it refreshes
 	// when it is older than 100ms.
 	time.Sleep(200 * time.Millisecond)
-	s, err = Measure(ctx, db, "mariadb", t.TempDir())
+	s, err = Measure(ctx, db, flavor.Flavor{Name: flavor.MariaDB}, t.TempDir())
 	require.NoError(t, err)
 	require.Empty(t, s.Trxs, "committed")
+}
+
+// On MySQL 9.7 the replica status statement is SHOW REPLICA STATUS
+// (flavor.Words); a server that is no replica has no lag.
+func TestReplicationLagMySQL(t *testing.T) {
+	testdb.RequireMySQL(t)
+	srv := testdb.ForTest(t, testdb.Options{Flavor: flavor.MySQL})
+	db, err := srv.DB("")
+	require.NoError(t, err)
+	defer db.Close()
+	var version string
+	require.NoError(t, db.QueryRow("SELECT VERSION()").Scan(&version))
+	replica, lag, err := ReplicationLag(context.Background(), db, flavor.Flavor{Name: flavor.MySQL, Version: version})
+	require.NoError(t, err)
+	require.False(t, replica)
+	require.Nil(t, lag)
+	// MariaDB's words are refused by this server: the statement really
+	// follows the flavor.
+	_, _, err = ReplicationLag(context.Background(), db, flavor.Flavor{Name: flavor.MariaDB})
+	require.Error(t, err)
 }

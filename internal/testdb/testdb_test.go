@@ -13,6 +13,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/testdb"
 )
 
@@ -159,4 +160,43 @@ func TestFreePort(t *testing.T) {
 	p, err := testdb.FreePort()
 	require.NoError(t, err)
 	require.Positive(t, p)
+}
+
+// A MySQL server from the chroot starts with GTIDs and binary logging on,
+// root logs in with its password over TCP and the socket, and a fresh
+// server has an empty executed GTID set; StartExisting starts it again on
+// its datadir after a stop.
+func TestMySQLServerFromTheChroot(t *testing.T) {
+	srv := testdb.ForTest(t, testdb.Options{Flavor: flavor.MySQL})
+	require.Equal(t, flavor.MySQL, srv.Flavor)
+	db, err := srv.DB("")
+	require.NoError(t, err)
+	var version, gtidMode, executed string
+	var logBin int
+	require.NoError(t, db.QueryRow("SELECT VERSION(), @@gtid_mode, @@gtid_executed, @@log_bin").Scan(&version, &gtidMode, &executed, &logBin))
+	require.Equal(t, flavor.MySQL, flavor.Detect(version, "").Name)
+	require.Equal(t, "ON", gtidMode)
+	require.Equal(t, "", executed, "setting up root must not write GTIDs")
+	require.Equal(t, 1, logBin)
+	_, err = db.Exec("CREATE DATABASE t1; CREATE TABLE t1.a (id INT PRIMARY KEY); INSERT INTO t1.a VALUES (1)")
+	require.NoError(t, err)
+	require.NoError(t, db.QueryRow("SELECT @@gtid_executed").Scan(&executed))
+	require.NotEmpty(t, executed)
+	db.Close()
+
+	sock, err := sql.Open("mysql", srv.SocketDSN(""))
+	require.NoError(t, err)
+	require.NoError(t, sock.Ping())
+	sock.Close()
+
+	require.NoError(t, srv.Stop())
+	again, err := testdb.StartExisting(context.Background(), srv.Datadir, testdb.Options{Flavor: flavor.MySQL, Password: srv.Password})
+	require.NoError(t, err)
+	defer again.Stop()
+	db, err = again.DB("t1")
+	require.NoError(t, err)
+	defer db.Close()
+	var n int
+	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM a").Scan(&n))
+	require.Equal(t, 1, n)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/testdb"
@@ -40,7 +41,7 @@ func TestRealMariabackupStreamPassesTheChecker(t *testing.T) {
 	}
 	require.FileExists(t, filepath.Join(ext, "x", "remote.ibd"), "the tablespace is outside the datadir")
 
-	tool, err := physical.ForFlavor(mysqlx.FlavorMariaDB, physical.Paths{})
+	tool, err := physical.ForFlavor(flavor.MariaDB, physical.Paths{})
 	require.NoError(t, err)
 	var checker *xbstream.Checker
 	_, err = tool.StreamBackup(ctx, physical.BackupParams{
