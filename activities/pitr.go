@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/strata-backup/strata/internal/binlog"
@@ -84,12 +83,10 @@ func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, f
 		if b.BinlogFile == "" || !binlog.Before(b, req.Target) {
 			continue
 		}
-		if f, err := binlog.ManifestFlavor(b); err != nil || f != archived {
+		if f, err := b.Flavor(); err == nil && f.Name != archived {
 			if req.BackupID != "" {
-				if err == nil {
-					err = fmt.Errorf("backup %s is of a %s server and the binlog archive of a %s one", b.BackupID, f, archived)
-				}
-				return nil, fail(ErrInvalidRequest, "instance %s: %v; pick a backup of the archived server", req.Instance, err)
+				return nil, fail(ErrInvalidRequest, "instance %s: backup %s is of a %s server and the binlog archive of a %s one; pick a backup of the archived server",
+					req.Instance, b.BackupID, f.Name, archived)
 			}
 			continue
 		}

@@ -117,19 +117,6 @@ func RunFlavor(segs []Segment) (flavor.Name, error) {
 	return f, nil
 }
 
-// ManifestFlavor is the flavor a backup's manifest records; manifests
-// from before the flavor was recorded are MariaDB's.
-func ManifestFlavor(b *manifest.Manifest) (flavor.Name, error) {
-	if strings.TrimSpace(b.ServerFlavor) == "" {
-		return flavor.MariaDB, nil
-	}
-	f, err := flavor.ParseName(b.ServerFlavor)
-	if err != nil {
-		return "", fmt.Errorf("backup %s: %w", b.BackupID, err)
-	}
-	return f, nil
-}
-
 // Before says whether backup b's consistent point precedes the target, so
 // that replaying from it can reach the target. A GTID target is compared
 // in the backup's flavor: MySQL's when the backup does not hold it yet,
@@ -139,16 +126,13 @@ func Before(b *manifest.Manifest, t Target) bool {
 	case !t.Time.IsZero():
 		return !b.ConsistentAt.After(t.Time)
 	case t.GTID != "":
-		f, err := ManifestFlavor(b)
-		if err != nil {
-			return false
-		}
-		if f == flavor.MySQL {
+		// Only a backup its manifest says is MySQL's takes MySQL GTIDs.
+		if f, err := b.Flavor(); err == nil && f.Name == flavor.MySQL {
 			one, err := gtid.ParseOne(flavor.MySQL, t.GTID)
 			if err != nil {
 				return false
 			}
-			have, err := gtid.Parse(flavor.MySQL, b.GTIDSet)
+			have, err := b.GTID()
 			return err == nil && !have.Contains(one)
 		}
 		g, err := ParseMariaGTID(t.GTID)
