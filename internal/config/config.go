@@ -383,6 +383,12 @@ type Tools struct {
 	Xtrabackup  string `yaml:"xtrabackup"`
 	Xbstream    string `yaml:"xbstream"`
 	Mariadbd    string `yaml:"mariadbd"`
+	// Mysqld starts the replay server of a MySQL archive; Mysqlbinlog
+	// and Mysql are the client replay method's tools for MySQL. Which
+	// set a replay uses is the flavor the archive recorded.
+	Mysqld      string `yaml:"mysqld"`
+	Mysqlbinlog string `yaml:"mysqlbinlog"`
+	Mysql       string `yaml:"mysql"`
 }
 
 // Load reads and validates the config at path; an empty path means
