@@ -200,7 +200,7 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	case MethodReplica:
 		err = replica(ctx, ep, flavor.Flavor{Name: p.Flavor, Version: st.Version}, p)
 	case MethodClient:
-		err = physical.ReplayWithClient(ctx, physical.ReplayParams{Flavor: string(p.Flavor), Files: p.Files, StartPos: p.StartPos,
+		err = physical.ReplayWithClient(ctx, physical.ReplayParams{Flavor: p.Flavor, Files: p.Files, StartPos: p.StartPos,
 			Endpoint: ep, ScratchDir: p.Scratch, BinlogTool: p.BinlogTool, Client: p.Client})
 	default:
 		err = fmt.Errorf("replay method %q: use replica or client", method)
