@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -18,8 +17,8 @@ import (
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/metrics"
-	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/replay"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/tracing"
@@ -151,6 +150,13 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 	if err != nil {
 		return nil, outsideWindow(p.Instance, err)
 	}
+	fl, err := binlog.RunFlavor(segs)
+	if err != nil {
+		return nil, fail(ErrCorruptBackup, "instance %s: %v", p.Instance, err)
+	}
+	if err := p.Target.CheckFlavor(fl); err != nil {
+		return nil, fail(ErrInvalidRequest, "instance %s: %v", p.Instance, err)
+	}
 	dir := filepath.Join(filepath.Dir(filepath.Clean(p.TargetDir)), ".strata-binlogs-"+filepath.Base(p.TargetDir))
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
@@ -164,7 +170,7 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 	t0 := time.Now()
 	_, span := tracing.Start(tracing.WithAttributes(ctx, attribute.String(tracing.AttrInstance, p.Instance)), tracing.SpanReplay,
 		attribute.String("target", p.Target.String()))
-	res, err := a.replay(ctx, p, in, st, segs, dir, hb, t0)
+	res, err := a.replay(ctx, p, in, fl, st, segs, dir, hb, t0)
 	if res != nil {
 		span.SetAttributes(attribute.Int64(tracing.AttrBytes, res.Bytes), attribute.Int("transactions", res.Transactions))
 	}
@@ -178,24 +184,18 @@ func (a *Agent) ReplayBinlogs(ctx context.Context, p ReplayParams) (*ReplayResul
 }
 
 // replay rebuilds the binlogs and applies them (ReplayBinlogs, traced).
-func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance, st *binlog.Store, segs []binlog.Segment, dir string, hb *heartbeater, t0 time.Time) (*ReplayResult, error) {
+func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance, fl flavor.Name, st *binlog.Store, segs []binlog.Segment, dir string, hb *heartbeater, t0 time.Time) (*ReplayResult, error) {
 	built, err := binlog.Build(ctx, st, segs, p.StartFile, p.StartPos, p.Target, dir)
 	if err != nil {
 		return nil, outsideWindow(p.Instance, err)
 	}
 	hb.update(ctx, "applying binlogs")
-	flavor := mysqlx.FlavorMariaDB
-	if strings.Contains(built.LastGTID, ":") {
-		flavor = mysqlx.FlavorMySQL
-	}
-	rr, err := replay.Run(ctx, replay.Params{
-		Method: in.Archive.ReplayMethod, Flavor: flavor, Datadir: filepath.Clean(p.TargetDir),
-		Files: built.Files, StartPos: built.StartPos, LastGTID: built.LastGTID, Threads: in.Archive.ReplayThreads,
-		BufferPool: int64(in.Archive.ReplayMemory),
-		Mariadbd:   in.Tools.Mariadbd, Scratch: a.Config.Agent.ScratchDir,
-		Tick:       func() { hb.update(ctx, "applying binlogs") },
-		WorkflowID: activity.GetInfo(ctx).WorkflowExecution.ID, RunID: activity.GetInfo(ctx).WorkflowExecution.RunID,
-	})
+	rp := replayParams(in, fl)
+	rp.Datadir, rp.Files, rp.StartPos, rp.LastGTID = filepath.Clean(p.TargetDir), built.Files, built.StartPos, built.LastGTID
+	rp.Scratch = a.Config.Agent.ScratchDir
+	rp.Tick = func() { hb.update(ctx, "applying binlogs") }
+	rp.WorkflowID, rp.RunID = activity.GetInfo(ctx).WorkflowExecution.ID, activity.GetInfo(ctx).WorkflowExecution.RunID
+	rr, err := replay.Run(ctx, rp)
 	if errors.Is(err, replay.ErrServerRunning) {
 		return nil, fail(ErrTargetInUse, "%v", err)
 	}
@@ -213,6 +213,21 @@ func (a *Agent) replay(ctx context.Context, p ReplayParams, in *config.Instance,
 			zap.Int64("server_read_bytes", rr.Server.ReadBytes), zap.Int64("server_write_bytes", rr.Server.WriteBytes))
 	}
 	return res, nil
+}
+
+// replayParams are the instance's replay settings and the tools of the
+// flavor the archive recorded: MariaDB's (tools.mariadbd, mariadb-binlog,
+// mariadb) or MySQL's (tools.mysqld, tools.mysqlbinlog, tools.mysql), never
+// those of the other flavor.
+func replayParams(in *config.Instance, fl flavor.Name) replay.Params {
+	p := replay.Params{Method: in.Archive.ReplayMethod, Flavor: fl, Threads: in.Archive.ReplayThreads,
+		BufferPool: int64(in.Archive.ReplayMemory)}
+	if fl == flavor.MySQL {
+		p.Mariadbd, p.BinlogTool, p.Client = in.Tools.Mysqld, in.Tools.Mysqlbinlog, in.Tools.Mysql
+	} else {
+		p.Mariadbd = in.Tools.Mariadbd
+	}
+	return p
 }
 
 // outsideWindow makes a missing stretch of archive, or a segment no key of

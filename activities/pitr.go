@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 )
@@ -64,6 +65,15 @@ func (c *Catalog) PlanPITR(ctx context.Context, req PITRRequest) (*PITRPlan, err
 // already read.
 func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, failed map[string]*drill.Report) (*PITRPlan, error) {
 	windows := binlog.Windows(backups, ix)
+	// The archive's flavor, as its newest run recorded it, decides what a
+	// GTID target is; a backup of another flavor is no base for it.
+	archived := flavor.MariaDB
+	if l := ix.Last(); l != nil {
+		archived = l.FlavorName()
+		if err := req.Target.CheckFlavor(archived); err != nil {
+			return nil, fail(ErrInvalidRequest, "instance %s: %v", req.Instance, err)
+		}
+	}
 	var notes []string
 	for i := len(backups) - 1; i >= 0; i-- {
 		b := backups[i]
@@ -71,6 +81,13 @@ func planPITR(req PITRRequest, backups []*manifest.Manifest, ix *binlog.Index, f
 			continue
 		}
 		if b.BinlogFile == "" || !binlog.Before(b, req.Target) {
+			continue
+		}
+		if f, err := b.Flavor(); err == nil && f.Name != archived {
+			if req.BackupID != "" {
+				return nil, fail(ErrInvalidRequest, "instance %s: backup %s is of a %s server and the binlog archive of a %s one; pick a backup of the archived server",
+					req.Instance, b.BackupID, f.Name, archived)
+			}
 			continue
 		}
 		if _, err := repo.Chain(backups, b.BackupID); err != nil {

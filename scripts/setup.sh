@@ -165,7 +165,8 @@ fi
 
 MYSQL_SUITE=sid
 MYSQL_MIRROR=${MYSQL_MIRROR:-http://deb.debian.org/debian}
-mysql_root="$repo/.cache/mysql"
+# STRATA_MYSQL_DIR puts the chroot elsewhere (the test harness reads the same variable).
+mysql_root="${STRATA_MYSQL_DIR:-$repo/.cache/mysql}"
 mysql_chroot="$mysql_root/root"
 
 # mysql_ok: the chroot has mysqld and the client and the wrappers are current.
@@ -182,11 +183,14 @@ mysql_ok() {
 # and execs the tool there: the process id stays the tool's own.
 write_mysql_wrappers() {
 	mkdir -p "$mysql_root/bin"
-	cat >"$mysql_root/bin/strata-mysql-exec" <<'WRAP'
-#!/bin/sh
+	{
+		echo '#!/bin/sh'
+		printf 'repo_dir=%s\n' "'$repo'"
+		cat <<'WRAP'
+
 # strata-mysql-exec TOOL ARGS...: run TOOL of the MySQL chroot next to this
-# directory, with the host's /tmp, the working directory's filesystem paths
-# named in STRATA_MYSQL_BIND and the repository bound at the same paths.
+# directory, with the host's /tmp, the directories named in
+# STRATA_MYSQL_BIND and the repository bound at the same paths.
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 root="$here/root"
@@ -206,7 +210,7 @@ bind /dev
 bind /sys
 bind /tmp
 bind "${TMPDIR:-/tmp}"
-bind "$(cd "$here/../.." && pwd)"
+bind "$repo_dir"
 old_ifs=$IFS
 IFS=:
 for d in ${STRATA_MYSQL_BIND:-}; do
@@ -216,6 +220,7 @@ IFS=$old_ifs
 cwd=$(pwd)
 exec chroot "$root" /bin/sh -c 'cd "$1" 2>/dev/null || cd /; shift; exec "$@"' sh "$cwd" "$tool" "$@"
 WRAP
+	} >"$mysql_root/bin/strata-mysql-exec"
 	chmod 755 "$mysql_root/bin/strata-mysql-exec"
 	for t in mysqld:/usr/sbin/mysqld mysql:/usr/bin/mysql mysqlbinlog:/usr/bin/mysqlbinlog mysqladmin:/usr/bin/mysqladmin mysqldump:/usr/bin/mysqldump; do
 		printf '#!/bin/sh\nexec "$(dirname "$0")/strata-mysql-exec" %s "$@"\n' "${t#*:}" >"$mysql_root/bin/${t%%:*}"
@@ -239,19 +244,19 @@ else
 	mkdir -p "$mysql_root"
 	if [ ! -x "$mysql_chroot/usr/bin/apt-get" ] || [ ! -f "$mysql_root/.debootstrap" ]; then
 		rm -rf "$mysql_chroot"
-		log "MySQL chroot: debootstrap --variant=minbase $MYSQL_SUITE into .cache/mysql/root (about 30 s)..."
+		log "MySQL chroot: debootstrap --variant=minbase $MYSQL_SUITE into $mysql_chroot (about 30 s)..."
 		debootstrap --variant=minbase "$MYSQL_SUITE" "$mysql_chroot" "$MYSQL_MIRROR" >"$mysql_root/debootstrap.log" 2>&1 ||
-			die "MySQL chroot: debootstrap of $MYSQL_SUITE from $MYSQL_MIRROR failed (log: .cache/mysql/debootstrap.log; set MYSQL_MIRROR to a reachable Debian mirror)"
+			die "MySQL chroot: debootstrap of $MYSQL_SUITE from $MYSQL_MIRROR failed (log: $mysql_root/debootstrap.log; set MYSQL_MIRROR to a reachable Debian mirror)"
 		touch "$mysql_root/.debootstrap"
 	fi
 	log "MySQL chroot: apt-get install mysql-server-core mysql-client-core..."
 	# The mirror's unstable Release file may be past its Valid-Until by
 	# this machine's clock.
 	chroot "$mysql_chroot" apt-get -o Acquire::Check-Valid-Until=false update >"$mysql_root/apt.log" 2>&1 ||
-		die "MySQL chroot: apt-get update inside the chroot failed (log: .cache/mysql/apt.log)"
+		die "MySQL chroot: apt-get update inside the chroot failed (log: $mysql_root/apt.log)"
 	chroot "$mysql_chroot" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		mysql-server-core mysql-client-core >>"$mysql_root/apt.log" 2>&1 ||
-		die "MySQL chroot: apt-get install mysql-server-core mysql-client-core failed (log: .cache/mysql/apt.log)"
+		die "MySQL chroot: apt-get install mysql-server-core mysql-client-core failed (log: $mysql_root/apt.log)"
 	chroot "$mysql_chroot" apt-get clean >/dev/null 2>&1 || true
 	write_mysql_wrappers
 	"$mysql_root/bin/mysqld" --version >/dev/null 2>&1 ||

@@ -13,6 +13,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	fl "github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 	"github.com/strata-backup/strata/internal/storage/counting"
 )
 
@@ -22,7 +24,7 @@ type Source struct {
 	Port     uint16
 	User     string
 	Password string
-	Flavor   string // mariadb | mysql
+	Flavor   string // mariadb | mysql, as detected from the server (flavor.Name)
 	// ReplicaID is the server_id the archiver registers with; it must differ
 	// from every real server and replica.
 	ReplicaID uint32
@@ -171,6 +173,9 @@ type ServerInfo struct {
 	Identity string
 	Checksum bool
 	Logs     []LogFile
+	// Purged is MySQL's @@gtid_purged: the transactions whose binlogs
+	// the server no longer has.
+	Purged gtid.Set
 }
 
 // LogFile is one row of SHOW BINARY LOGS.
@@ -186,12 +191,21 @@ func Inspect(ctx context.Context, db *sql.DB, flavor string) (*ServerInfo, error
 	if err := db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&serverID); err != nil {
 		return nil, fmt.Errorf("read server_id: %w", err)
 	}
-	if flavor == "mysql" {
+	if flavor == string(fl.MySQL) {
 		var uuid string
 		if err := db.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&uuid); err != nil {
 			return nil, fmt.Errorf("read server_uuid: %w", err)
 		}
 		si.Identity = "uuid:" + uuid
+		var purged string
+		if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_purged").Scan(&purged); err != nil {
+			return nil, fmt.Errorf("read gtid_purged: %w", err)
+		}
+		p, err := gtid.Parse(fl.MySQL, purged)
+		if err != nil {
+			return nil, fmt.Errorf("the server's gtid_purged: %w", err)
+		}
+		si.Purged = p
 	} else {
 		var domain uint32
 		if err := db.QueryRowContext(ctx, "SELECT @@gtid_domain_id").Scan(&domain); err != nil {
@@ -257,7 +271,18 @@ func resumePoint(ctx context.Context, st *Store, ix *Index, si *ServerInfo) (fil
 	}
 	size, ok := si.size(file)
 	if !ok {
-		return first, 4, mk(fmt.Sprintf("binlog file %s was purged from the server before it was archived", file))
+		g := mk(fmt.Sprintf("binlog file %s was purged from the server before it was archived", file))
+		if last.FlavorName() == fl.MySQL && !si.Purged.IsEmpty() {
+			// What the server purged and the archive never received.
+			have, err := gtid.Parse(fl.MySQL, last.Executed)
+			if err == nil {
+				if missing, err := si.Purged.Subtract(have); err == nil && !missing.IsEmpty() {
+					g.MissingGTIDs = missing.String()
+					g.Reason += fmt.Sprintf("; the archive misses GTIDs %s", g.MissingGTIDs)
+				}
+			}
+		}
+		return first, 4, g
 	}
 	if uint64(pos) > size {
 		return first, 4, mk(fmt.Sprintf("binlog file %s is shorter (%d bytes) than the archived position %d: the server's binlogs were reset", file, size, pos))
@@ -303,7 +328,11 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	if err := st.SweepOrphanPage(ctx, ix, time.Now(), orphanSweepEvery); err != nil {
 		return nil, fmt.Errorf("remove unindexed segments: %w", err)
 	}
-	si, err := Inspect(ctx, db, src.Flavor)
+	srcFlavor, err := fl.ParseName(src.Flavor)
+	if err != nil {
+		return nil, fmt.Errorf("binlog source: %w", err)
+	}
+	si, err := Inspect(ctx, db, string(srcFlavor))
 	if err != nil {
 		return nil, err
 	}
@@ -322,12 +351,21 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 
 	// MariaDB leaves ANNOTATE_ROWS events out of the dump unless asked:
 	// without them the archive would not be the server's binlog byte for byte.
-	flavor, dumpFlags := mysql.MariaDBFlavor, replication.BINLOG_SEND_ANNOTATE_ROWS_EVENT
-	if src.Flavor == "mysql" {
-		flavor, dumpFlags = mysql.MySQLFlavor, 0
+	//
+	// Both flavors resume by position, also MySQL with GTIDs on: the
+	// segments of a file are that file byte for byte, and a GTID-based dump
+	// (COM_BINLOG_DUMP_GTID) restarts at the start of the first file that
+	// holds a transaction the archive lacks and leaves out those it has,
+	// so the stream would not continue the last segment. GTIDs decide what
+	// is lost instead: on MySQL every segment records the executed set at
+	// its end, and a resume compares it with the server's gtid_purged
+	// (resumePoint), recording a gap with the missing set.
+	dumpFlags := uint16(replication.BINLOG_SEND_ANNOTATE_ROWS_EVENT)
+	if srcFlavor == fl.MySQL {
+		dumpFlags = 0
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: src.ReplicaID, Flavor: flavor, Host: src.Host, Port: src.Port, User: src.User, Password: src.Password,
+		ServerID: src.ReplicaID, Flavor: srcFlavor.GoMySQL(), Host: src.Host, Port: src.Port, User: src.User, Password: src.Password,
 		RawModeEnabled: true, VerifyChecksum: true, HeartbeatPeriod: 500 * time.Millisecond, ReadTimeout: 30 * time.Second,
 		DisableRetrySync: true, DumpCommandFlag: dumpFlags, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -338,8 +376,15 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 	}
 	logf("binlog stream started", "file", file, "pos", pos)
 
-	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum,
+	a := &run{st: st, opt: opt, status: status, identity: si.Identity, checksum: si.Checksum, flavor: srcFlavor,
 		cur: file, curPos: pos, lags: newLagWindow(20000), reqs: reqs, since: since}
+	if l := ix.Last(); srcFlavor == fl.MySQL && l != nil && gap == nil && l.FlavorName() == fl.MySQL && l.Next == "" && l.Executed != "" {
+		// Resuming inside the file: its Previous_gtids is not sent again.
+		if a.executed, err = gtid.Parse(fl.MySQL, l.Executed); err != nil {
+			return nil, fmt.Errorf("%w: segment %d: executed GTID set: %v", ErrCorrupt, l.Seq, err)
+		}
+		a.known = true
+	}
 	if !opt.NoRollUp {
 		a.roller = startRoller(ctx, st, !opt.NoCompact, logf)
 		defer a.stopRoller()
@@ -415,7 +460,9 @@ func Run(ctx context.Context, st *Store, db *sql.DB, src Source, opt Options) (*
 		if h.start() != a.curPos {
 			return a.finish(ctx, fmt.Errorf("binlog stream jumped in %s: expected an event at %d, got one at %d", a.cur, a.curPos, h.start()))
 		}
-		a.add(h, raw)
+		if err := a.add(h, raw); err != nil {
+			return a.finish(ctx, err)
+		}
 		a.status.CaughtUp = false
 		switch {
 		case h.Type == evRotate:
@@ -443,6 +490,12 @@ type run struct {
 	status   *Status
 	identity string
 	checksum bool
+	flavor   fl.Name
+	// executed is, for MySQL, the server's executed GTID set after the
+	// last event received; known says it is (from the file's
+	// Previous_gtids or the last segment of the archive).
+	executed gtid.Set
+	known    bool
 
 	cur    string // file being streamed
 	curPos uint32 // position of the next event in cur
@@ -457,10 +510,16 @@ type run struct {
 	since   time.Time
 }
 
-func (a *run) add(h header, raw []byte) {
+func (a *run) add(h header, raw []byte) error {
 	now := time.Now()
 	if len(a.buf) == 0 {
-		a.seg = Segment{File: a.cur, Start: a.curPos, FirstTime: eventTime(h.Timestamp), ServerID: h.ServerID, Identity: a.identity}
+		a.seg = Segment{File: a.cur, Start: a.curPos, FirstTime: eventTime(h.Timestamp), ServerID: h.ServerID, Identity: a.identity,
+			Flavor: a.flavor}
+	}
+	if a.flavor == fl.MySQL {
+		if err := a.track(h, raw); err != nil {
+			return fmt.Errorf("%w at %s:%d", err, a.cur, a.curPos)
+		}
 	}
 	a.buf = append(a.buf, raw...)
 	a.segRecv = append(a.segRecv, now)
@@ -473,6 +532,39 @@ func (a *run) add(h header, raw []byte) {
 		a.seg.LastGTID = g
 	}
 	a.curPos = h.LogPos
+	if a.known {
+		a.seg.Executed = a.executed.String()
+	}
+	return nil
+}
+
+// track keeps the executed GTID set of a MySQL stream: a file's
+// Previous_gtids sets it, each GTID event adds its transaction.
+func (a *run) track(h header, raw []byte) error {
+	switch {
+	case h.Type == evPrevGTIDs:
+		prev, err := previousGTIDs(raw, a.checksum)
+		if err != nil {
+			return err
+		}
+		if a.executed, err = gtid.Parse(fl.MySQL, prev); err != nil {
+			return fmt.Errorf("the Previous_gtids event's set: %w", err)
+		}
+		a.known = true
+	case a.known && (h.Type == evMySQLGTID || h.Type == evMySQLGTIDTag):
+		g := gtidOf(h, raw)
+		if g == "" {
+			return fmt.Errorf("GTID event of %d bytes does not parse", len(raw))
+		}
+		one, err := gtid.ParseOne(fl.MySQL, g)
+		if err != nil {
+			return err
+		}
+		if a.executed, err = a.executed.Union(one); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // uploadBudget is how long before the flush deadline a segment is closed,

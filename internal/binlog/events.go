@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/replication"
 )
 
 // Binlog event types Strata looks at (see MariaDB/MySQL log_event.h).
@@ -26,7 +28,11 @@ const (
 	evHeartbeat     = 27
 	evMySQLGTID     = 33
 	evMySQLAnonGTID = 34
+	evPrevGTIDs     = 35 // MySQL: the server's executed set before the file
+	evXAPrepare     = 38 // MySQL: XA PREPARE ends the prepared part of an XA transaction
+	evTxnPayload    = 40 // MySQL: a whole compressed transaction (binlog_transaction_compression)
 	evHeartbeatV2   = 41
+	evMySQLGTIDTag  = 42 // MySQL 8.4+: a GTID with a tag (uuid:tag:N)
 	evMariaGTID     = 162
 	evMariaGTIDList = 163
 
@@ -88,13 +94,41 @@ func gtidOf(h header, b []byte) string {
 		sid := hex.EncodeToString(body[1:17])
 		gno := binary.LittleEndian.Uint64(body[17:])
 		return fmt.Sprintf("%s-%s-%s-%s-%s:%d", sid[0:8], sid[8:12], sid[12:16], sid[16:20], sid[20:32], gno)
+	case evMySQLGTIDTag:
+		var e replication.GtidTaggedLogEvent
+		if e.Decode(body) != nil {
+			return ""
+		}
+		g, err := e.GTIDNext()
+		if err != nil {
+			return ""
+		}
+		return g.String()
 	}
 	return ""
 }
 
 // isGTIDEvent says whether the event starts a transaction.
 func isGTIDEvent(t byte) bool {
-	return t == evMariaGTID || t == evMySQLGTID || t == evMySQLAnonGTID
+	return t == evMariaGTID || t == evMySQLGTID || t == evMySQLAnonGTID || t == evMySQLGTIDTag
+}
+
+// previousGTIDs returns the executed GTID set a MySQL Previous_gtids event
+// holds: the server's gtid_executed before the file it starts. checksum
+// says whether the event ends with a CRC32.
+func previousGTIDs(ev []byte, checksum bool) (string, error) {
+	body := ev[headerSize:]
+	if checksum {
+		if len(body) < 4 {
+			return "", fmt.Errorf("a Previous_gtids event of %d bytes is too short", len(ev))
+		}
+		body = body[:len(body)-4]
+	}
+	var e replication.PreviousGTIDsEvent
+	if err := e.Decode(body); err != nil {
+		return "", fmt.Errorf("decode the Previous_gtids event: %w", err)
+	}
+	return e.GTIDSets, nil
 }
 
 // eventTime converts an event timestamp.

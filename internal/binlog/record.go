@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/manifest"
 )
 
@@ -27,6 +28,9 @@ const (
 	maxRecordSize = 64 << 10
 	// maxNameLen bounds file names, GTIDs and other strings of a record.
 	maxNameLen = 255
+	// maxGTIDSetLen bounds a recorded GTID set (a uuid with its
+	// intervals is about 50 bytes).
+	maxGTIDSetLen = 32 << 10
 )
 
 // ErrUnencrypted is wrapped when an instance has encryption enabled and
@@ -116,6 +120,14 @@ func (s *Segment) Validate() error {
 			add("%s is longer than %d bytes or holds NUL", name, maxNameLen)
 		}
 	}
+	if s.Flavor != "" {
+		if _, err := flavor.ParseName(string(s.Flavor)); err != nil {
+			add("flavor: %v", err)
+		}
+	}
+	if len(s.Executed) > maxGTIDSetLen || strings.ContainsRune(s.Executed, 0) {
+		add("executed is longer than %d bytes or holds NUL", maxGTIDSetLen)
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: invalid index record of segment %d: %s", ErrCorrupt, s.Seq, strings.Join(problems, "; "))
 	}
@@ -145,6 +157,9 @@ func DecodeGap(data []byte) (*Gap, error) {
 	}
 	if g.MissingData != "" {
 		problems = append(problems, "missing_data is not stored in a gap record")
+	}
+	if len(g.MissingGTIDs) > maxGTIDSetLen || strings.ContainsRune(g.MissingGTIDs, 0) {
+		problems = append(problems, fmt.Sprintf("missing_gtids is longer than %d bytes or holds NUL", maxGTIDSetLen))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: invalid gap record before segment %d: %s", ErrCorrupt, g.BeforeSeq, strings.Join(problems, "; "))

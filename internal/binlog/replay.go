@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/gtid"
 )
 
 // ErrNotInArchive is wrapped when the archive does not hold what a replay
@@ -21,7 +24,9 @@ type Target struct {
 	// Time replays transactions whose binlog timestamp is at or before it
 	// (binlog timestamps have one-second resolution).
 	Time time.Time `json:"time,omitempty"`
-	// GTID replays up to and including this transaction.
+	// GTID replays up to and including this transaction: MySQL
+	// "uuid:N", MariaDB "domain-server-seq". Which one applies is the
+	// archive's recorded flavor (CheckFlavor), not the GTID's shape.
 	GTID string `json:"gtid,omitempty"`
 	// File and Pos replay the transactions that end at or before this
 	// position; one that is open there is left out.
@@ -40,11 +45,10 @@ func (t Target) Validate() error {
 	}
 	if t.GTID != "" {
 		n++
-		if strings.Contains(t.GTID, ":") {
-			return fmt.Errorf("GTID target %q: MySQL GTIDs are not supported as targets yet; use a time or a file:position", t.GTID)
-		}
-		if _, err := ParseMariaGTID(t.GTID); err != nil {
-			return err
+		_, errMy := gtid.ParseOne(flavor.MySQL, t.GTID)
+		_, errMaria := gtid.ParseOne(flavor.MariaDB, t.GTID)
+		if errMy != nil && errMaria != nil {
+			return fmt.Errorf("GTID target %q is neither a MySQL GTID (uuid:N, e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:23) nor a MariaDB one (domain-server-seq, e.g. 0-1-42)", t.GTID)
 		}
 	}
 	if t.File != "" {
@@ -55,6 +59,18 @@ func (t Target) Validate() error {
 	}
 	if n != 1 {
 		return errors.New("give exactly one target: a time, a GTID or a file:position")
+	}
+	return nil
+}
+
+// CheckFlavor checks that a GTID target is a GTID of the flavor of the
+// server the archive was written from.
+func (t Target) CheckFlavor(f flavor.Name) error {
+	if t.GTID == "" {
+		return nil
+	}
+	if _, err := gtid.ParseOne(f, t.GTID); err != nil {
+		return fmt.Errorf("GTID target: the archived server is %s: %w", f, err)
 	}
 	return nil
 }
@@ -192,7 +208,7 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 			if isTxnStart && foundGTID {
 				return true
 			}
-			if gtid == t.GTID {
+			if gtid != "" && strings.EqualFold(gtid, strings.TrimSpace(t.GTID)) {
 				foundGTID = true
 			}
 			return false
@@ -298,7 +314,7 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 		case t.File != "" && (fileAfter(t.File, boundFile) || (t.File == boundFile && t.Pos > written)):
 			return nil, fmt.Errorf("%w: position %s:%d is beyond the end of the archive (%s:%d)", ErrNotInArchive, t.File, t.Pos, outFile, written)
 		}
-		if inTxn && t.GTID != "" && lastGTID == t.GTID {
+		if inTxn && t.GTID != "" && strings.EqualFold(lastGTID, strings.TrimSpace(t.GTID)) {
 			return nil, fmt.Errorf("%w: transaction %s is not completely archived yet; try again in a moment", ErrNotInArchive, t.GTID)
 		}
 		b.CutFile, b.CutPos = boundFile, boundPos
@@ -324,10 +340,13 @@ func Build(ctx context.Context, st *Store, segs []Segment, file string, pos uint
 }
 
 // endsTxn says whether the event completes a transaction: an XID (commit),
-// or a query that is not BEGIN (COMMIT, or a DDL statement).
+// a query that is not BEGIN (COMMIT, or a DDL statement), MySQL's
+// transaction payload (a whole compressed transaction, its commit inside)
+// or XA PREPARE (the prepared half of an XA transaction, which its XA
+// COMMIT, a transaction of its own, completes).
 func endsTxn(h header, ev []byte) bool {
 	switch h.Type {
-	case evXID:
+	case evXID, evTxnPayload, evXAPrepare:
 		return true
 	case evQuery:
 		q := bytes.TrimSpace(queryText(ev))

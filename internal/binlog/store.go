@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/strata-backup/strata/internal/crypt"
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/internal/storage"
 )
@@ -40,9 +41,18 @@ type Segment struct {
 	DataKey string `json:"data_key,omitempty"`
 	// Next names the following binlog file when this segment ends its file
 	// (with a rotate event or at a server stop).
-	Next       string    `json:"next,omitempty"`
-	ServerID   uint32    `json:"server_id"`
-	Identity   string    `json:"identity"` // server identity when archived (uuid or server_id/domain)
+	Next     string `json:"next,omitempty"`
+	ServerID uint32 `json:"server_id"`
+	Identity string `json:"identity"` // server identity when archived (uuid or server_id/domain)
+	// Flavor is the server's flavor as the archive run that wrote the
+	// segment detected it. Records from before it was recorded have none
+	// and are MariaDB's (FlavorName): Strata archived only MariaDB then.
+	Flavor flavor.Name `json:"flavor,omitempty"`
+	// Executed is, for MySQL, the server's executed GTID set at the end of
+	// the segment: the file's Previous_gtids and every GTID since. Gaps
+	// and PITR targets are decided on it. Empty for MariaDB, and for a
+	// segment of a file whose Previous_gtids the run did not see.
+	Executed   string    `json:"executed,omitempty"`
 	Events     int       `json:"events"`
 	RawSize    int64     `json:"raw_size"`
 	StoredSize int64     `json:"stored_size"`
@@ -65,6 +75,15 @@ type Segment struct {
 	pack   *packLoc
 }
 
+// FlavorName is the flavor of the server the segment was archived from;
+// a record without one is MariaDB's.
+func (s *Segment) FlavorName() flavor.Name {
+	if s.Flavor == "" {
+		return flavor.MariaDB
+	}
+	return s.Flavor
+}
+
 // Gap records a stretch of binlog that is not in the archive: PITR across
 // it is impossible.
 type Gap struct {
@@ -77,6 +96,10 @@ type Gap struct {
 	ResumePos  uint32    `json:"resume_pos"`
 	Reason     string    `json:"reason"`
 	DetectedAt time.Time `json:"detected_at"`
+	// MissingGTIDs is, for MySQL, the GTID set the server no longer had
+	// when archiving resumed after the gap (its gtid_purged less what the
+	// archive holds): the transactions no PITR can replay.
+	MissingGTIDs string `json:"missing_gtids,omitempty"`
 	// MissingData is set on a gap that ReadIndex found rather than read: a
 	// segment whose data object (this key) is missing. It is never stored.
 	MissingData string `json:"missing_data,omitempty"`

@@ -411,10 +411,14 @@ type Tools struct {
 	Xtrabackup  string `yaml:"xtrabackup"`
 	Xbstream    string `yaml:"xbstream"`
 	Mariadbd    string `yaml:"mariadbd"`
-	// Mysqld is MySQL's server binary: restores of MySQL backups start it,
-	// and a clone backup reads its consistent point with it ("" = mysqld
-	// on PATH).
-	Mysqld string `yaml:"mysqld"`
+	// Mysqld is MySQL's server binary: it starts restored MySQL backups
+	// and the replay server of a MySQL archive, and reads a clone
+	// backup's consistent point ("" = mysqld on PATH). Mysqlbinlog and
+	// Mysql are the client replay method's tools for MySQL. Which set a
+	// restore or replay uses is the flavor the manifest or archive recorded.
+	Mysqld      string `yaml:"mysqld"`
+	Mysqlbinlog string `yaml:"mysqlbinlog"`
+	Mysql       string `yaml:"mysql"`
 }
 
 // Load reads and validates the config at path; an empty path means

@@ -17,15 +17,6 @@ import (
 	"github.com/strata-backup/strata/internal/flavor"
 )
 
-// Flavors of server, as untyped constants that compare with a flavor.Name
-// and with the plain strings older records hold.
-//
-// Deprecated: use flavor.MariaDB and flavor.MySQL.
-const (
-	FlavorMariaDB = "mariadb"
-	FlavorMySQL   = "mysql"
-)
-
 // Endpoint is how to reach a server. Password is resolved by the agent and
 // never leaves it.
 type Endpoint struct {

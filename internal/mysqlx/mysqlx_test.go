@@ -16,12 +16,6 @@ func TestServerInfoServer(t *testing.T) {
 	si := &ServerInfo{Flavor: flavor.MySQL, Version: "9.7.4"}
 	assert.Equal(t, flavor.Flavor{Name: flavor.MySQL, Version: "9.7.4"}, si.Server())
 	assert.Equal(t, "SHOW BINARY LOG STATUS", si.Server().Words().BinlogStatus)
-	// The deprecated names are the flavor names, for code that still
-	// holds the flavor as a string.
-	var n flavor.Name = FlavorMariaDB
-	var s string = FlavorMySQL
-	assert.Equal(t, flavor.MariaDB, n)
-	assert.Equal(t, string(flavor.MySQL), s)
 }
 
 func TestClassify(t *testing.T) {

@@ -8,13 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 )
 
 // ReplayParams describe applying rebuilt binlog files to a running server
 // with `mariadb-binlog | mariadb` (mysqlbinlog | mysql for MySQL).
 type ReplayParams struct {
-	Flavor   string
+	Flavor   flavor.Name
 	Files    []string
 	StartPos uint32 // in the first file
 	Endpoint mysqlx.Endpoint
@@ -28,7 +29,7 @@ type ReplayParams struct {
 // killed when ctx ends.
 func ReplayWithClient(ctx context.Context, p ReplayParams) error {
 	binName, cliName, pkg := "mariadb-binlog", "mariadb", "mariadb-client"
-	if p.Flavor == mysqlx.FlavorMySQL {
+	if p.Flavor == flavor.MySQL {
 		binName, cliName, pkg = "mysqlbinlog", "mysql", "mysql-client"
 	}
 	bin, err := locate(p.BinlogTool, binName, pkg, "PATH")

@@ -6,7 +6,12 @@
 //
 // Two methods: "replica" installs the files as the server's relay logs and
 // lets its SQL thread apply them with parallel replication; "client" pipes
-// `mariadb-binlog` into `mariadb`, the classic way, kept as the fallback.
+// `mariadb-binlog` into `mariadb` (`mysqlbinlog` into `mysql` for MySQL),
+// the classic way, kept as the fallback.
+//
+// The flavor of a replay is the one the archive recorded (Params.Flavor),
+// never the shape of a GTID or the name of a tool: it chooses the server
+// options, the replication statements and the tools.
 package replay
 
 import (
@@ -16,9 +21,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/mysqlx"
 	"github.com/strata-backup/strata/internal/physical"
 	"github.com/strata-backup/strata/internal/server"
@@ -76,18 +84,25 @@ const (
 
 // Params describe one replay.
 type Params struct {
-	// Method is replica, client, or "" to choose: replica for MariaDB when
-	// the replay ends at a known GTID, else client.
-	Method   string
-	Flavor   string
+	// Method is replica, client, or "" to choose: replica when the replay
+	// ends at a known GTID, else client.
+	Method string
+	// Flavor is the archived server's, as the archive records it; ""
+	// is MariaDB (archives from before MySQL was supported).
+	Flavor   flavor.Name
 	Datadir  string
 	Files    []string // rebuilt binlog files, in order
 	StartPos uint32   // where replay starts in the first file
 	LastGTID string   // the last transaction the files hold (replica method waits for it)
 	Threads  int      // parallel applier threads (replica method), default 4
-	Mariadbd string   // server binary ("" = look up)
-	Scratch  string   // temp dir for the client method
-	Tick     func()   // called while waiting, e.g. to heartbeat
+	// Mariadbd is the server binary, mariadbd or mysqld ("" = look up the
+	// flavor's: mariadbd, then mysqld, for MariaDB; mysqld for MySQL).
+	Mariadbd string
+	// BinlogTool and Client are the client method's tools ("" = look up
+	// the flavor's: mariadb-binlog and mariadb, or mysqlbinlog and mysql).
+	BinlogTool, Client string
+	Scratch            string // temp dir for the client method
+	Tick               func() // called while waiting, e.g. to heartbeat
 	// BufferPool is the replay server's innodb_buffer_pool_size in bytes;
 	// 0 = HostBufferPool (from the host's available memory and the data).
 	BufferPool int64
@@ -115,12 +130,22 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	if len(p.Files) == 0 {
 		return &Result{Method: "none"}, nil
 	}
+	if p.Flavor == "" {
+		p.Flavor = flavor.MariaDB
+	}
+	if _, err := flavor.ParseName(string(p.Flavor)); err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
 	method := p.Method
 	if method == "" {
 		method = MethodClient
-		if p.Flavor != mysqlx.FlavorMySQL && p.LastGTID != "" {
+		if p.LastGTID != "" {
 			method = MethodReplica
 		}
+	}
+	bin, err := serverBinary(p.Flavor, p.Mariadbd)
+	if err != nil {
+		return nil, err
 	}
 	if p.Threads <= 0 {
 		p.Threads = 4
@@ -153,19 +178,17 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	if p.BufferPool <= 0 {
 		pool = HostBufferPool(p.Datadir)
 	}
-	extra := append(serverTuning(), fmt.Sprintf("--innodb-buffer-pool-size=%d", pool.Bytes))
+	extra := append(serverTuning(p.Flavor), fmt.Sprintf("--innodb-buffer-pool-size=%d", pool.Bytes))
 	if method == MethodReplica {
 		if err := writeRelayLogs(p.Datadir, p.Files, p.StartPos); err != nil {
 			return nil, err
 		}
-		extra = append(extra, "--relay-log=strata-relay", "--relay-log-index=strata-relay.index",
-			"--relay-log-purge=0", "--skip-slave-start", "--replicate-same-server-id",
-			fmt.Sprintf("--slave-parallel-threads=%d", p.Threads), "--slave-parallel-mode=optimistic")
+		extra = append(extra, replicaOptions(p.Flavor, p.Threads)...)
 	}
 	extra = append(extra, p.ServerArgs...)
 	// Without grant tables anyone who reaches the server is root: no TCP
 	// listener, and the socket in a directory only the agent's user enters.
-	st, err := server.Start(ctx, ServerOptions(p.Mariadbd, p.Datadir, extra, p.Tick))
+	st, err := server.Start(ctx, ServerOptions(bin, p.Datadir, extra, p.Tick))
 	if err != nil {
 		return nil, fmt.Errorf("start a server for the replay: %w", err)
 	}
@@ -175,10 +198,10 @@ func Run(ctx context.Context, p Params) (*Result, error) {
 	t0 := time.Now()
 	switch method {
 	case MethodReplica:
-		err = replica(ctx, ep, p)
+		err = replica(ctx, ep, flavor.Flavor{Name: p.Flavor, Version: st.Version}, p)
 	case MethodClient:
 		err = physical.ReplayWithClient(ctx, physical.ReplayParams{Flavor: p.Flavor, Files: p.Files, StartPos: p.StartPos,
-			Endpoint: ep, ScratchDir: p.Scratch})
+			Endpoint: ep, ScratchDir: p.Scratch, BinlogTool: p.BinlogTool, Client: p.Client})
 	default:
 		err = fmt.Errorf("replay method %q: use replica or client", method)
 	}
@@ -205,40 +228,74 @@ func ServerOptions(mariadbd, datadir string, extra []string, tick func()) server
 	return server.Options{Binary: mariadbd, Datadir: datadir, User: "root", Port: 0, PrivateSocket: true, Extra: extra, Tick: tick}
 }
 
+// serverBinary is the replay server's binary: the configured one, else
+// the flavor's. A MySQL datadir is never given to mariadbd.
+func serverBinary(f flavor.Name, configured string) (string, error) {
+	if configured != "" || f != flavor.MySQL {
+		return server.FindBinary(configured)
+	}
+	p, err := exec.LookPath("mysqld")
+	if err != nil {
+		return "", fmt.Errorf("%w: the archive is of a MySQL server and this agent has no mysqld in PATH (install MySQL's server, or set tools.mysqld)", server.ErrNoBinary)
+	}
+	return p, nil
+}
+
+// replicaOptions are the replay server's options for the replica method:
+// the relay logs Strata writes, no replication at start-up, the archived
+// server's own server_id accepted, parallel appliers.
+func replicaOptions(f flavor.Name, threads int) []string {
+	o := []string{"--relay-log=strata-relay", "--relay-log-index=strata-relay.index", "--relay-log-purge=0", "--replicate-same-server-id"}
+	if f == flavor.MySQL {
+		// MySQL 8.0.26 renamed the options; 8.4 removed the old names.
+		return append(o, "--skip-replica-start", fmt.Sprintf("--replica-parallel-workers=%d", threads),
+			"--replica-preserve-commit-order=ON", "--relay-log-recovery=OFF")
+	}
+	return append(o, "--skip-slave-start", fmt.Sprintf("--slave-parallel-threads=%d", threads), "--slave-parallel-mode=optimistic")
+}
+
 // replica points the SQL thread at the relay logs and waits until it has
 // committed the last GTID, failing on an applier error.
-func replica(ctx context.Context, ep mysqlx.Endpoint, p Params) error {
+func replica(ctx context.Context, ep mysqlx.Endpoint, f flavor.Flavor, p Params) error {
 	db, err := mysqlx.Open(ctx, ep)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
-	for _, q := range []string{
-		"CHANGE MASTER TO MASTER_HOST='strata-replay.invalid', MASTER_USE_GTID=no, RELAY_LOG_FILE='strata-relay.000001', RELAY_LOG_POS=4",
-		"START SLAVE SQL_THREAD",
-	} {
+	w := f.Words()
+	change, start, wait := "CHANGE MASTER TO MASTER_HOST='strata-replay.invalid', MASTER_USE_GTID=no, RELAY_LOG_FILE='strata-relay.000001', RELAY_LOG_POS=4",
+		"START SLAVE SQL_THREAD", "SELECT MASTER_GTID_WAIT(?, 1)"
+	if f.Name == flavor.MySQL {
+		// The files end at the target already; UNTIL SQL_AFTER_GTIDS also
+		// stops the applier right after the last transaction, should a
+		// file hold more.
+		change = w.ChangeSource + " SOURCE_HOST='strata-replay.invalid', RELAY_LOG_FILE='strata-relay.000001', RELAY_LOG_POS=4"
+		start = w.StartReplica + " SQL_THREAD UNTIL SQL_AFTER_GTIDS = " + quote(p.LastGTID)
+		wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 1)"
+	}
+	for _, q := range []string{change, start} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("replay: %s: %w", q, err)
 		}
 	}
 	for {
 		var r int
-		if err := db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 1)", p.LastGTID).Scan(&r); err != nil {
+		if err := db.QueryRowContext(ctx, wait, p.LastGTID).Scan(&r); err != nil {
 			return fmt.Errorf("replay: wait for %s: %w", p.LastGTID, err)
 		}
 		if r == 0 {
 			break
 		}
-		if err := sqlThreadError(ctx, db); err != nil {
+		if err := sqlThreadError(ctx, db, f, p.LastGTID); err != nil {
 			return err
 		}
 		if p.Tick != nil {
 			p.Tick()
 		}
 	}
-	// RESET SLAVE ALL also deletes the relay logs.
-	for _, q := range []string{"STOP SLAVE", "RESET SLAVE ALL"} {
+	// RESET ... ALL also deletes the relay logs.
+	for _, q := range []string{w.StopReplica, w.ResetReplica} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("replay: %s: %w", q, err)
 		}
@@ -246,9 +303,12 @@ func replica(ctx context.Context, ep mysqlx.Endpoint, p Params) error {
 	return nil
 }
 
+// quote makes s an SQL string literal.
+func quote(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'" }
+
 // sqlThreadError returns the applier's error when its thread has stopped.
-func sqlThreadError(ctx context.Context, db *sql.DB) error {
-	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+func sqlThreadError(ctx context.Context, db *sql.DB, f flavor.Flavor, lastGTID string) error {
+	rows, err := db.QueryContext(ctx, f.Words().ReplicaStatus)
 	if err != nil {
 		return err
 	}
@@ -265,17 +325,49 @@ func sqlThreadError(ctx context.Context, db *sql.DB) error {
 	if err := rows.Scan(ptrs...); err != nil {
 		return err
 	}
-	get := func(name string) string {
-		for i, c := range cols {
-			if c == name {
-				return vals[i].String
+	get := func(names ...string) string {
+		for _, name := range names {
+			for i, c := range cols {
+				if c == name {
+					return vals[i].String
+				}
 			}
 		}
 		return ""
 	}
-	if get("Slave_SQL_Running") != "Yes" {
-		return fmt.Errorf("replay: the applier stopped: %s %s (relay log %s:%s)", get("Last_SQL_Errno"), get("Last_SQL_Error"),
-			get("Relay_Log_File"), get("Relay_Log_Pos"))
+	if get("Slave_SQL_Running", "Replica_SQL_Running") != "Yes" {
+		if get("Last_SQL_Errno") == "0" && f.Name == flavor.MySQL {
+			// Stopped at the UNTIL point, maybe just after the wait timed
+			// out: done if the last transaction is applied.
+			var done int
+			if err := db.QueryRowContext(ctx, "SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", lastGTID).Scan(&done); err == nil && done == 1 {
+				return nil
+			}
+		}
+		return fmt.Errorf("replay: the applier stopped: %s %s (relay log %s:%s)%s", get("Last_SQL_Errno"), get("Last_SQL_Error"),
+			get("Relay_Log_File"), get("Relay_Log_Pos"), workerErrors(ctx, db, f))
 	}
 	return nil
+}
+
+// workerErrors names the errors of MySQL's applier workers, which the
+// coordinator's error only points to.
+func workerErrors(ctx context.Context, db *sql.DB, f flavor.Flavor) string {
+	if f.Name != flavor.MySQL {
+		return ""
+	}
+	rows, err := db.QueryContext(ctx, "SELECT WORKER_ID, LAST_ERROR_NUMBER, LAST_ERROR_MESSAGE FROM performance_schema.replication_applier_status_by_worker WHERE LAST_ERROR_NUMBER <> 0")
+	if err != nil {
+		return ""
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, n int
+		var msg string
+		if rows.Scan(&id, &n, &msg) == nil {
+			fmt.Fprintf(&b, "; worker %d: %d %s", id, n, msg)
+		}
+	}
+	return b.String()
 }

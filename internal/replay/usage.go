@@ -4,6 +4,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/strata-backup/strata/internal/flavor"
 )
 
 // serverTuning are the replay server's options: no grant tables, no binary
@@ -21,9 +23,19 @@ import (
 // restored mostly is), not from the disk, and writes go to the page cache
 // at once. The page cache is the kernel's: it takes memory only while the
 // host has it free. Measured in BenchmarkReplayLarge.
-func serverTuning() []string {
-	return []string{"--skip-grant-tables", "--skip-log-bin", "--sync-binlog=0",
-		"--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--innodb-flush-method=fsync"}
+func serverTuning(f flavor.Name) []string {
+	o := []string{"--skip-grant-tables", "--skip-log-bin", "--sync-binlog=0", "--innodb-flush-log-at-trx-commit=2", "--innodb-flush-method=fsync"}
+	if f == flavor.MySQL {
+		// innodb_doublewrite is an enum since MySQL 8.0.30; the GTIDs of
+		// the replayed transactions are kept (in mysql.gtid_executed, as
+		// the binlog is off), which SET GTID_NEXT and UNTIL SQL_AFTER_GTIDS
+		// need.
+		// No file import or export and no X protocol listener on a server
+		// without grant tables.
+		return append(o, "--innodb-doublewrite=OFF", "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
+			"--secure-file-priv=NULL", "--mysqlx=OFF")
+	}
+	return append(o, "--innodb-doublewrite=0")
 }
 
 // Usage is what the replay server spent while applying: CPU time, and the
