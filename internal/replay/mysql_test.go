@@ -31,6 +31,9 @@ type mysqlArchive struct {
 	uuid      string
 	st        *binlog.Store
 	startFile string
+	// clonePos is the position in startFile right after the clone, where
+	// a replay that skips nothing by GTID starts.
+	clonePos uint32
 	// after[k] is the table's contents right after transaction k of the
 	// source's uuid committed, and pos[k] its end position in startFile.
 	after map[int64]string
@@ -76,7 +79,7 @@ func newMySQLArchive(t *testing.T) *mysqlArchive {
 		require.NoError(t, err, q)
 	}
 	var executed gtid.Set
-	a.startFile, _, executed = binlogStatus(t, db)
+	a.startFile, a.clonePos, executed = binlogStatus(t, db)
 	a.first = executed.Last(a.uuid) + 1
 	for i := 1; i <= 30; i++ {
 		q := "INSERT INTO a.t VALUES (?, ?)"
@@ -123,14 +126,14 @@ func (a *mysqlArchive) restore(t *testing.T) string {
 	return dir
 }
 
-func (a *mysqlArchive) build(t *testing.T, target binlog.Target) *binlog.Built {
+func (a *mysqlArchive) build(t *testing.T, target binlog.Target, start uint32) *binlog.Built {
 	t.Helper()
 	ix, err := a.st.ReadIndex(context.Background())
 	require.NoError(t, err)
-	segs, err := ix.Covering(a.startFile, 4)
+	segs, err := ix.Covering(a.startFile, start)
 	require.NoError(t, err)
 	require.Equal(t, flavor.MySQL, segs[0].FlavorName())
-	built, err := binlog.Build(context.Background(), a.st, segs, a.startFile, 4, target, t.TempDir())
+	built, err := binlog.Build(context.Background(), a.st, segs, a.startFile, start, target, t.TempDir())
 	require.NoError(t, err)
 	return built
 }
@@ -146,7 +149,14 @@ func mysqlTool(t *testing.T, name string) string {
 // datadir holds exactly the transactions up to k of the source.
 func (a *mysqlArchive) replayAndCheck(t *testing.T, method string, target binlog.Target, k int64) {
 	t.Helper()
-	built := a.build(t, target)
+	a.replayFromAndCheck(t, method, target, k, 4)
+}
+
+// replayFromAndCheck is replayAndCheck with the replay starting at position
+// start of the clone's binlog file.
+func (a *mysqlArchive) replayFromAndCheck(t *testing.T, method string, target binlog.Target, k int64, start uint32) {
+	t.Helper()
+	built := a.build(t, target, start)
 	require.Equal(t, a.uuid+":"+strconv.FormatInt(k, 10), built.LastGTID)
 	dir := a.restore(t)
 	res, err := Run(context.Background(), Params{Method: method, Flavor: flavor.MySQL, Datadir: dir, Files: built.Files,
@@ -188,6 +198,15 @@ func TestMySQLReplayLandsOnTheTarget(t *testing.T) {
 	})
 	t.Run("replica/time", func(t *testing.T) { a.replayAndCheck(t, MethodReplica, binlog.Target{Time: a.time}, a.timeK) })
 	t.Run("client/gtid", func(t *testing.T) { a.replayAndCheck(t, MethodClient, gtidTarget, k) })
+	// From the clone's own position, in the middle of the file, as a
+	// restore of a clone backup replays: the relay log keeps the file's
+	// Previous_gtids event, which MySQL's applier requires before a GTID.
+	t.Run("replica/gtid-from-the-clone-position", func(t *testing.T) {
+		a.replayFromAndCheck(t, MethodReplica, gtidTarget, k, a.clonePos)
+	})
+	t.Run("client/gtid-from-the-clone-position", func(t *testing.T) {
+		a.replayFromAndCheck(t, MethodClient, gtidTarget, k, a.clonePos)
+	})
 }
 
 // The flavor, not what is installed, picks the replay server and its

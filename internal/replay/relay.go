@@ -14,6 +14,8 @@ import (
 const (
 	headerSize  = 19
 	rotateEvent = 4
+	// previousGTIDsEvent is MySQL's PREVIOUS_GTIDS_LOG_EVENT.
+	previousGTIDsEvent = 35
 	// artificial marks events that are not in the master's binlog.
 	artificial = 0x0020
 )
@@ -61,6 +63,24 @@ func writeRelayLog(dst, src string, from uint32) error {
 	if from < afterFDE {
 		from = afterFDE
 	}
+	// A MySQL binlog's second event is its Previous_gtids: MySQL's applier
+	// refuses a relay log whose first GTID comes without one ("logically
+	// corrupted"), so a relay log that starts in the middle of the file
+	// keeps it, where a replica's own relay log has it, before the rotate.
+	var prev []byte
+	if from > afterFDE {
+		if h, err := r.Peek(headerSize); err == nil && h[4] == previousGTIDsEvent {
+			size := binary.LittleEndian.Uint32(h[9:])
+			if size < headerSize || afterFDE+size > from {
+				return fmt.Errorf("%s: Previous_gtids event of %d bytes at %d overlaps the start %d", src, size, afterFDE, from)
+			}
+			prev = make([]byte, size)
+			if _, err := io.ReadFull(r, prev); err != nil {
+				return fmt.Errorf("read Previous_gtids event of %s: %w", src, err)
+			}
+			afterFDE += size
+		}
+	}
 	if _, err := r.Discard(int(from - afterFDE)); err != nil {
 		return fmt.Errorf("skip to %d in %s: %w", from, src, err)
 	}
@@ -71,6 +91,7 @@ func writeRelayLog(dst, src string, from uint32) error {
 	w := bufio.NewWriterSize(out, 1<<20)
 	_, _ = w.Write(head[:4])
 	_, _ = w.Write(fde)
+	_, _ = w.Write(prev)
 	_, _ = w.Write(rotate(filepath.Base(src), from, binary.LittleEndian.Uint32(fde[5:]), hasChecksum(fde)))
 	if _, err := io.Copy(w, r); err != nil {
 		out.Close()
