@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/strata-backup/strata/internal/gtid"
 )
 
 // Binlog event types Strata looks at (see MariaDB/MySQL log_event.h).
@@ -148,27 +150,11 @@ func nextFile(name string) string {
 	return fmt.Sprintf("%s.%0*d", name[:i], len(name)-i-1, n+1)
 }
 
-// GTID is a parsed MariaDB GTID (domain-server-seq).
-type GTID struct {
-	Domain, Server uint32
-	Seq            uint64
-}
+// GTID is a parsed MariaDB GTID (domain-server-seq): gtid.MariaGTID.
+type GTID = gtid.MariaGTID
 
-// ParseMariaGTID parses "domain-server-seq".
-func ParseMariaGTID(s string) (GTID, error) {
-	var g GTID
-	parts := strings.Split(strings.TrimSpace(s), "-")
-	if len(parts) != 3 {
-		return g, fmt.Errorf("%q is not a MariaDB GTID (domain-server-seq, e.g. 0-1-42)", s)
-	}
-	d, err1 := strconv.ParseUint(parts[0], 10, 32)
-	sv, err2 := strconv.ParseUint(parts[1], 10, 32)
-	sq, err3 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return g, fmt.Errorf("%q is not a MariaDB GTID (domain-server-seq, e.g. 0-1-42)", s)
-	}
-	return GTID{Domain: uint32(d), Server: uint32(sv), Seq: sq}, nil
-}
+// ParseMariaGTID parses "domain-server-seq" (gtid.ParseMariaGTID).
+func ParseMariaGTID(s string) (GTID, error) { return gtid.ParseMariaGTID(s) }
 
 // DomainSeqs parses a MariaDB GTID position ("0-1-10,1-2-5") into the
 // highest sequence number per domain.
