@@ -69,6 +69,18 @@ const (
 	TypeLogical = "logical"
 )
 
+// IsBackupType reports whether t is one of the backup types.
+func IsBackupType(t string) bool {
+	switch t {
+	case TypeFull, TypeIncremental, TypeDifferential, TypeLogical:
+		return true
+	}
+	return false
+}
+
+// BackupTypes is the list of backup types, for messages.
+const BackupTypes = "full, incremental, differential or logical"
+
 // ToolLogical is the tool name of a logical backup: Strata's own dump.
 const ToolLogical = "strata-dump"
 
