@@ -141,7 +141,10 @@ func definitions(t *testing.T, db *sql.DB, fl flavor.Name, idx logical.Index) ma
 		key := string(f.Kind) + " " + name
 		switch f.Kind {
 		case logical.KindTable:
-			out[key] = autoInc.ReplaceAllString(rowsOf(t, db, "SHOW CREATE TABLE "+name)[0][1], "")
+			// MySQL sometimes writes a column's CHARACTER SET before its
+			// COLLATE and sometimes not; a collation names its charset.
+			def := autoInc.ReplaceAllString(rowsOf(t, db, "SHOW CREATE TABLE "+name)[0][1], "")
+			out[key] = charsetCollate.ReplaceAllString(def, " COLLATE")
 			out["checksum "+name] = rowsOf(t, db, "CHECKSUM TABLE "+name)[0][1]
 			cols := strings.Join(quoteAll(f.Table.Columns), ",")
 			q := "SELECT COUNT(*), BIT_XOR(CRC32(CONCAT_WS('|'," + cols + "))) FROM " + name
@@ -184,6 +187,8 @@ func definitions(t *testing.T, db *sql.DB, fl flavor.Name, idx logical.Index) ma
 	}
 	return out
 }
+
+var charsetCollate = regexp.MustCompile(` CHARACTER SET [a-z0-9_]+ COLLATE`)
 
 var colList = regexp.MustCompile("\\((`[^)]*`)\\)")
 
