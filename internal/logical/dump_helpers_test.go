@@ -199,3 +199,7 @@ func dataLines(t *testing.T, dir string, idx logical.Index, schema, table string
 	}
 	return out
 }
+
+func testdbOptions(fl flavor.Name, password string) testdb.Options {
+	return testdb.Options{Flavor: fl, Password: password}
+}
