@@ -354,6 +354,8 @@ func (s *scheduler) done(t *task, files []*File, rows, bytes int64) (finished bo
 
 // work runs tasks on one worker connection until none are left.
 func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) error {
+	df := newDataFile(nil, nil, d.opt.StatementSize)
+	df.buf.Grow(int(d.opt.FileSize) + d.opt.StatementSize)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -365,7 +367,7 @@ func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) error {
 		if t == nil {
 			return nil
 		}
-		files, rows, bytes, err := d.dumpTask(ctx, conn, t)
+		files, rows, bytes, err := d.dumpTask(ctx, conn, t, df)
 		if err != nil {
 			return tableError(t.j.t, err)
 		}
@@ -376,7 +378,7 @@ func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) error {
 }
 
 // dumpTask streams one range (or a whole table) into data files.
-func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task) (files []*File, rows, bytes int64, err error) {
+func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task, df *dataFile) (files []*File, rows, bytes int64, err error) {
 	tb := t.j.t
 	var sb strings.Builder
 	sb.WriteString("SELECT ")
@@ -412,7 +414,7 @@ func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task) (files [
 	}
 	defer q.Close()
 
-	df := newDataFile(dataHeader(tb.Versioned), insertPrefix(tb.Name, tb.Columns), d.opt.StatementSize)
+	df.reuse(dataHeader(tb.Versioned), insertPrefix(tb.Name, tb.Columns))
 	raw := make([]rawValue, len(tb.Columns))
 	ptrs := make([]any, len(raw))
 	vals := make([][]byte, len(raw))

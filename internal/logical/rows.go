@@ -94,28 +94,26 @@ func appendHex(b, v []byte) []byte {
 
 // appendQuoted appends v as a single-quoted string with \0 \' \\ \n \r
 // and \Z (0x1a) escaped: no raw newline ever appears inside a statement.
+// Runs of plain bytes are copied at once.
 func appendQuoted(b, v []byte) []byte {
 	b = append(b, '\'')
-	for _, c := range v {
-		switch c {
-		case 0:
-			b = append(b, '\\', '0')
-		case '\'':
-			b = append(b, '\\', '\'')
-		case '\\':
-			b = append(b, '\\', '\\')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case 0x1a:
-			b = append(b, '\\', 'Z')
-		default:
-			b = append(b, c)
+	start := 0
+	for i, c := range v {
+		e := escapeByte[c]
+		if e == 0 {
+			continue
 		}
+		b = append(b, v[start:i]...)
+		b = append(b, '\\', e)
+		start = i + 1
 	}
+	b = append(b, v[start:]...)
 	return append(b, '\'')
 }
+
+// escapeByte is the letter after the backslash for the bytes a quoted
+// string escapes, 0 for the others.
+var escapeByte = [256]byte{0: '0', '\'': '\'', '\\': '\\', '\n': 'n', '\r': 'r', 0x1a: 'Z'}
 
 // dataHeader is the session a data file sets before its INSERTs: the
 // bytes are exact (NAMES binary), TIMESTAMP values are UTC (the dump reads
@@ -162,6 +160,13 @@ func newDataFile(header, prefix []byte, stmtSize int) *dataFile {
 	d := &dataFile{prefix: prefix, stmtSize: stmtSize}
 	d.reset(header)
 	return d
+}
+
+// reuse makes d the file of another table, keeping its buffer (a worker
+// keeps one buffer for all its files).
+func (d *dataFile) reuse(header, prefix []byte) {
+	d.prefix = prefix
+	d.reset(header)
 }
 
 func (d *dataFile) reset(header []byte) {
