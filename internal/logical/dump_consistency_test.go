@@ -148,7 +148,8 @@ func TestDumpConsistentUnderWrites(t *testing.T) {
 // key (dense: ranges of values; sparse: walked), a character key in a
 // case-insensitive collation, a composite key. The ranges chain from
 // unbounded to unbounded, and each one's bound literals select exactly
-// its rows on a NAMES binary connection, as a loader resuming uses them.
+// its rows, as a loader resuming uses them, whatever the connection's
+// character set.
 func TestDumpSplitsTablesAcrossWorkers(t *testing.T) {
 	forFlavors(t, func(t *testing.T, fl flavor.Name) {
 		ctx := context.Background()
@@ -187,12 +188,18 @@ func TestDumpSplitsTablesAcrossWorkers(t *testing.T) {
 			Include: []string{"s.*"}, Exclude: []string{"s.none*"}})
 		require.NoError(t, err)
 
-		// The loader's view: a NAMES binary connection.
-		conn, err := db.Conn(ctx)
-		require.NoError(t, err)
-		defer conn.Close()
-		_, err = conn.ExecContext(ctx, "SET NAMES binary")
-		require.NoError(t, err)
+		// The loader's view: a NAMES binary connection; and one in latin1,
+		// where only the character set introducer of a bound keeps its
+		// utf8mb4 bytes from being read as latin1.
+		conns := map[string]*sql.Conn{}
+		for _, cs := range []string{"binary", "latin1"} {
+			conn, err := db.Conn(ctx)
+			require.NoError(t, err)
+			defer conn.Close()
+			_, err = conn.ExecContext(ctx, "SET NAMES "+cs)
+			require.NoError(t, err)
+			conns[cs] = conn
+		}
 
 		files := map[string][]logical.File{}
 		meta := map[string]*logical.TableMeta{}
@@ -232,9 +239,11 @@ func TestDumpSplitsTablesAcrossWorkers(t *testing.T) {
 				if len(conds) > 0 {
 					q += " WHERE " + strings.Join(conds, " AND ")
 				}
-				var c int64
-				require.NoError(t, conn.QueryRowContext(ctx, q).Scan(&c), q)
-				require.Equal(t, f.Rows, c, "%s part %d: rows of its range: %s", table, i, q)
+				for cs, conn := range conns {
+					var c int64
+					require.NoError(t, conn.QueryRowContext(ctx, q).Scan(&c), q)
+					require.Equal(t, f.Rows, c, "%s part %d: rows of its range on a %s connection: %s", table, i, cs, q)
+				}
 				total += f.Rows
 			}
 			require.EqualValues(t, n, total)
