@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // LoadOptions configures Load.
@@ -1024,7 +1026,21 @@ func (l *loader) runTask(ctx context.Context, t *tableJob, f *File) error {
 	defer discard(c)
 	last := true
 	if f != nil {
-		rows, err := l.loadFile(ctx, c, t, f)
+		var rows int64
+		for attempt := 1; ; attempt++ {
+			rows, err = l.loadFile(ctx, c, t, f)
+			if err == nil || !retryable(err) || attempt == maxAttempts {
+				break
+			}
+			// MariaDB loads the first rows of an empty InnoDB table in bulk
+			// under a table lock, so two connections that start on the
+			// same empty table deadlock; the loser waits and tries again.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -1041,6 +1057,17 @@ func (l *loader) runTask(ctx context.Context, t *tableJob, f *File) error {
 		return l.addIndexes(ctx, c, t)
 	}
 	return nil
+}
+
+// maxAttempts bounds the tries of a data file that meets deadlocks or lock
+// wait timeouts.
+const maxAttempts = 20
+
+// retryable: a deadlock or a lock wait timeout, after which the file's
+// transaction is rolled back and can run again.
+func retryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 // loadFile loads a data file in one transaction with its progress mark.
