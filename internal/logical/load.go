@@ -805,6 +805,22 @@ func (l *loader) createTable(ctx context.Context, c *sql.Conn, t *tableJob) erro
 		if _, err := c.ExecContext(ctx, "USE "+QuoteIdent(use)); err != nil {
 			return fmt.Errorf("load: use %s: %w", QuoteIdent(use), err)
 		}
+		// Marks of data an earlier attempt loaded into a table that is gone
+		// (dropped since) are void.
+		var void []string
+		for _, f := range t.data {
+			if l.done[progressKey{f.Name, stepData}] {
+				void = append(void, f.Name)
+				delete(l.done, progressKey{f.Name, stepData})
+			}
+		}
+		if err := unmark(ctx, c, l.res.LoadID, void, stepData); err != nil {
+			return err
+		}
+		delete(l.done, progressKey{o.file.Name, stepIndex})
+		if err := unmark(ctx, c, l.res.LoadID, []string{o.file.Name}, stepIndex); err != nil {
+			return err
+		}
 		if err := mark(ctx, c, l.res.LoadID, o.file.Name, stepCreate, 0); err != nil {
 			return err
 		}

@@ -84,7 +84,8 @@ func mark(ctx context.Context, e execer, loadID, file, step string, rows int64) 
 	return nil
 }
 
-// unmark removes the data marks of files (a table reloaded whole).
+// unmark removes a step's marks of files (a table loaded whole again, or
+// created anew).
 func unmark(ctx context.Context, e execer, loadID string, files []string, step string) error {
 	for _, f := range files {
 		if _, err := e.ExecContext(ctx, "DELETE FROM "+progressTable+" WHERE load_id = ? AND file = ? AND step = ?", loadID, f, step); err != nil {
