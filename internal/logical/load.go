@@ -299,6 +299,15 @@ func (l *loader) run(ctx context.Context) error {
 		return err
 	}
 	l.report("tables", "", 0, 0, false)
+	if l.opt.Replace {
+		// Drop every table to replace before creating any: a new table's
+		// foreign key must not meet the old definition of its parent.
+		for _, t := range l.tables {
+			if err := l.dropForReplace(ctx, c, t); err != nil {
+				return err
+			}
+		}
+	}
 	for _, t := range l.tables {
 		if err := l.createTable(ctx, c, t); err != nil {
 			return err
@@ -784,13 +793,11 @@ func (l *loader) createTable(ctx context.Context, c *sql.Conn, t *tableJob) erro
 		if err := l.session(ctx, c); err != nil {
 			return err
 		}
-		if typ != "" { // Replace (preflight refused it otherwise)
-			drop := "DROP TABLE IF EXISTS "
-			if typ == "VIEW" {
-				drop = "DROP VIEW IF EXISTS "
-			}
-			if _, err := c.ExecContext(ctx, drop+QuoteName(t.dst[0], t.dst[1])); err != nil {
-				return fmt.Errorf("load: replace %s: %w", QuoteName(t.dst[0], t.dst[1]), err)
+		if typ != "" {
+			// An earlier attempt's table half made, or Replace (preflight
+			// refused it otherwise).
+			if err := l.dropForReplace(ctx, c, t); err != nil {
+				return err
 			}
 		}
 		// Unqualified names in the definition (foreign keys) resolve in the
@@ -850,6 +857,26 @@ func (l *loader) createTable(ctx context.Context, c *sql.Conn, t *tableJob) erro
 		return fmt.Errorf("load: read the engine of %s: %w", QuoteName(t.dst[0], t.dst[1]), err)
 	}
 	t.tx = tx == "YES"
+	return nil
+}
+
+// dropForReplace drops what has the table's target name, unless an earlier
+// attempt of this load created it (and it is still there).
+func (l *loader) dropForReplace(ctx context.Context, c *sql.Conn, t *tableJob) error {
+	typ, err := l.tableType(ctx, c, t.dst[0], t.dst[1])
+	if err != nil {
+		return fmt.Errorf("load: check table %s: %w", QuoteName(t.dst[0], t.dst[1]), err)
+	}
+	if typ == "" || l.done[progressKey{t.obj.file.Name, stepCreate}] {
+		return nil // nothing there, or ours from an earlier attempt: keep it and its data
+	}
+	drop := "DROP TABLE IF EXISTS "
+	if typ == "VIEW" {
+		drop = "DROP VIEW IF EXISTS "
+	}
+	if _, err := c.ExecContext(ctx, drop+QuoteName(t.dst[0], t.dst[1])); err != nil {
+		return fmt.Errorf("load: replace %s: %w", QuoteName(t.dst[0], t.dst[1]), err)
+	}
 	return nil
 }
 

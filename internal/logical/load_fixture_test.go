@@ -128,12 +128,17 @@ type tableSpec struct {
 	perStmt int // rows per INSERT
 	deferIx bool
 	engine  string
+	// versioned: a MariaDB system-versioned table, its history included.
+	versioned bool
 }
 
 // dataLines returns the statements of a data file of rows.
-func dataLines(table string, cols []string, rows [][]string, perStmt int) []byte {
+func dataLines(table string, cols []string, rows [][]string, perStmt int, versioned ...bool) []byte {
 	var b bytes.Buffer
 	b.WriteString("/*!40101 SET NAMES binary */;\n")
+	if len(versioned) > 0 && versioned[0] {
+		b.WriteString("SET @@system_versioning_insert_history=1;\n")
+	}
 	qc := make([]string, len(cols))
 	for i, c := range cols {
 		qc[i] = QuoteIdent(c)
@@ -165,7 +170,7 @@ func (fx *fixture) table(t *testing.T, db *sql.DB, schema string, ts tableSpec) 
 	defer c.Close()
 	mustExec(t, c, "CREATE DATABASE IF NOT EXISTS ref DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci") // like the dump's shop
 	mustExec(t, c, "USE ref")
-	mustExec(t, c, "SET SESSION sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00'")
+	mustExec(t, c, "SET SESSION sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00', foreign_key_checks=0")
 	// The dump holds SHOW CREATE TABLE of the table, and the reference is
 	// created from that text too: MySQL shows a column's CHARACTER SET
 	// only once it was given explicitly, so SHOW CREATE TABLE of a table
@@ -177,7 +182,7 @@ func (fx *fixture) table(t *testing.T, db *sql.DB, schema string, ts tableSpec) 
 	}
 	mustExec(t, c, "DROP TABLE "+QuoteIdent(ts.name))
 	mustExec(t, c, create)
-	meta := &TableMeta{Engine: ts.engine, Columns: ts.columns}
+	meta := &TableMeta{Engine: ts.engine, Columns: ts.columns, Versioned: ts.versioned}
 	for _, k := range ts.key {
 		meta.PrimaryKey = append(meta.PrimaryKey, ts.columns[k])
 	}
@@ -209,7 +214,7 @@ func (fx *fixture) table(t *testing.T, db *sql.DB, schema string, ts tableSpec) 
 				f.Range.Upper = keyOf(ts.rows[end-1], ts.key)
 			}
 		}
-		b := dataLines(ts.name, ts.columns, rows, perStmt)
+		b := dataLines(ts.name, ts.columns, rows, perStmt, ts.versioned)
 		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 			mustExec(t, c, l)
 		}
@@ -245,8 +250,8 @@ func mustExec(t *testing.T, e execer, q string, args ...any) {
 }
 
 // shopTables are the tables of the "shop" fixture.
-func shopTables() []tableSpec {
-	var orders, nopk, myi, myiNopk, odd [][]string
+func shopTables(fl flavor.Name) []tableSpec {
+	var orders, nopk, myi, myiNopk, odd, items, ver [][]string
 	for i := 0; i < 100; i++ { // id 0 stays 0 (NO_AUTO_VALUE_ON_ZERO)
 		note := "NULL"
 		switch i % 4 {
@@ -259,7 +264,7 @@ func shopTables() []tableSpec {
 			quoteString(fmt.Sprintf("2024-03-31 %02d:%02d:00", 1+i/60, i%60)), note})
 	}
 	for i := 0; i < 30; i++ {
-		nopk = append(nopk, []string{fmt.Sprint(i % 5), quoteString(fmt.Sprintf("dup%d", i%3))}) // duplicate rows
+		nopk = append(nopk, []string{fmt.Sprint(i % 5), quoteString(fmt.Sprintf("dup%d", i%3)), fmt.Sprint(i % 2)}) // duplicate rows
 	}
 	for i := 1; i <= 60; i++ {
 		myi = append(myi, []string{fmt.Sprint(i * 10), quoteString(fmt.Sprintf("v%d", i%9))})
@@ -267,15 +272,29 @@ func shopTables() []tableSpec {
 	for i := 0; i < 40; i++ {
 		myiNopk = append(myiNopk, []string{fmt.Sprint(i % 4), quoteString(strings.Repeat("x", i))})
 	}
+	for i := 1; i <= 20; i++ {
+		items = append(items, []string{fmt.Sprint(i), fmt.Sprint(i * 3 % 100), fmt.Sprint(i)})
+	}
+	for i := 1; i <= 4; i++ {
+		ver = append(ver,
+			[]string{fmt.Sprint(i), fmt.Sprint(i * 10), "'2024-01-01 00:00:00.000000'", "'2024-02-01 00:00:00.000000'"},
+			[]string{fmt.Sprint(i), fmt.Sprint(i*10 + 1), "'2024-02-01 00:00:00.000000'", "'2038-01-19 03:14:07.999999'"})
+	}
 	for i := 0; i < 5; i++ {
 		odd = append(odd, []string{quoteString(fmt.Sprintf("k`%d. é", i)), "0x00FF" + fmt.Sprintf("%02X", i)})
 	}
-	return []tableSpec{
+	specs := []tableSpec{
+		// items refers to orders and comes first: foreign keys are not
+		// checked during a load.
+		{name: "items", engine: "InnoDB", ddl: "(id INT NOT NULL PRIMARY KEY, order_id INT NOT NULL, qty INT, KEY fk_order (order_id), " +
+			"CONSTRAINT fk_items_order FOREIGN KEY (order_id) REFERENCES orders (id)) ENGINE=InnoDB",
+			columns: []string{"id", "order_id", "qty"}, key: []int{0}, rows: items, perFile: 7, perStmt: 3},
 		{name: "orders", engine: "InnoDB", ddl: "(id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(50) NOT NULL, " +
-			"amount DECIMAL(10,2) NOT NULL, created TIMESTAMP NULL DEFAULT NULL, note TEXT, KEY idx_customer (customer), " +
+			"amount DECIMAL(10,2) NOT NULL, created TIMESTAMP NULL DEFAULT NULL, note TEXT, " +
+			"total DECIMAL(12,2) AS (amount * 2) STORED, cust_upper VARCHAR(50) AS (UPPER(customer)) VIRTUAL, KEY idx_customer (customer), " +
 			"UNIQUE KEY uk_cust_created (customer, created), FULLTEXT KEY ft_note (note)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
 			columns: []string{"id", "customer", "amount", "created", "note"}, key: []int{0}, rows: orders, perFile: 25, perStmt: 4, deferIx: true},
-		{name: "nopk", engine: "InnoDB", ddl: "(a INT, b VARCHAR(20)) ENGINE=InnoDB", columns: []string{"a", "b"}, rows: nopk, perFile: 10, perStmt: 3},
+		{name: "nopk", engine: "InnoDB", ddl: "(a INT, b VARCHAR(20), c INT DEFAULT 5 INVISIBLE) ENGINE=InnoDB", columns: []string{"a", "b", "c"}, rows: nopk, perFile: 10, perStmt: 3},
 		{name: "myi", engine: "MyISAM", ddl: "(id INT NOT NULL PRIMARY KEY, v VARCHAR(20), KEY idx_v (v)) ENGINE=MyISAM",
 			columns: []string{"id", "v"}, key: []int{0}, rows: myi, perFile: 20, perStmt: 5, deferIx: true},
 		{name: "myi_nopk", engine: "MyISAM", ddl: "(a INT, b TEXT) ENGINE=MyISAM", columns: []string{"a", "b"}, rows: myiNopk, perFile: 20, perStmt: 4},
@@ -283,6 +302,13 @@ func shopTables() []tableSpec {
 			columns: []string{"k `e", "b.b"}, key: []int{0}, rows: odd, perFile: 2, perStmt: 1},
 		{name: "empty", engine: "InnoDB", ddl: "(id INT NOT NULL PRIMARY KEY, x INT, KEY kx (x)) ENGINE=InnoDB", columns: []string{"id", "x"}, key: []int{0}, perFile: 10, deferIx: true},
 	}
+	if fl == flavor.MariaDB {
+		specs = append(specs, tableSpec{name: "ver", engine: "InnoDB", versioned: true, rows: ver, perFile: 100, perStmt: 3,
+			ddl: "(id INT NOT NULL, v INT, row_start TIMESTAMP(6) GENERATED ALWAYS AS ROW START INVISIBLE, " +
+				"row_end TIMESTAMP(6) GENERATED ALWAYS AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME(row_start, row_end)) ENGINE=InnoDB WITH SYSTEM VERSIONING",
+			columns: []string{"id", "v", "row_start", "row_end"}})
+	}
+	return specs
 }
 
 const appHash = "*14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
@@ -302,7 +328,7 @@ func shopFixture(t *testing.T, db *sql.DB, fl flavor.Name) *fixture {
 	fx.add(File{Name: "@users.sql", Kind: KindUsers}, objectFile(users...))
 	fx.object(KindDatabase, "shop", "", "/*!40101 SET NAMES utf8mb4 */",
 		"CREATE DATABASE `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci */")
-	for _, ts := range shopTables() {
+	for _, ts := range shopTables(fl) {
 		fx.table(t, db, "shop", ts)
 	}
 	if fl == flavor.MariaDB {
