@@ -652,8 +652,8 @@ func (e *ExistsError) Error() string {
 		strings.Join(e.Objects, ", "))
 }
 
-// exec runs a statement of a file, naming the file in the error.
-func exec(ctx context.Context, e execer, f *File, stmt string) error {
+// execStmt runs a statement of a file, naming the file in the error.
+func execStmt(ctx context.Context, e execer, f *File, stmt string) error {
 	if _, err := e.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("load %s: %w (statement: %s)", f.Name, err, abbrev(stmt))
 	}
@@ -715,7 +715,7 @@ func (l *loader) loadUsers(ctx context.Context, c *sql.Conn) error {
 				}
 			}
 		}
-		if err := exec(ctx, c, o.file, s); err != nil {
+		if err := execStmt(ctx, c, o.file, s); err != nil {
 			return err
 		}
 	}
@@ -770,7 +770,7 @@ func (l *loader) createDatabases(ctx context.Context, c *sql.Conn) error {
 			if i == o.create {
 				stmt = stmt[:o.head.KindStart] + "DATABASE IF NOT EXISTS " + QuoteIdent(s) + stmt[o.head.NameEnd:]
 			}
-			if err := exec(ctx, c, o.file, stmt); err != nil {
+			if err := execStmt(ctx, c, o.file, stmt); err != nil {
 				return err
 			}
 		}
@@ -840,7 +840,7 @@ func (l *loader) createTable(ctx context.Context, c *sql.Conn, t *tableJob) erro
 					}
 				}
 			}
-			if err := exec(ctx, c, o.file, stmt); err != nil {
+			if err := execStmt(ctx, c, o.file, stmt); err != nil {
 				return err
 			}
 		}
@@ -907,7 +907,7 @@ func (l *loader) applyObject(ctx context.Context, c *sql.Conn, o *objectJob) err
 		return err
 	}
 	for _, stmt := range o.stmts {
-		if err := exec(ctx, c, o.file, stmt); err != nil {
+		if err := execStmt(ctx, c, o.file, stmt); err != nil {
 			return err
 		}
 	}
