@@ -19,6 +19,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
+// kindGrants is the kind of the file of grants on single tables, columns
+// and routines (the dump's KindGrants), applied after every other file.
+const kindGrants Kind = "grants"
+
 // LoadOptions configures Load.
 type LoadOptions struct {
 	// Parallelism is the number of connections loading data files at once
@@ -141,6 +145,8 @@ type loader struct {
 	maxPacket int
 
 	users     *objectJob
+	grants    *objectJob            // grants on single objects, applied last
+	accounts  map[account]int       // what loadAccounts does with each account
 	databases map[string]*objectJob // by schema of the dump
 	tables    []*tableJob
 	bySrc     map[[2]string]*tableJob
@@ -244,16 +250,16 @@ func (l *loader) conn(ctx context.Context) (*sql.Conn, error) {
 		return nil, err
 	}
 	if err := l.session(ctx, c); err != nil {
-		discard(c)
+		discardConn(c)
 		return nil, err
 	}
 	return c, nil
 }
 
-// discard closes a connection and keeps it out of the pool, so its load
+// discardConn closes a connection and keeps it out of the pool, so its load
 // session (sql_log_bin=0, foreign_key_checks=0, ...) never serves anyone
 // else.
-func discard(c *sql.Conn) {
+func discardConn(c *sql.Conn) {
 	_ = c.Raw(func(any) error { return driver.ErrBadConn })
 	_ = c.Close()
 }
@@ -265,7 +271,7 @@ func (l *loader) run(ctx context.Context) error {
 	}
 	defer func() {
 		if c != nil {
-			discard(c)
+			discardConn(c)
 		}
 	}()
 	if err := c.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&l.maxPacket); err != nil {
@@ -290,7 +296,7 @@ func (l *loader) run(ctx context.Context) error {
 	}
 	if l.users != nil {
 		l.report("users", "", 0, 0, false)
-		if err := l.loadUsers(ctx, c); err != nil {
+		if err := l.loadAccounts(ctx, c, l.users); err != nil {
 			return err
 		}
 	}
@@ -320,7 +326,7 @@ func (l *loader) run(ctx context.Context) error {
 		}
 	}
 	// The data phase uses Parallelism connections of its own.
-	discard(c)
+	discardConn(c)
 	c = nil
 	if err := l.loadData(ctx); err != nil {
 		return err
@@ -338,6 +344,12 @@ func (l *loader) run(ctx context.Context) error {
 			if err := l.applyObject(ctx, c, o); err != nil {
 				return err
 			}
+		}
+	}
+	if l.grants != nil {
+		l.report("grants", "", 0, 0, false)
+		if err := l.loadAccounts(ctx, c, l.grants); err != nil {
+			return err
 		}
 	}
 	if err := finishProgress(ctx, c, l.res.LoadID); err != nil {
@@ -362,7 +374,7 @@ func (l *loader) plan(ctx context.Context, c *sql.Conn) error {
 		case KindData:
 			dataOf[[2]string{f.Schema, f.Object}] = append(dataOf[[2]string{f.Schema, f.Object}], f)
 			continue
-		case KindUsers:
+		case KindUsers, kindGrants:
 			if !l.opt.Users {
 				l.note("accounts and grants not loaded (%s): loading them was not asked for", f.Name)
 				continue
@@ -386,6 +398,11 @@ func (l *loader) plan(ctx context.Context, c *sql.Conn) error {
 				return fmt.Errorf("%w: two users files (%s, %s)", ErrCorrupt, l.users.file.Name, f.Name)
 			}
 			l.users = o
+		case kindGrants:
+			if l.grants != nil {
+				return fmt.Errorf("%w: two grants files (%s, %s)", ErrCorrupt, l.grants.file.Name, f.Name)
+			}
+			l.grants = o
 		case KindDatabase:
 			if o.create < 0 || (o.head.What != "DATABASE" && o.head.What != "SCHEMA") {
 				return fmt.Errorf("%w: %s has no CREATE DATABASE statement", ErrCorrupt, f.Name)
@@ -669,45 +686,50 @@ func abbrev(s string) string {
 
 // users
 
-func (l *loader) loadUsers(ctx context.Context, c *sql.Conn) error {
-	o := l.users
+// What loadAccounts does with an account, decided at its first statement.
+const (
+	acctCreate  = iota + 1 // not in the target: create it and apply its grants
+	acctSkip               // in the target before the load: leave it alone
+	acctRegrant            // created by an earlier attempt: its grants again, no CREATE
+)
+
+// loadAccounts applies a users file (accounts, global and schema grants)
+// or a grants file (grants on single tables and routines). An account that
+// exists in the target and was not created by this load is left alone. A
+// grant on an object that the load left out (filter, rename) is a note.
+func (l *loader) loadAccounts(ctx context.Context, c *sql.Conn, o *objectJob) error {
 	if l.done[progressKey{o.file.Name, stepDone}] {
 		return nil
 	}
 	if err := l.session(ctx, c); err != nil {
 		return err
 	}
-	// What to do with each account, decided at its first statement.
-	const (
-		apply   = iota + 1 // not in the target: create it and apply its grants
-		skip               // in the target before the load: leave it alone
-		regrant            // created by an earlier attempt: grants again, no CREATE
-	)
-	state := map[account]int{}
+	if l.accounts == nil {
+		l.accounts = map[account]int{}
+	}
 	for _, s := range o.stmts {
 		a, create, ok, err := statementAccount(s)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrCorrupt, o.file.Name, err)
 		}
 		if ok {
-			if state[a] == 0 {
+			if l.accounts[a] == 0 {
 				var n int
 				if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?", a.User, a.Host).Scan(&n); err != nil {
 					return fmt.Errorf("load: check account %s: %w", a, err)
 				}
-				ours := l.done[progressKey{a.String(), stepAccount}]
 				switch {
 				case n == 0:
-					state[a] = apply
-				case ours:
-					state[a] = regrant
+					l.accounts[a] = acctCreate
+				case l.done[progressKey{a.String(), stepAccount}]:
+					l.accounts[a] = acctRegrant
 				default:
-					state[a] = skip
+					l.accounts[a] = acctSkip
 					l.note("account %s exists in the target: not changed, its grants in the dump not applied", a)
 				}
 			}
 			switch {
-			case state[a] == skip, state[a] == regrant && create:
+			case l.accounts[a] == acctSkip, l.accounts[a] == acctRegrant && create:
 				continue
 			case create:
 				if err := mark(ctx, c, l.res.LoadID, a.String(), stepAccount, 0); err != nil {
@@ -716,6 +738,11 @@ func (l *loader) loadUsers(ctx context.Context, c *sql.Conn) error {
 			}
 		}
 		if err := execStmt(ctx, c, o.file, s); err != nil {
+			var me *mysql.MySQLError
+			if o.file.Kind == kindGrants && errors.As(err, &me) && (me.Number == 1146 || me.Number == 1305 || me.Number == 1049) {
+				l.note("not applied (its object is not loaded): %s", abbrev(s))
+				continue
+			}
 			return err
 		}
 	}
@@ -978,12 +1005,12 @@ func (l *loader) loadData(ctx context.Context) error {
 					names = append(names, f.Name)
 				}
 				if err := unmark(ctx, c, l.res.LoadID, names, stepData); err != nil {
-					discard(c)
+					discardConn(c)
 					return err
 				}
 			}
 			if _, err := c.ExecContext(ctx, "TRUNCATE TABLE "+QuoteName(t.dst[0], t.dst[1])); err != nil {
-				discard(c)
+				discardConn(c)
 				return fmt.Errorf("load: truncate %s to load it again: %w", QuoteName(t.dst[0], t.dst[1]), err)
 			}
 			t.pending = append([]*File(nil), t.data...)
@@ -1010,7 +1037,7 @@ func (l *loader) loadData(ctx context.Context) error {
 			order = append(order, t)
 		}
 	}
-	discard(c)
+	discardConn(c)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].bytes > order[j].bytes })
 	for _, t := range order {
 		if len(t.pending) == 0 {
@@ -1066,7 +1093,7 @@ func (l *loader) runTask(ctx context.Context, t *tableJob, f *File) error {
 	if err != nil {
 		return fmt.Errorf("load: connect: %w", err)
 	}
-	defer discard(c)
+	defer discardConn(c)
 	last := true
 	if f != nil {
 		var rows int64
@@ -1151,7 +1178,7 @@ func (l *loader) loadFile(ctx context.Context, c *sql.Conn, t *tableJob, f *File
 			return 0, fmt.Errorf("load %s: delete what an earlier attempt left of the range: %w", f.Name, err)
 		}
 	}
-	prefix := insertPrefix(t.src[1])
+	prefix := loadInsertPrefix(t.src[1])
 	newPrefix := []byte("INSERT INTO " + name + " (")
 	br := bufio.NewReaderSize(r, 1<<20)
 	var buf, stmt []byte

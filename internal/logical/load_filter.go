@@ -154,7 +154,7 @@ func matchQuote(s string) string {
 func (f *filter) match(schema, table string) bool {
 	m := func(pats [][2]string) bool {
 		for _, p := range pats {
-			if globMatch(p[0], schema) && globMatch(p[1], table) {
+			if loadGlobMatch(p[0], schema) && loadGlobMatch(p[1], table) {
 				return true
 			}
 		}
@@ -172,15 +172,15 @@ func (f *filter) matchSchema(schema string) bool {
 		return true
 	}
 	for _, p := range f.include {
-		if globMatch(p[0], schema) {
+		if loadGlobMatch(p[0], schema) {
 			return true
 		}
 	}
 	return false
 }
 
-// globMatch is path.Match where '/' is an ordinary character.
-func globMatch(pattern, name string) bool {
+// loadGlobMatch is path.Match where '/' is an ordinary character.
+func loadGlobMatch(pattern, name string) bool {
 	const slash = "\x00"
 	ok, _ := path.Match(strings.ReplaceAll(pattern, "/", slash), strings.ReplaceAll(name, "/", slash))
 	return ok

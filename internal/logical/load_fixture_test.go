@@ -256,21 +256,21 @@ func shopTables(fl flavor.Name) []tableSpec {
 		note := "NULL"
 		switch i % 4 {
 		case 1:
-			note = quoteString(fmt.Sprintf("it's line %d\nsecond \\ line \x00 \U0001F600 ü", i))
+			note = sqlString(fmt.Sprintf("it's line %d\nsecond \\ line \x00 \U0001F600 ü", i))
 		case 2:
-			note = quoteString(fmt.Sprintf("plain note %d", i))
+			note = sqlString(fmt.Sprintf("plain note %d", i))
 		}
-		orders = append(orders, []string{fmt.Sprint(i), quoteString(fmt.Sprintf("cust%d", i%7)), fmt.Sprintf("%d.%02d", i, i%100),
-			quoteString(fmt.Sprintf("2024-03-31 %02d:%02d:00", 1+i/60, i%60)), note})
+		orders = append(orders, []string{fmt.Sprint(i), sqlString(fmt.Sprintf("cust%d", i%7)), fmt.Sprintf("%d.%02d", i, i%100),
+			sqlString(fmt.Sprintf("2024-03-31 %02d:%02d:00", 1+i/60, i%60)), note})
 	}
 	for i := 0; i < 30; i++ {
-		nopk = append(nopk, []string{fmt.Sprint(i % 5), quoteString(fmt.Sprintf("dup%d", i%3)), fmt.Sprint(i % 2)}) // duplicate rows
+		nopk = append(nopk, []string{fmt.Sprint(i % 5), sqlString(fmt.Sprintf("dup%d", i%3)), fmt.Sprint(i % 2)}) // duplicate rows
 	}
 	for i := 1; i <= 60; i++ {
-		myi = append(myi, []string{fmt.Sprint(i * 10), quoteString(fmt.Sprintf("v%d", i%9))})
+		myi = append(myi, []string{fmt.Sprint(i * 10), sqlString(fmt.Sprintf("v%d", i%9))})
 	}
 	for i := 0; i < 40; i++ {
-		myiNopk = append(myiNopk, []string{fmt.Sprint(i % 4), quoteString(strings.Repeat("x", i))})
+		myiNopk = append(myiNopk, []string{fmt.Sprint(i % 4), sqlString(strings.Repeat("x", i))})
 	}
 	for i := 1; i <= 20; i++ {
 		items = append(items, []string{fmt.Sprint(i), fmt.Sprint(i * 3 % 100), fmt.Sprint(i)})
@@ -281,7 +281,7 @@ func shopTables(fl flavor.Name) []tableSpec {
 			[]string{fmt.Sprint(i), fmt.Sprint(i*10 + 1), "'2024-02-01 00:00:00.000000'", "'2038-01-19 03:14:07.999999'"})
 	}
 	for i := 0; i < 5; i++ {
-		odd = append(odd, []string{quoteString(fmt.Sprintf("k`%d. é", i)), "0x00FF" + fmt.Sprintf("%02X", i)})
+		odd = append(odd, []string{sqlString(fmt.Sprintf("k`%d. é", i)), "0x00FF" + fmt.Sprintf("%02X", i)})
 	}
 	specs := []tableSpec{
 		// items refers to orders and comes first: foreign keys are not
@@ -325,6 +325,9 @@ func shopFixture(t *testing.T, db *sql.DB, fl flavor.Name) *fixture {
 	if fl == flavor.MySQL {
 		users[1] = "CREATE USER `app`@`%` IDENTIFIED BY 'app-secret'"
 	}
+	if fl == flavor.MariaDB {
+		users = append(users, "CREATE ROLE `reader`", "GRANT SELECT ON `shop`.* TO `reader`", "GRANT `reader` TO `app`@`%`")
+	}
 	fx.add(File{Name: "@users.sql", Kind: KindUsers}, objectFile(users...))
 	fx.object(KindDatabase, "shop", "", "/*!40101 SET NAMES utf8mb4 */",
 		"CREATE DATABASE `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci */")
@@ -352,6 +355,10 @@ func shopFixture(t *testing.T, db *sql.DB, fl flavor.Name) *fixture {
 		"CREATE DEFINER=`root`@`localhost` TRIGGER `trg_orders` BEFORE INSERT ON `orders` FOR EACH ROW SET NEW.note = CONCAT('trg:', IFNULL(NEW.note, ''))")
 	fx.object(KindEvent, "shop", "ev_clean", ctx, "SET SESSION time_zone = '+00:00'",
 		"CREATE DEFINER=`root`@`localhost` EVENT `ev_clean` ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' ON COMPLETION PRESERVE DISABLE DO DELETE FROM orders WHERE id < 0")
+	fx.add(File{Name: "@grants.sql", Kind: kindGrants}, objectFile("/*!40101 SET NAMES utf8mb4 */",
+		"GRANT SELECT (`id`) ON `shop`.`orders` TO `app`@`%`",
+		"GRANT EXECUTE ON PROCEDURE `shop`.`p_count` TO `app`@`%`",
+		"GRANT SELECT ON `shop`.`myi` TO `existing`@`localhost`"))
 	return fx
 }
 

@@ -93,11 +93,24 @@ type token struct {
 func lex(s string, limit int) ([]token, error) {
 	var toks []token
 	i := 0
+	inVersioned := false // inside "/*!40100 ... */", whose text is SQL
 	for i < len(s) && (limit == 0 || len(toks) < limit) {
 		c := s[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
+		case c == '/' && strings.HasPrefix(s[i:], "/*!"):
+			if inVersioned {
+				return nil, fmt.Errorf("nested version comment")
+			}
+			i += 3
+			for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+				i++
+			}
+			inVersioned = true
+		case c == '*' && inVersioned && strings.HasPrefix(s[i:], "*/"):
+			i += 2
+			inVersioned = false
 		case c == '/' && i+1 < len(s) && s[i+1] == '*' && !(i+2 < len(s) && s[i+2] == '!'):
 			j := strings.Index(s[i+2:], "*/")
 			if j < 0 {
@@ -273,14 +286,15 @@ func parseCreate(s string) (h createHead, ok bool, err error) {
 // account is a MySQL account, user@host.
 type account struct{ User, Host string }
 
-func (a account) String() string { return quoteString(a.User) + "@" + quoteString(a.Host) }
+func (a account) String() string { return sqlString(a.User) + "@" + sqlString(a.Host) }
 
-// parseAccount reads an account (user[@host]) at toks[i].
-func parseAccount(toks []token, i int) (account, bool) {
+// parseAccount reads an account (user[@host]) at toks[i]; host is the
+// host when none is written.
+func parseAccount(toks []token, i int, host string) (account, bool) {
 	if i >= len(toks) || (toks[i].kind != 'i' && toks[i].kind != 's' && toks[i].kind != 'w') {
 		return account{}, false
 	}
-	a := account{User: toks[i].text, Host: "%"}
+	a := account{User: toks[i].text, Host: host}
 	if i+2 < len(toks) && toks[i+1].kind == 'p' && toks[i+1].text == "@" &&
 		(toks[i+2].kind == 'i' || toks[i+2].kind == 's' || toks[i+2].kind == 'w') {
 		a.Host = toks[i+2].text
@@ -305,29 +319,32 @@ func statementAccount(s string) (a account, create bool, ok bool, err error) {
 		if i+2 < len(toks) && toks[i].is("IF") && toks[i+1].is("NOT") && toks[i+2].is("EXISTS") {
 			i += 3
 		}
-		a, ok = parseAccount(toks, i)
-		if ok && toks[1].is("ROLE") && !(i+1 < len(toks) && toks[i+1].text == "@") {
-			a.Host = "" // MariaDB roles have an empty host
+		host := "%"
+		if toks[1].is("ROLE") {
+			host = "" // MariaDB roles have an empty host
 		}
+		a, ok = parseAccount(toks, i, host)
 		return a, true, ok, nil
 	case toks[0].is("ALTER") && toks[1].is("USER"):
 		i := 2
 		if i+1 < len(toks) && toks[i].is("IF") && toks[i+1].is("EXISTS") {
 			i += 2
 		}
-		a, ok = parseAccount(toks, i)
+		a, ok = parseAccount(toks, i, "%")
 		return a, false, ok, nil
 	case toks[0].is("GRANT"):
 		for i := 1; i < len(toks); i++ {
 			if toks[i].is("TO") {
-				a, ok = parseAccount(toks, i+1)
+				// SHOW GRANTS names a user with its host; without one
+				// it is a (MariaDB) role.
+				a, ok = parseAccount(toks, i+1, "")
 				return a, false, ok, nil
 			}
 		}
 	case toks[0].is("SET") && toks[1].is("DEFAULT") && len(toks) > 2 && toks[2].is("ROLE"):
 		for i := 3; i < len(toks); i++ {
 			if toks[i].is("FOR") {
-				a, ok = parseAccount(toks, i+1)
+				a, ok = parseAccount(toks, i+1, "%")
 				return a, false, ok, nil
 			}
 		}
@@ -335,8 +352,8 @@ func statementAccount(s string) (a account, create bool, ok bool, err error) {
 	return a, false, false, nil
 }
 
-// quoteString quotes s as a SQL string literal.
-func quoteString(s string) string {
+// sqlString quotes s as a SQL string literal.
+func sqlString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`, "\n", `\n`, "\r", `\r`, "\x1a", `\Z`)
 	return "'" + r.Replace(s) + "'"
 }
@@ -432,8 +449,8 @@ func rangeWhere(key []string, r *Range) (string, error) {
 	return strings.Join(conds, " AND "), nil
 }
 
-// insertPrefix is the start of every INSERT of a data file of table t.
-func insertPrefix(t string) []byte {
+// loadInsertPrefix is the start of every INSERT of a data file of table t.
+func loadInsertPrefix(t string) []byte {
 	return []byte("INSERT INTO " + QuoteIdent(t) + " (")
 }
 

@@ -75,6 +75,8 @@ func TestParseCreate(t *testing.T) {
 		{"CREATE SEQUENCE `s` start with 1 minvalue 1 maxvalue 9 increment by 1 cache 10 nocycle ENGINE=InnoDB", "SEQUENCE", "", "s", ""},
 		{"CREATE DATABASE `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 */", "DATABASE", "", "shop", ""},
 		{"/* a comment */ CREATE OR REPLACE VIEW v2 AS select 1", "VIEW", "", "v2", ""},
+		{"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 */", "DATABASE", "", "shop", ""},
+		{"/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER `t` BEFORE INSERT ON `x` FOR EACH ROW SET @a = 1 */", "TRIGGER", "", "t", "x"},
 	}
 	for _, c := range cases {
 		h, ok, err := parseCreate(c.stmt)
@@ -86,7 +88,12 @@ func TestParseCreate(t *testing.T) {
 			t.Errorf("%q: got %s %q.%q on %q", c.stmt, h.What, h.Schema, h.Name, h.TriggerTbl)
 		}
 	}
-	h, _, _ := parseCreate("CREATE TABLE `a``b`.`c d` (x int)")
+	db := "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
+	h, _, _ := parseCreate(db)
+	if got := db[:h.KindStart] + "DATABASE IF NOT EXISTS `new`" + db[h.NameEnd:]; got != "CREATE DATABASE IF NOT EXISTS `new` /*!40100 DEFAULT CHARACTER SET utf8mb4 */" {
+		t.Errorf("database rewrite: %q", got)
+	}
+	h, _, _ = parseCreate("CREATE TABLE `a``b`.`c d` (x int)")
 	if got := "CREATE TABLE " + "`x`.`y`" + "CREATE TABLE `a``b`.`c d` (x int)"[h.NameEnd:]; got != "CREATE TABLE `x`.`y` (x int)" {
 		t.Errorf("name span: %q", got)
 	}
@@ -116,6 +123,7 @@ func TestStatementAccount(t *testing.T) {
 		{"CREATE ROLE `role1`", account{"role1", ""}, true, true},
 		{"ALTER USER `app`@`%` PASSWORD EXPIRE", account{"app", "%"}, false, true},
 		{"SET DEFAULT ROLE `role1` FOR `app`@`localhost`", account{"app", "localhost"}, false, true},
+		{"GRANT USAGE ON *.* TO `role1`", account{"role1", ""}, false, true},
 		{"SET NAMES utf8mb4", account{}, false, false},
 	}
 	for _, c := range cases {
