@@ -37,7 +37,7 @@ func sysbenchFixture(tables, rows int, fileSize, stmtSize int) *fixture {
 			") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
 		meta := &TableMeta{Engine: "InnoDB", Columns: []string{"id", "k", "c", "pad"}, PrimaryKey: []string{"id"},
 			DeferredIndexes: []string{"KEY `k_1` (`k`)"}, Rows: int64(rows)}
-		fx.add(File{Name: "sb/" + name + ".table.sql", Kind: KindTable, Schema: "sb", Object: name, Table: meta}, objectFile("/*!40101 SET NAMES utf8mb4 */", create))
+		fx.add(File{Name: "sb/" + name + ".table.sql", Kind: KindTable, Schema: "sb", Object: name, Table: meta}, testObjectFile("/*!40101 SET NAMES utf8mb4 */", create))
 		var file, stmt bytes.Buffer
 		part, inFile, lastKey := 0, 0, ""
 		flushStmt := func() {

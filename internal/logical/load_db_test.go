@@ -540,7 +540,7 @@ func TestLoadCorrupt(t *testing.T) {
 		big := newFixture()
 		big.object(KindDatabase, "shop", "", "CREATE DATABASE `shop`")
 		big.add(File{Name: "shop/big.table.sql", Kind: KindTable, Schema: "shop", Object: "big",
-			Table: &TableMeta{Engine: "InnoDB", Columns: []string{"b"}, Parts: 1, Rows: 1}}, objectFile("CREATE TABLE `big` (\n  `b` longtext\n)"))
+			Table: &TableMeta{Engine: "InnoDB", Columns: []string{"b"}, Parts: 1, Rows: 1}}, testObjectFile("CREATE TABLE `big` (\n  `b` longtext\n)"))
 		big.add(File{Name: "shop/big.00000.sql", Kind: KindData, Schema: "shop", Object: "big", Rows: 1},
 			dataLines("big", []string{"b"}, [][]string{{sqlString(strings.Repeat("z", 20000))}}, 1))
 		_, err = Load(withTimeout(t), small, &big.idx, big.source(), LoadOptions{})

@@ -103,7 +103,7 @@ func (fx *fixture) find(name string) *File {
 	return nil
 }
 
-func objectFile(stmts ...string) []byte {
+func testObjectFile(stmts ...string) []byte {
 	var b strings.Builder
 	b.WriteString("DELIMITER ;;\n")
 	for _, s := range stmts {
@@ -113,7 +113,7 @@ func objectFile(stmts ...string) []byte {
 }
 
 func (fx *fixture) object(kind Kind, schema, name string, stmts ...string) {
-	fx.add(File{Name: EncodeName(schema) + "/" + EncodeName(name) + "." + string(kind) + ".sql", Kind: kind, Schema: schema, Object: name}, objectFile(stmts...))
+	fx.add(File{Name: EncodeName(schema) + "/" + EncodeName(name) + "." + string(kind) + ".sql", Kind: kind, Schema: schema, Object: name}, testObjectFile(stmts...))
 }
 
 // tableSpec is a table of a fixture: its definition and rows (SQL literals,
@@ -223,7 +223,7 @@ func (fx *fixture) table(t *testing.T, db *sql.DB, schema string, ts tableSpec) 
 	}
 	meta.Parts, meta.Rows = len(data), int64(len(ts.rows))
 	fx.add(File{Name: EncodeName(schema) + "/" + EncodeName(ts.name) + ".table.sql", Kind: KindTable, Schema: schema, Object: ts.name, Table: meta},
-		objectFile("/*!40101 SET NAMES utf8mb4 */", create))
+		testObjectFile("/*!40101 SET NAMES utf8mb4 */", create))
 	for i := range data {
 		fx.add(data[i], blobs[i])
 	}
@@ -328,7 +328,7 @@ func shopFixture(t *testing.T, db *sql.DB, fl flavor.Name) *fixture {
 	if fl == flavor.MariaDB {
 		users = append(users, "CREATE ROLE `reader`", "GRANT SELECT ON `shop`.* TO `reader`", "GRANT `reader` TO `app`@`%`")
 	}
-	fx.add(File{Name: "@users.sql", Kind: KindUsers}, objectFile(users...))
+	fx.add(File{Name: "@users.sql", Kind: KindUsers}, testObjectFile(users...))
 	fx.object(KindDatabase, "shop", "", "/*!40101 SET NAMES utf8mb4 */",
 		"CREATE DATABASE `shop` /*!40100 DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci */")
 	for _, ts := range shopTables(fl) {
@@ -355,7 +355,7 @@ func shopFixture(t *testing.T, db *sql.DB, fl flavor.Name) *fixture {
 		"CREATE DEFINER=`root`@`localhost` TRIGGER `trg_orders` BEFORE INSERT ON `orders` FOR EACH ROW SET NEW.note = CONCAT('trg:', IFNULL(NEW.note, ''))")
 	fx.object(KindEvent, "shop", "ev_clean", ctx, "SET SESSION time_zone = '+00:00'",
 		"CREATE DEFINER=`root`@`localhost` EVENT `ev_clean` ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' ON COMPLETION PRESERVE DISABLE DO DELETE FROM orders WHERE id < 0")
-	fx.add(File{Name: "@grants.sql", Kind: kindGrants}, objectFile("/*!40101 SET NAMES utf8mb4 */",
+	fx.add(File{Name: "@grants.sql", Kind: kindGrants}, testObjectFile("/*!40101 SET NAMES utf8mb4 */",
 		"GRANT SELECT (`id`) ON `shop`.`orders` TO `app`@`%`",
 		"GRANT EXECUTE ON PROCEDURE `shop`.`p_count` TO `app`@`%`",
 		"GRANT SELECT ON `shop`.`myi` TO `existing`@`localhost`"))
@@ -375,7 +375,7 @@ func checksum(t *testing.T, db *sql.DB, schema, table string) (sum sql.NullInt64
 	return sum, n
 }
 
-func showCreate(t *testing.T, db *sql.DB, schema, table string) string {
+func testShowCreate(t *testing.T, db *sql.DB, schema, table string) string {
 	t.Helper()
 	var n, c string
 	if err := db.QueryRow("SHOW CREATE TABLE "+QuoteName(schema, table)).Scan(&n, &c); err != nil {
@@ -393,7 +393,7 @@ func sameAsRef(t *testing.T, db *sql.DB, schema, table, refTable string) {
 	if gs != ws || gn != wn {
 		t.Errorf("%s.%s: checksum %v rows %d, reference %v rows %d", schema, table, gs, gn, ws, wn)
 	}
-	if g, w := showCreate(t, db, schema, table), showCreate(t, db, "ref", refTable); strings.Replace(g, QuoteIdent(table), QuoteIdent(refTable), 1) != w {
+	if g, w := testShowCreate(t, db, schema, table), testShowCreate(t, db, "ref", refTable); strings.Replace(g, QuoteIdent(table), QuoteIdent(refTable), 1) != w {
 		t.Errorf("%s.%s: SHOW CREATE TABLE\n%s\nreference\n%s", schema, table, g, w)
 	}
 }
