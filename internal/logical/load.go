@@ -1148,16 +1148,27 @@ func (l *loader) loadFile(ctx context.Context, c *sql.Conn, t *tableJob, f *File
 		return 0, fmt.Errorf("load: open %s: %w", f.Name, err)
 	}
 	defer r.Close()
-	tx, err := c.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("load %s: begin: %w", f.Name, err)
+	// A transactional table's rows commit with the file's mark. A
+	// non-transactional table's rows are written statement by statement
+	// (MySQL's GTID consistency refuses to mix both engines in a
+	// transaction), and its mark follows; a file without one is deleted
+	// by range (or the table emptied) before it is loaded again.
+	var e execer = c
+	var tx *sql.Tx
+	if t.tx {
+		if tx, err = c.BeginTx(ctx, nil); err != nil {
+			return 0, fmt.Errorf("load %s: begin: %w", f.Name, err)
+		}
+		e = tx
 	}
 	committed := false
 	defer func() {
 		if committed {
 			return
 		}
-		_ = tx.Rollback()
+		if tx != nil {
+			_ = tx.Rollback()
+		}
 		if !t.tx && ctx.Err() == nil {
 			// A non-transactional engine kept what was inserted: take it
 			// out again, so a failed file leaves nothing behind.
@@ -1174,7 +1185,7 @@ func (l *loader) loadFile(ctx context.Context, c *sql.Conn, t *tableJob, f *File
 		if where != "" {
 			q += " WHERE " + where
 		}
-		if _, err := tx.ExecContext(ctx, q); err != nil {
+		if _, err := e.ExecContext(ctx, q); err != nil {
 			return 0, fmt.Errorf("load %s: delete what an earlier attempt left of the range: %w", f.Name, err)
 		}
 	}
@@ -1208,7 +1219,7 @@ func (l *loader) loadFile(ctx context.Context, c *sql.Conn, t *tableJob, f *File
 		if len(stmt)+1 > l.maxPacket {
 			return 0, fmt.Errorf("load %s: the statement of line %d has %d bytes, more than the target's max_allowed_packet (%d): raise max_allowed_packet on the target", f.Name, lineNo, len(stmt), l.maxPacket)
 		}
-		res, err := tx.ExecContext(ctx, string(stmt))
+		res, err := e.ExecContext(ctx, string(stmt))
 		if err != nil {
 			return 0, fmt.Errorf("load %s line %d: %w", f.Name, lineNo, err)
 		}
@@ -1220,11 +1231,13 @@ func (l *loader) loadFile(ctx context.Context, c *sql.Conn, t *tableJob, f *File
 	if rows != f.Rows {
 		return 0, fmt.Errorf("%w: %s inserted %d rows, its index entry says %d", ErrCorrupt, f.Name, rows, f.Rows)
 	}
-	if err := mark(ctx, tx, l.res.LoadID, f.Name, stepData, rows); err != nil {
+	if err := mark(ctx, e, l.res.LoadID, f.Name, stepData, rows); err != nil {
 		return 0, err
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("load %s: commit: %w", f.Name, err)
+	if tx != nil {
+		if err := tx.Commit(); err != nil {
+			return 0, fmt.Errorf("load %s: commit: %w", f.Name, err)
+		}
 	}
 	committed = true
 	return rows, nil
