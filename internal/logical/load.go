@@ -87,9 +87,10 @@ type LoadResult struct {
 	Notes []string
 }
 
-// Load applies a dump to the server db: users, databases, tables,
+// Load applies a dump to the server db: accounts, databases, tables,
 // sequences, the data files in parallel, deferred indexes, views, routines,
-// triggers and events, in this order. It records its progress in the
+// triggers, events and grants on single objects, in this order (see
+// docs/logical-load.md). It records its progress in the
 // target (ProgressSchema), so that after a crash the same call with the
 // same LoadID skips what is done and loads no row twice; the record is
 // removed when the load has finished. Every load connection runs with
