@@ -78,6 +78,10 @@ func IsBackupType(t string) bool {
 	return false
 }
 
+// IsRoot reports whether a backup of type t starts its own chain: a full
+// or a logical backup (which has no parent and no child).
+func IsRoot(t string) bool { return t == TypeFull || t == TypeLogical }
+
 // BackupTypes is the list of backup types, for messages.
 const BackupTypes = "full, incremental, differential or logical"
 
