@@ -255,7 +255,7 @@ func (a *Agent) loadNewDatadir(ctx context.Context, m *manifest.Manifest, cipher
 	if err := recordConsistentPoint(ctx, db, dir, fl, m); err != nil {
 		return nil, err
 	}
-	if _, err := db.ExecContext(ctx, "DROP USER IF EXISTS ?@'localhost'", loadAccount); err != nil {
+	if _, err := db.ExecContext(ctx, "DROP USER IF EXISTS "+sqlString(loadAccount)+"@'localhost'"); err != nil {
 		return nil, fmt.Errorf("drop the load account: %w", err)
 	}
 	return lr, nil
@@ -282,14 +282,18 @@ func prepareLoadAccount(ctx context.Context, socket, pwFile string) error {
 		return err
 	}
 	pw := hex.EncodeToString(b)
-	for _, q := range []string{"CREATE USER ?@'localhost' IDENTIFIED BY ?", "GRANT ALL ON *.* TO ?@'localhost' WITH GRANT OPTION"} {
-		args := []any{loadAccount, pw}
-		if strings.HasPrefix(q, "GRANT") {
-			args = args[:1]
-		}
-		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER %s@'localhost' IDENTIFIED BY %s", sqlString(loadAccount), sqlString(pw)),
+		fmt.Sprintf("GRANT ALL ON *.* TO %s@'localhost' WITH GRANT OPTION", sqlString(loadAccount)),
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create the load account: %w", err)
 		}
+	}
+	// root's PROXY grants too, so that the load can grant PROXY as the
+	// source's accounts have it.
+	if err := copyProxyGrants(ctx, db); err != nil {
+		return err
 	}
 	rows, err := db.QueryContext(ctx, "SELECT User, Host FROM mysql.user")
 	if err != nil {
@@ -312,7 +316,7 @@ func prepareLoadAccount(ctx context.Context, socket, pwFile string) error {
 		return err
 	}
 	for _, a := range drop {
-		if _, err := db.ExecContext(ctx, "DROP USER ?@?", a.user, a.host); err != nil {
+		if _, err := db.ExecContext(ctx, "DROP USER "+sqlString(a.user)+"@"+sqlString(a.host)); err != nil {
 			return fmt.Errorf("drop account %s@%s of the new datadir: %w", a.user, a.host, err)
 		}
 	}
@@ -347,7 +351,7 @@ func recordConsistentPoint(ctx context.Context, db *sql.DB, dir string, fl flavo
 		if _, err := db.ExecContext(ctx, si.Server().Words().ResetBinlogs); err != nil {
 			return fmt.Errorf("reset the GTID state of the loaded server: %w", err)
 		}
-		if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_purged = ?", m.GTIDSet); err != nil {
+		if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_purged = "+sqlString(m.GTIDSet)); err != nil {
 			return fmt.Errorf("set gtid_purged of the loaded server to %s: %w", m.GTIDSet, err)
 		}
 		return nil
@@ -446,4 +450,48 @@ func (a *Agent) LoadLogical(ctx context.Context, p LoadParams) (*LoadResult, err
 		Seconds: time.Since(t0).Seconds(), Notes: lr.Notes}
 	log.Info("logical load complete", zap.Int("files", res.Files), zap.Int("skipped_files", res.SkippedFiles), zap.Int64("rows", res.Rows))
 	return res, nil
+}
+
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+// copyProxyGrants gives the load account root@localhost's PROXY grants.
+func copyProxyGrants(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS FOR 'root'@'localhost'")
+	if err != nil {
+		return fmt.Errorf("read root's grants on the new datadir: %w", err)
+	}
+	var grants []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			rows.Close()
+			return err
+		}
+		if strings.HasPrefix(g, "GRANT PROXY ON ") {
+			grants = append(grants, g)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, g := range grants {
+		i := strings.LastIndex(g, " TO ")
+		if i < 0 {
+			continue
+		}
+		grantee := g[i+len(" TO "):]
+		rest := ""
+		if j := strings.Index(grantee, " WITH "); j >= 0 {
+			rest = grantee[j:]
+		}
+		q := g[:i] + " TO " + sqlString(loadAccount) + "@'localhost'" + rest
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("grant the load account PROXY (%s): %w", q, err)
+		}
+	}
+	return nil
 }

@@ -16,7 +16,7 @@ var ErrInvalidIndex = errors.New("invalid logical dump index")
 const MaxFiles = 1 << 20
 
 var kinds = map[Kind]bool{KindUsers: true, KindDatabase: true, KindTable: true, KindSequence: true,
-	KindData: true, KindView: true, KindRoutine: true, KindTrigger: true, KindEvent: true}
+	KindData: true, KindView: true, KindRoutine: true, KindTrigger: true, KindEvent: true, KindGrants: true}
 
 // Validate checks the index of a dump whose stream is streamSize bytes:
 // known format and kinds; names that are relative paths of one or two
@@ -54,10 +54,10 @@ func (x *Index) Validate(streamSize int64) error {
 		if !kinds[f.Kind] {
 			add("file %d (%s): kind %q is unknown", i, clip(f.Name), clip(string(f.Kind)))
 		}
-		if f.Kind != KindUsers && f.Schema == "" {
+		if f.Kind != KindUsers && f.Kind != KindGrants && f.Schema == "" {
 			add("file %d (%s): no schema", i, clip(f.Name))
 		}
-		if f.Kind != KindUsers && f.Kind != KindDatabase && f.Object == "" {
+		if f.Kind != KindUsers && f.Kind != KindGrants && f.Kind != KindDatabase && f.Object == "" {
 			add("file %d (%s): no object name", i, clip(f.Name))
 		}
 		if f.Offset < 0 || f.Size < 0 || f.Rows < 0 || f.Part < 0 {
