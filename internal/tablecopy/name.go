@@ -23,8 +23,8 @@ type TableName struct {
 const maxIdent = 64
 
 // ParseTableName parses "schema.table". Either part may be quoted with
-// backticks (`my.db`.`t``x`), which a name holding a dot or a backtick
-// needs.
+// backticks, a backtick inside doubled, which a name holding a dot or a
+// backtick needs: `my.db`.orders.
 func ParseTableName(s string) (TableName, error) {
 	parts, err := splitIdents(s)
 	if err != nil {
