@@ -122,7 +122,7 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 		if p.LiveDatadir == "" {
 			p.LiveDatadir = liveSrv.Datadir
 		}
-		if err := sameDir(p.LiveDatadir, liveSrv.Datadir); err != nil {
+		if err := SameDatadir(p.LiveDatadir, liveSrv.Datadir); err != nil {
 			return err
 		}
 		if t, err = inspectSource(ctx, p.Scratch, p.Src, export); err != nil {
@@ -415,8 +415,8 @@ func locate(datadir, name string) (string, error) {
 	return "", fmt.Errorf("%w: %s.ibd is in more than one schema directory of %s (%s)", ErrDatadir, name, datadir, strings.Join(found, ", "))
 }
 
-// sameDir checks that the configured datadir is the server's.
-func sameDir(configured, server string) error {
+// SameDatadir checks that the configured datadir is the server's.
+func SameDatadir(configured, server string) error {
 	a, b := filepath.Clean(configured), filepath.Clean(server)
 	if a == b {
 		return nil
