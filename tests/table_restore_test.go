@@ -139,7 +139,7 @@ func TestTableRestoreBringsBackADroppedTableUnderWrites(t *testing.T) {
 func testTableRestoreBringsBackADroppedTableUnderWrites(t *testing.T, fl flavor.Name) {
 	scratch := filepath.Join(t.TempDir(), "scratch")
 	require.NoError(t, os.MkdirAll(scratch, 0o700))
-	s := newStack(t, withFlavor(fl), stackOptionFunc(func(c *stackSetup) { c.config += "agent:\n  scratch_dir: " + scratch + "\n" }))
+	s := newStack(t, withFlavor(fl), stackOptionFunc(func(c *stackSetup) { c.config += "\nagent:\n  scratch_dir: " + scratch + "\n" }))
 	db := s.numbered()
 	for _, q := range []string{
 		"CREATE TABLE e2e.live (id INT PRIMARY KEY, at DATETIME(6)) ENGINE=InnoDB",
