@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
 	"github.com/strata-backup/strata/internal/mysqlx"
@@ -129,7 +130,7 @@ func (a *Agent) ImportTable(ctx context.Context, p TableImportParams) (*tablecop
 	defer hb.close()
 	res, err := tablecopy.Copy(ctx, tablecopy.Params{
 		Scratch: scratch, ScratchDatadir: p.ScratchDatadir, Live: live, LiveDatadir: in.Datadir,
-		Src: p.Source, Dst: p.Dest, RestoreID: p.RestoreID, Replace: p.Replace,
+		Src: p.Source, Dst: p.Dest, RestoreID: p.RestoreID, Replace: p.Replace, Retry: activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1,
 		Progress: func(step string, n int64) { hb.update(ctx, fmt.Sprintf("%s: %d bytes", step, n)) },
 	})
 	if err != nil {

@@ -39,6 +39,10 @@ type Params struct {
 	// Replace replaces an existing Dst (atomically, by RENAME TABLE, once
 	// the restored table is complete and verified).
 	Replace bool
+	// Retry says an earlier attempt of this copy may have run: a Dst that
+	// exists with the source's rows and checksum is taken as its work (the
+	// attempt died after its rename) rather than refused as ErrTableExists.
+	Retry bool
 	// Progress, when set, is called with what the copy does and the bytes
 	// copied so far (for heartbeats).
 	Progress func(step string, bytes int64)
@@ -142,6 +146,9 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 		// Checked again here, right before any change: a table created
 		// under the name since the restore began is not overwritten.
 		if destExists, err = CheckDestination(ctx, live, p.Dst, p.Replace); err != nil {
+			if errors.Is(err, ErrTableExists) && p.Retry && done(ctx, p, live, t, export, res) {
+				return errDone
+			}
 			return err
 		}
 		// A work table of this restore id is an earlier attempt's.
@@ -149,6 +156,9 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 	}); err != nil {
 		if live != nil {
 			discard(live)
+		}
+		if errors.Is(err, errDone) {
+			return res, nil
 		}
 		return nil, err
 	}
@@ -342,6 +352,32 @@ func transport(ctx context.Context, p Params, res *Result, live *sql.Conn, t *Ta
 		_ = os.Remove(filepath.Join(dir, work.Table+".cfg"))
 		return nil
 	})
+}
+
+// errDone stops a retried copy whose earlier attempt finished.
+var errDone = errors.New("copied by an earlier attempt")
+
+// done reports whether Dst is the copy an earlier attempt made: its work
+// table is gone and Dst has the source's rows and checksum. It fills res.
+func done(ctx context.Context, p Params, live Querier, t *Table, export TableName, res *Result) bool {
+	if ok, err := Exists(ctx, live, WorkName(p.Dst, p.RestoreID)); err != nil || ok {
+		return false
+	}
+	src := p.Src
+	if t.Name == export {
+		src = export
+	}
+	ss, err := Checksum(ctx, p.Scratch, src)
+	if err != nil {
+		return false
+	}
+	ds, err := Checksum(ctx, live, p.Dst)
+	if err != nil || ss != ds {
+		return false
+	}
+	res.SourceSum, res.DestSum, res.Method = ss, ds, MethodTransport
+	res.Notes = append(res.Notes, fmt.Sprintf("%s was restored by an earlier attempt of this restore (its rows and checksum are the source's)", p.Dst))
+	return true
 }
 
 // discard closes the connection instead of returning it to its pool: its

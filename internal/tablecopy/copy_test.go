@@ -175,6 +175,20 @@ func TestCopyCleansUpAfterAFailureAndRefusesWhatCannotMove(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), res.DestSum.Rows)
 	assert.Empty(t, p.leftovers(t))
+	// An attempt that died after its rename: the next attempt finds the
+	// table done (same rows and checksum), not "exists"; a first attempt,
+	// or a table that differs, is refused.
+	prm = p.params(src, src, "c1")
+	_, err = Copy(ctx, prm)
+	require.ErrorIs(t, err, ErrTableExists)
+	prm.Retry = true
+	res, err = Copy(ctx, prm)
+	require.NoError(t, err)
+	assert.Equal(t, res.SourceSum, res.DestSum)
+	assert.Contains(t, res.Notes[0], "earlier attempt")
+	exec(t, p.live, "INSERT INTO shop.orders VALUES (3, 'c')")
+	_, err = Copy(ctx, prm)
+	require.ErrorIs(t, err, ErrTableExists)
 
 	// (2) MyISAM and partitioned: not transportable, saying why; nothing
 	// left on the live server.
