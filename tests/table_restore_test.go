@@ -5,8 +5,12 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +22,7 @@ import (
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/tablecopy"
+	"github.com/strata-backup/strata/internal/testdb"
 	"github.com/strata-backup/strata/workflows"
 )
 
@@ -123,6 +128,45 @@ func (s *stack) activityWindow(workflowID, activityType string) (from, to time.T
 	}
 	require.False(s.t, from.IsZero() || to.IsZero(), "%s of %s ran", activityType, workflowID)
 	return from, to
+}
+
+// gtidBeforeDrop reads the source's binlogs with the flavor's binlog tool
+// and returns the GTID of the DROP TABLE of table (quoted, as the server
+// logs it) and that of the transaction before it (one source, one domain).
+func gtidBeforeDrop(t *testing.T, fl flavor.Name, datadir, table string) (drop, before string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(datadir, "binlog.[0-9]*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	tool, err := testdb.Binary("mariadb-binlog")
+	gtidRE := regexp.MustCompile(`GTID (\d+)-(\d+)-(\d+)`)
+	if fl == flavor.MySQL {
+		tool, err = testdb.MySQLBinary("mysqlbinlog")
+		gtidRE = regexp.MustCompile(`GTID_NEXT= '([0-9a-f-]+):(\d+)'`)
+	}
+	require.NoError(t, err)
+	out, err := exec.Command(tool, files...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var cur []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := gtidRE.FindStringSubmatch(line); m != nil {
+			cur = m
+		}
+		if strings.HasPrefix(line, "DROP TABLE "+table) && cur != nil {
+			last := cur[len(cur)-1]
+			n, err := strconv.Atoi(last)
+			require.NoError(t, err)
+			prefix := strings.Join(cur[1:len(cur)-1], "-")
+			if fl == flavor.MySQL {
+				prefix = cur[1] + ":"
+			} else {
+				prefix += "-"
+			}
+			return prefix + last, prefix + strconv.Itoa(n-1)
+		}
+	}
+	t.Fatalf("no DROP TABLE %s in the binlogs %v", table, files)
+	return "", ""
 }
 
 func (s *stack) tableRestoreResult(id string) workflows.TableRestoreResult {
@@ -236,10 +280,25 @@ func testTableRestoreBringsBackADroppedTableUnderWrites(t *testing.T, fl flavor.
 	assert.Positive(t, nAll)
 	assert.Positive(t, nImport, "the live writer committed during the import")
 
+	// Just before the DROP, found as the runbook finds it: the DROP's GTID
+	// in the source's binlog (mariadb-binlog / mysqlbinlog), the
+	// transaction before it the target. The table comes back as it was
+	// when it was dropped.
+	drop, before := gtidBeforeDrop(t, fl, s.src.Datadir, "`shop`.`orders`")
+	t.Logf("the DROP is %s; restoring to %s", drop, before)
+	out, err = s.cli("restore", "db1", "--table", "shop.orders", "--to-gtid", before, "--as", "shop.orders_before_drop", "--id", "r4", "--wait")
+	require.NoError(t, err, out)
+	t.Log(out)
+	gotDrop, err := tablecopy.Checksum(s.ctx, db, tablecopy.TableName{Schema: "shop", Table: "orders_before_drop"})
+	require.NoError(t, err)
+	assert.Equal(t, sumDrop, gotDrop, "restored to the transaction before the DROP: the table as it was dropped")
+	requireTornDown(t, scratch, "table-r4")
+
 	// The destination exists now: refused, nothing changed, nothing
 	// restored (no scratch dir was made).
 	out, err = s.cli("restore", "db1", "--table", "shop.orders", "--to-gtid", p, "--as", "shop.orders_restored", "--id", "r2", "--wait")
 	require.Error(t, err, out)
+	t.Log(out)
 	assert.Contains(t, out, activities.ErrTableExists)
 	assert.Contains(t, out, "--as")
 	again, err := tablecopy.Checksum(s.ctx, db, tablecopy.TableName{Schema: "shop", Table: "orders_restored"})
@@ -251,6 +310,7 @@ func testTableRestoreBringsBackADroppedTableUnderWrites(t *testing.T, fl flavor.
 	// naming it; torn down.
 	out, err = s.cli("restore", "db1", "--table", "shop.nope", "--to-gtid", p, "--id", "r3", "--wait")
 	require.Error(t, err, out)
+	t.Log(out)
 	assert.Contains(t, out, activities.ErrTableNotFound)
 	assert.Contains(t, out, "shop.nope")
 	requireTornDown(t, scratch, "table-r3")
