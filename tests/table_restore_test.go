@@ -294,6 +294,14 @@ func testTableRestoreBringsBackADroppedTableUnderWrites(t *testing.T, fl flavor.
 	assert.Equal(t, sumDrop, gotDrop, "restored to the transaction before the DROP: the table as it was dropped")
 	requireTornDown(t, scratch, "table-r4")
 
+	// --replace: the existing table gets the table as of P, swapped in.
+	out, err = s.cli("restore", "db1", "--table", "shop.orders", "--to-gtid", p, "--as", "shop.orders_before_drop", "--replace", "--id", "r5", "--wait")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "replaced  the table shop.orders_before_drop")
+	gotReplaced, err := tablecopy.Checksum(s.ctx, db, tablecopy.TableName{Schema: "shop", Table: "orders_before_drop"})
+	require.NoError(t, err)
+	assert.Equal(t, sumP, gotReplaced)
+
 	// The destination exists now: refused, nothing changed, nothing
 	// restored (no scratch dir was made).
 	out, err = s.cli("restore", "db1", "--table", "shop.orders", "--to-gtid", p, "--as", "shop.orders_restored", "--id", "r2", "--wait")

@@ -203,3 +203,33 @@ func (s *wfSuite) TestTableRestoreRejectsBadNames() {
 		s.Equal(activities.ErrInvalidRequest, ae.Type(), "%+v", req)
 	}
 }
+
+// Into another instance: the scratch server runs on the agent of the live
+// instance's host (h2), the restore reads the backup's instance (db1).
+func (s *wfSuite) TestTableRestoreIntoAnotherInstanceRunsOnItsHost() {
+	route2 := *route
+	route2.Instance, route2.Host, route2.TaskQueue = "db2", "h2", "strata-agent.h2"
+	s.env.OnActivity(s.cat.ResolveInstance, mock.Anything, activities.InstanceRequest{Instance: "db2"}).Return(&route2, nil).Once()
+	queues := map[string]string{}
+	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		queues[info.ActivityType.Name] = info.TaskQueue
+	})
+	plan := drillPlan()
+	s.env.OnActivity(s.cat.PlanDrill, mock.Anything, activities.DrillPlanRequest{Instance: "db1", BackupOnly: true}).Return(plan, nil).Once()
+	s.env.OnActivity(s.ag.CheckTableDestination, mock.Anything, activities.TableCheckParams{Into: "db2", Dest: orders}).Return(&activities.TableCheckResult{}, nil).Once()
+	s.env.OnActivity(s.ag.PrepareDrill, mock.Anything, tableRef).Return(tableScratch, nil).Once()
+	s.env.OnActivity(s.ag.RestoreBackup, mock.Anything, mock.Anything).Return(&activities.RestoreStats{}, nil).Once()
+	s.env.OnActivity(s.ag.StartServer, mock.Anything, mock.Anything).Return(&activities.StartServerResult{Port: 41234}, nil).Once()
+	s.env.OnActivity(s.ag.ImportTable, mock.Anything, mock.MatchedBy(func(p activities.TableImportParams) bool {
+		return p.Instance == "db1" && p.Into == "db2" && p.Dest == orders
+	})).Return(&tablecopy.Result{Method: tablecopy.MethodTransport}, nil).Once()
+	s.tableTeardownOnce()
+	s.env.ExecuteWorkflow(TableRestoreWorkflow, TableRestoreRequest{Instance: "db1", Table: "shop.orders", Into: "db2", RestoreID: "r1"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	for _, a := range []string{"CheckTableDestination", "PrepareDrill", "RestoreBackup", "StartServer", "ImportTable", "TeardownDrill"} {
+		s.Equal("strata-agent.h2", queues[a], a)
+	}
+	var res TableRestoreResult
+	s.Require().NoError(s.env.GetWorkflowResult(&res))
+	s.Equal("h2", res.Host)
+}
