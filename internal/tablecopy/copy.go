@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-backup/strata/internal/drill"
 )
 
 // Methods of Result.Method.
@@ -242,10 +244,34 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 		if res.DestSum, err = Checksum(ctx, live, work); err != nil {
 			return fmt.Errorf("live server: %w", err)
 		}
-		if res.SourceSum != res.DestSum {
-			return fmt.Errorf("%w: %s on the scratch server has %d rows, checksum %s; the imported table %s has %d rows, checksum %s",
-				ErrMismatch, p.Src, res.SourceSum.Rows, res.SourceSum.Checksum, work, res.DestSum.Rows, res.DestSum.Checksum)
+		// Every index of the imported table is consistent.
+		if msgs, err := checkTable(ctx, live, work); err != nil {
+			return fmt.Errorf("live server: check table %s: %w", work, err)
+		} else if len(msgs) > 0 {
+			return fmt.Errorf("%w: CHECK TABLE of the imported table %s: %s", ErrMismatch, work, strings.Join(msgs, "; "))
 		}
+		if res.SourceSum == res.DestSum {
+			return nil
+		}
+		mismatch := fmt.Errorf("%w: %s on the scratch server has %d rows, checksum %s; the imported table %s has %d rows, checksum %s",
+			ErrMismatch, p.Src, res.SourceSum.Rows, res.SourceSum.Checksum, work, res.DestSum.Rows, res.DestSum.Checksum)
+		if res.SourceSum.Rows != res.DestSum.Rows {
+			return mismatch
+		}
+		// CHECKSUM TABLE differs for equal rows of some tables (virtual
+		// or instantly added columns, system versioning: it sums the
+		// server's record image, not the values): compare the values.
+		if res.SourceSum.Content, err = contentSum(ctx, p.Scratch, src); err != nil {
+			return fmt.Errorf("scratch server: %w", err)
+		}
+		if res.DestSum.Content, err = contentSum(ctx, live, work); err != nil {
+			return fmt.Errorf("live server: %w", err)
+		}
+		if res.SourceSum.Content != res.DestSum.Content {
+			return fmt.Errorf("%w; the sums of their column values differ too (%s, %s)", mismatch, res.SourceSum.Content, res.DestSum.Content)
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("CHECKSUM TABLE differs (%s on the scratch server, %s on the live server), as it does for such a table (virtual or instantly added columns, system versioning); the sums of the rows' column values agree (%s)",
+			res.SourceSum.Checksum, res.DestSum.Checksum, res.DestSum.Content))
 		return nil
 	}); err != nil {
 		return nil, err
@@ -350,6 +376,20 @@ func transport(ctx context.Context, p Params, res *Result, live *sql.Conn, t *Ta
 			return fmt.Errorf("live server: import the tablespace of %s: %w", work, err)
 		}
 		_ = os.Remove(filepath.Join(dir, work.Table+".cfg"))
+		// An imported table's FULLTEXT indexes do not answer (their
+		// auxiliary tables are not in the tablespace): dropped and added
+		// again, on the work table only.
+		fts := fulltext.FindAllStringSubmatch(def, -1)
+		for _, m := range fts {
+			for _, q := range []string{"ALTER TABLE " + work.Quoted() + " DROP INDEX " + m[2], "ALTER TABLE " + work.Quoted() + " ADD " + m[1]} {
+				if _, err := live.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("live server: rebuild the FULLTEXT index %s of %s: %s: %w", m[2], work, q, err)
+				}
+			}
+		}
+		if len(fts) > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("%d FULLTEXT index(es) rebuilt after the import (the import does not bring their auxiliary tables)", len(fts)))
+		}
 		return nil
 	})
 }
@@ -378,6 +418,54 @@ func done(ctx context.Context, p Params, live Querier, t *Table, export TableNam
 	res.SourceSum, res.DestSum, res.Method = ss, ds, MethodTransport
 	res.Notes = append(res.Notes, fmt.Sprintf("%s was restored by an earlier attempt of this restore (its rows and checksum are the source's)", p.Dst))
 	return true
+}
+
+// checkTable returns what CHECK TABLE of n finds wrong: a final status
+// other than OK, and every error row.
+func checkTable(ctx context.Context, q Querier, n TableName) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "CHECK TABLE "+n.Quoted())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var tbl, op, typ, text sql.NullString
+		if err := rows.Scan(&tbl, &op, &typ, &text); err != nil {
+			return nil, err
+		}
+		switch strings.ToLower(typ.String) {
+		case "status":
+			if !strings.EqualFold(text.String, "OK") && !strings.EqualFold(text.String, "Table is already up to date") {
+				msgs = append(msgs, "status: "+text.String)
+			}
+		case "error":
+			msgs = append(msgs, "error: "+text.String)
+		}
+	}
+	return msgs, rows.Err()
+}
+
+// contentSum is an order-independent sum of a table's rows' column
+// values: each row hashes to the SHA-256 of the SHA-256s of its columns'
+// bytes (CAST AS BINARY; NULL is 'N'), and the sum is the exact sum of the
+// first 64 bits of the row hashes (drill.SumSQL's construction, with SHA2,
+// which both servers have: MySQL 9 has no MD5).
+func contentSum(ctx context.Context, q Querier, n TableName) (string, error) {
+	cols, err := drill.Columns(ctx, q, n.Schema, n.Table)
+	if err != nil {
+		return "", err
+	}
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = "IFNULL(SHA2(CAST(" + QuoteIdent(c) + " AS BINARY), 256), 'N')"
+	}
+	query := "SELECT COALESCE(SUM(CAST(CONV(LEFT(SHA2(CONCAT_WS(',', " + strings.Join(parts, ", ") + "), 256), 16), 16, 10) AS UNSIGNED)), 0) FROM " + n.Quoted()
+	var sum string
+	if err := q.QueryRowContext(ctx, query).Scan(&sum); err != nil {
+		return "", fmt.Errorf("sum of the column values of %s: %w", n, err)
+	}
+	return sum, nil
 }
 
 // discard closes the connection instead of returning it to its pool: its

@@ -133,6 +133,11 @@ func Transportable(t *Table, scratch, live Server) string {
 		return fmt.Sprintf("innodb_page_size %d on the scratch server, %d on the live server", scratch.PageSize, live.PageSize)
 	case strings.Contains(strings.ToUpper(t.CreateOptions), "ENCRYPTED=YES"):
 		return "encrypted tablespace"
+	case live.Flavor.Name == flavor.MariaDB && fulltext.MatchString(t.Create):
+		// MariaDB 10.11: the imported table's FULLTEXT index does not
+		// answer ("does not have FULLTEXT index"), and dropping and adding
+		// it again crashed the server in the tests.
+		return "a FULLTEXT index (MariaDB cannot rebuild the FULLTEXT index of an imported tablespace)"
 	}
 	return ""
 }
@@ -142,6 +147,10 @@ func sameMajorMinor(a, b flavor.Flavor) bool {
 	bm, bn := b.MajorMinor()
 	return am == bm && an == bn && am != 0
 }
+
+// fulltext matches a FULLTEXT index of SHOW CREATE TABLE: the clause and
+// the quoted name.
+var fulltext = regexp.MustCompile("(?m)^\\s*(FULLTEXT (?:KEY|INDEX) (`(?:[^`]|``)+`) .*?),?$")
 
 var (
 	createHead = regexp.MustCompile("^CREATE TABLE `(?:[^`]|``)+` \\(")
@@ -215,6 +224,9 @@ func CheckDestination(ctx context.Context, q Querier, dst TableName, replace boo
 type Sum struct {
 	Rows     int64  `json:"rows"`
 	Checksum string `json:"checksum"`
+	// Content is the sum of the MD5s of the rows' column values
+	// (drill.SumSQL), taken when the CHECKSUM TABLE values differ.
+	Content string `json:"content,omitempty"`
 }
 
 // Checksum counts the rows and takes CHECKSUM TABLE of n.
