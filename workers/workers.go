@@ -105,6 +105,7 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.InstanceWorkflow, workflow.RegisterOptions{Name: workflows.InstanceWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.LimiterWorkflow, workflow.RegisterOptions{Name: workflows.LimiterWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.DrillWorkflow, workflow.RegisterOptions{Name: workflows.DrillWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.TableRestoreWorkflow, workflow.RegisterOptions{Name: workflows.TableRestoreWorkflowName})
 }
 
 // NewWorker returns the `strata` worker: workflows plus catalog activities.

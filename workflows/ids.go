@@ -28,6 +28,12 @@ func VerifyWorkflowID(instance string, at time.Time) string {
 // DrillWorkflowID is the id of drill drillID of instance.
 func DrillWorkflowID(instance, drillID string) string { return "drill/" + instance + "/" + drillID }
 
+// TableRestoreWorkflowID is the id of table restore restoreID of
+// instance (the backup's instance).
+func TableRestoreWorkflowID(instance, restoreID string) string {
+	return "table-restore/" + instance + "/" + restoreID
+}
+
 // RetentionWorkflowID is the id of instance's retention run: one at a time.
 func RetentionWorkflowID(instance string) string { return "retention/" + instance }
 

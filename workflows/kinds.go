@@ -12,4 +12,6 @@ const (
 	KindSchedule  = "schedule"
 	KindLimiter   = "limiter"
 	KindDrill     = "drill"
+	// KindTableRestore: TableRestoreWorkflow.
+	KindTableRestore = "table-restore"
 )

@@ -154,10 +154,12 @@ func restoreCmd(a *app) *cobra.Command {
 		req                   workflows.RestoreRequest
 		wait, asJS            bool
 		toTime, toGTID, toPos string
+		table                 tableFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "restore INSTANCE (--backup ID | --to-time T | --to-gtid G | --to-position F:P) --target-dir DIR [--start --port N]",
-		Short: "Restore a backup into a new datadir (RestoreWorkflow)",
+		Use: "restore INSTANCE (--backup ID | --to-time T | --to-gtid G | --to-position F:P) --target-dir DIR [--start --port N]\n" +
+			"  strata restore INSTANCE --table SCHEMA.TABLE [--to-time T | --to-gtid G | --to-position F:P] [--backup ID] --into INSTANCE [--as SCHEMA.TABLE] [--replace]",
+		Short: "Restore a backup into a new datadir (RestoreWorkflow), or one table of it into a live server (TableRestoreWorkflow)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Instance = args[0]
@@ -167,6 +169,18 @@ func restoreCmd(a *app) *cobra.Command {
 			}
 			if req.Target, err = parseTarget(toTime, toGTID, toPos); err != nil {
 				return err
+			}
+			if table.table != "" {
+				if req.TargetDir != "" || req.Start || req.TargetHost != "" {
+					return fmt.Errorf("--table restores into a live server (--into): --target-dir, --target-host and --start are for whole restores")
+				}
+				if len(req.Include)+len(req.Exclude)+len(req.Rename) > 0 || req.Users || req.Binlog {
+					return fmt.Errorf("--include, --exclude, --rename, --users and --binlog are for loading logical backups; --table restores one table of a physical backup (name it with --as)")
+				}
+				return a.restoreTable(cmd, req, table, wait, asJS)
+			}
+			if table.as != "" || table.id != "" {
+				return fmt.Errorf("--as and --id go with --table")
 			}
 			if req.BackupID == "" && req.Target.IsZero() {
 				return fmt.Errorf("--backup or a --to-time/--to-gtid/--to-position target is required (list backups with `strata ls %s`)", req.Instance)
@@ -234,10 +248,14 @@ func restoreCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&req.Include, "include", nil, "logical backups: load only tables matching schema.table (* and ? within a name; repeatable)")
 	f.StringArrayVar(&req.Exclude, "exclude", nil, "logical backups: skip tables matching schema.table (repeatable)")
 	f.StringArrayVar(&req.Rename, "rename", nil, "logical backups: load table a.b as c.d (--rename shop.orders=shop.orders_restored; repeatable)")
-	f.StringVar(&req.Into, "into", "", "logical backups: load into the running server of this instance instead of a new datadir")
-	f.BoolVar(&req.Replace, "replace", false, "with --into: drop existing tables of the same name first (without it an existing table fails the load before anything changes)")
+	f.StringVar(&req.Into, "into", "", "logical backups, and --table: load into the running server of this instance instead of a new datadir")
+	f.BoolVar(&req.Replace, "replace", false, "with --into: drop existing tables of the same name first (without it an existing table fails the load before anything changes); "+
+		"with --table: replace the table of that name, swapped in once the restored copy is verified")
 	f.BoolVar(&req.Users, "users", false, "with --into: load the accounts and grants too (existing accounts are kept)")
 	f.BoolVar(&req.Binlog, "binlog", false, "with --into: write the load to the server's binary log, for its replicas")
+	f.StringVar(&table.table, "table", "", "physical backups: restore only this table (SCHEMA.TABLE; backticks quote a part holding a dot) into the running server --into (default: INSTANCE)")
+	f.StringVar(&table.as, "as", "", "with --table: the table's name on the live server (default: its own)")
+	f.StringVar(&table.id, "id", "", "with --table: the restore's id (default: now, e.g. 20261124T084500Z)")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
