@@ -33,6 +33,9 @@ const (
 	KindRoutine  Kind = "routine"  // CREATE PROCEDURE or CREATE FUNCTION
 	KindTrigger  Kind = "trigger"  // CREATE TRIGGER
 	KindEvent    Kind = "event"    // CREATE EVENT
+	// KindGrants holds the GRANTs on single tables, columns and routines,
+	// which need their objects: applied after every other kind.
+	KindGrants Kind = "grants"
 )
 
 // Index lists the files of a dump. It is stored in the backup's manifest.
