@@ -1270,35 +1270,28 @@ func (l *loader) cleanFailed(c *sql.Conn, t *tableJob, f *File) {
 	}
 }
 
-// addIndexes adds the deferred indexes that the table does not have yet.
-func (l *loader) addIndexes(ctx context.Context, c *sql.Conn, t *tableJob) error {
-	if len(t.deferred) == 0 || l.done[progressKey{t.obj.file.Name, stepIndex}] {
-		return nil
-	}
-	start := time.Now()
-	if err := l.session(ctx, c); err != nil {
-		return err
-	}
+// missingIndexes returns the ALTER TABLE statements that add the deferred
+// indexes the table does not have.
+func (l *loader) missingIndexes(ctx context.Context, c *sql.Conn, t *tableJob) ([]string, error) {
 	name := QuoteName(t.dst[0], t.dst[1])
 	have := map[string]bool{}
 	rows, err := c.QueryContext(ctx, "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t.dst[0], t.dst[1])
 	if err != nil {
-		return fmt.Errorf("load: read the indexes of %s: %w", name, err)
+		return nil, fmt.Errorf("load: read the indexes of %s: %w", name, err)
 	}
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		have[n] = true
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	var plain []string
-	var alters []string
+	var plain, alters []string
 	for _, d := range t.deferred {
 		if n := indexName(d); n != "" && have[n] {
 			continue // added by an earlier attempt
@@ -1312,9 +1305,39 @@ func (l *loader) addIndexes(ctx context.Context, c *sql.Conn, t *tableJob) error
 	if len(plain) > 0 {
 		alters = append([]string{"ALTER TABLE " + name + " " + strings.Join(plain, ", ")}, alters...)
 	}
-	for _, a := range alters {
-		if _, err := c.ExecContext(ctx, a); err != nil {
-			return fmt.Errorf("load %s: add the deferred indexes: %w (statement: %s)", t.obj.file.Name, err, abbrev(a))
+	return alters, nil
+}
+
+// addIndexes adds the deferred indexes that the table does not have yet.
+func (l *loader) addIndexes(ctx context.Context, c *sql.Conn, t *tableJob) error {
+	if len(t.deferred) == 0 || l.done[progressKey{t.obj.file.Name, stepIndex}] {
+		return nil
+	}
+	start := time.Now()
+	if err := l.session(ctx, c); err != nil {
+		return err
+	}
+	name := QuoteName(t.dst[0], t.dst[1])
+	for attempt := 1; ; attempt++ {
+		alters, err := l.missingIndexes(ctx, c, t)
+		if err != nil {
+			return err
+		}
+		var me *mysql.MySQLError
+		err = nil
+		for _, a := range alters {
+			if _, err = c.ExecContext(ctx, a); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			break
+		}
+		// A killed attempt's ALTER TABLE goes on in the server after its
+		// client is gone; ours waits for it and then finds the index there:
+		// look again.
+		if !errors.As(err, &me) || me.Number != 1061 || attempt == 3 {
+			return fmt.Errorf("load %s: add the deferred indexes to %s: %w", t.obj.file.Name, name, err)
 		}
 	}
 	if err := mark(ctx, c, l.res.LoadID, t.obj.file.Name, stepIndex, 0); err != nil {

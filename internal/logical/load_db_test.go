@@ -383,8 +383,14 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 // again with the same LoadID: every table ends exactly like its reference,
 // with no row twice, for InnoDB and MyISAM, with and without a key.
 func TestLoadResume(t *testing.T) {
-	_, db := startServer(t, flavor.MariaDB)
-	fx := shopFixture(t, db, flavor.MariaDB)
+	for _, fl := range []flavor.Name{flavor.MariaDB, flavor.MySQL} {
+		t.Run(string(fl), func(t *testing.T) { testLoadResume(t, fl) })
+	}
+}
+
+func testLoadResume(t *testing.T, fl flavor.Name) {
+	_, db := startServer(t, fl)
+	fx := shopFixture(t, db, fl)
 	cases := []struct {
 		file    string
 		partial string // rows of the killed file visible in the target while it loads (non-transactional)
@@ -470,7 +476,7 @@ func TestLoadResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, ts := range shopTables(flavor.MariaDB) {
+			for _, ts := range shopTables(fl) {
 				sameAsRef(t, db, "shop", ts.name, ts.name)
 			}
 			if res.SkippedFiles == 0 {
