@@ -16,6 +16,7 @@ import (
 	"github.com/strata-backup/strata/internal/config"
 	"github.com/strata-backup/strata/internal/drill"
 	"github.com/strata-backup/strata/internal/flavor"
+	"github.com/strata-backup/strata/internal/logical"
 	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/metrics"
 	"github.com/strata-backup/strata/internal/mysqlx"
@@ -89,11 +90,13 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 	if !sameDir(si.Datadir, in.Datadir) {
 		return nil, fail(ErrConfig, "instance %s: datadir is %s in the config but the server reports %s; fix instances[].datadir", in.ID, in.Datadir, si.Datadir)
 	}
-	method, err := physical.ChooseMethod(si.Flavor, in.Backup.Method, toolPaths(in))
-	if err != nil {
-		return nil, classify(fmt.Errorf("instance %s: %w", in.ID, err))
+	method := &physical.Method{Name: manifest.ToolLogical}
+	if p.Type != manifest.TypeLogical {
+		if method, err = physical.ChooseMethod(si.Flavor, in.Backup.Method, toolPaths(in)); err != nil {
+			return nil, classify(fmt.Errorf("instance %s: %w", in.ID, err))
+		}
 	}
-	if method.Tool == nil && p.Type != manifest.TypeFull {
+	if method.Tool == nil && p.Type != manifest.TypeFull && p.Type != manifest.TypeLogical {
 		return nil, fail(ErrInvalidRequest, "instance %s uses backup.method clone: %v; take a full backup (the binlog archive covers the time between fulls)", in.ID, physical.ErrCloneIncremental)
 	}
 	codec := in.Backup.Compression
@@ -125,7 +128,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 
 	prefix := repo.BackupPrefix(p.Instance, p.BackupID)
 	var up *pipeline.UploadResult
-	sums, onCommitsBlocked := tableSumsRecorder(ctx, in, si, ep)
+	sums, onCommitsBlocked := tableSumsRecorder(ctx, in, si, ep, p.Type)
 	defer sums.Abort()
 	started := time.Now()
 	upload := func(r io.Reader) error {
@@ -151,7 +154,10 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		return err
 	}
 	var outcome *physical.BackupOutcome
-	if method.Tool != nil {
+	var index *logical.Index
+	if p.Type == manifest.TypeLogical {
+		outcome, index, err = a.logicalBackup(ctx, in, ep, hb, log, upload)
+	} else if method.Tool != nil {
 		outcome, err = method.Tool.StreamBackup(ctx, physical.BackupParams{
 			Endpoint:         ep,
 			Datadir:          in.Datadir,
@@ -225,6 +231,7 @@ func (a *Agent) Backup(ctx context.Context, p BackupParams) (_ *BackupSummary, e
 		CompressionLevel: up.Level, // effective: level 0 (the default) changed meaning with the default
 		ChunkSize:        int64(in.Backup.ChunkSize),
 		Chunks:           up.Chunks,
+		Logical:          index,
 		Encrypted:        keys.Cipher != nil,
 		EncryptionKeyID:  keys.KEKID,
 		UploadedBytes:    up.UploadedBytes,
@@ -294,8 +301,8 @@ func (a *Agent) cloneBackup(ctx context.Context, in *config.Instance, ep mysqlx.
 // tableSumsRecorder prepares the table sums of a backup (MariaDB, when
 // backup.table_sums is on): nil and no hook otherwise. A nil recorder's
 // Abort does nothing.
-func tableSumsRecorder(ctx context.Context, in *config.Instance, si *mysqlx.ServerInfo, ep mysqlx.Endpoint) (*drill.Recorder, func()) {
-	if !in.Backup.SumsOn() || si.Flavor != flavor.MariaDB {
+func tableSumsRecorder(ctx context.Context, in *config.Instance, si *mysqlx.ServerInfo, ep mysqlx.Endpoint, typ string) (*drill.Recorder, func()) {
+	if !in.Backup.SumsOn() || si.Flavor != flavor.MariaDB || typ == manifest.TypeLogical {
 		return nil, nil
 	}
 	r := drill.NewRecorder(ctx, func(ctx context.Context) (*sql.DB, error) { return mysqlx.Open(ctx, ep) }, int64(in.Backup.TableSumsMaxSize))
@@ -424,7 +431,7 @@ func checkFromLSN(tool string, p BackupParams, got uint64) error {
 
 // validType reports whether t is a backup type (the type label's values).
 func validType(t string) bool {
-	return t == manifest.TypeFull || t == manifest.TypeIncremental || t == manifest.TypeDifferential
+	return manifest.IsBackupType(t)
 }
 
 // lastAttempt reports whether a failed attempt ends the backup: a failure
@@ -492,14 +499,14 @@ func finalFailure(ctx context.Context, err error) (final bool, why string) {
 // cannot produce a backup that does not fit its chain.
 func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
 	switch p.Type {
-	case manifest.TypeFull:
+	case manifest.TypeFull, manifest.TypeLogical:
 		if p.ParentID != "" || p.FromLSN != 0 {
-			return fail(ErrInvalidRequest, "a full backup has no parent_id or from_lsn")
+			return fail(ErrInvalidRequest, "a %s backup has no parent_id or from_lsn", p.Type)
 		}
 		return nil
 	case manifest.TypeIncremental, manifest.TypeDifferential:
 	default:
-		return fail(ErrInvalidRequest, "backup type %q is not one of full, incremental, differential", p.Type)
+		return fail(ErrInvalidRequest, "backup type %q is not one of %s", p.Type, manifest.BackupTypes)
 	}
 	if p.ParentID == "" || p.FromLSN == 0 {
 		return fail(ErrInvalidRequest, "a %s backup needs parent_id and from_lsn (start it through BackupWorkflow, which plans them)", p.Type)
@@ -517,6 +524,9 @@ func (a *Agent) checkBase(ctx context.Context, p BackupParams) error {
 		if _, err := a.Repo.AuthenticateManifest(ctx, parent, a.Keys); errors.Is(err, repo.ErrManifestNotAuthentic) {
 			return fail(ErrUnauthenticated, "base of %s backup %s: %v", p.Type, p.BackupID, err)
 		}
+	}
+	if parent.Type == manifest.TypeLogical {
+		return fail(ErrInvalidRequest, "%s backup %s names parent %s, which is a logical backup: an incremental or differential builds on a physical backup", p.Type, p.BackupID, p.ParentID)
 	}
 	if p.Type == manifest.TypeDifferential && parent.Type != manifest.TypeFull {
 		return fail(ErrInvalidRequest, "differential backup %s names parent %s, which is %s, not full", p.BackupID, p.ParentID, parent.Type)

@@ -95,6 +95,19 @@ func (a *Agent) restoreChain(ctx context.Context, p RestoreParams, target string
 	if err != nil {
 		return nil, err
 	}
+	if chain[0].Type == manifest.TypeLogical {
+		if len(chain) != 1 {
+			return nil, fail(ErrBrokenChain, "logical backup %s of %s has no chain: restore it alone", chain[0].BackupID, p.Instance)
+		}
+		ciphers, err := a.chainCiphers(ctx, chain, p.AllowUnencrypted, log)
+		if err != nil {
+			return nil, err
+		}
+		return a.restoreLogical(ctx, p, chain[0], ciphers[0], target, owner, log)
+	}
+	if len(p.Include)+len(p.Exclude)+len(p.Rename) > 0 {
+		return nil, fail(ErrInvalidRequest, "backup %s of %s is a physical backup: include, exclude and rename select tables of a logical backup (for one table of a physical backup, use strata restore --table)", p.BackupID, p.Instance)
+	}
 	tool, err := a.restoreTool(p.Instance, chain)
 	if err != nil {
 		return nil, err

@@ -19,11 +19,11 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 		return nil, fail(ErrUnknownInstance, "%v", err)
 	}
 	switch req.Type {
-	case manifest.TypeFull:
-		return &BackupPlan{Type: manifest.TypeFull, ChainLength: 1}, nil
+	case manifest.TypeFull, manifest.TypeLogical:
+		return &BackupPlan{Type: req.Type, ChainLength: 1}, nil
 	case manifest.TypeIncremental, manifest.TypeDifferential:
 	default:
-		return nil, fail(ErrInvalidRequest, "backup type %q is not one of full, incremental, differential", req.Type)
+		return nil, fail(ErrInvalidRequest, "backup type %q is not one of %s", req.Type, manifest.BackupTypes)
 	}
 	all, err := c.Repo.ListBackups(ctx, req.Instance)
 	if err != nil {
@@ -36,6 +36,9 @@ func (c *Catalog) PlanBackup(ctx context.Context, req PlanRequest) (*BackupPlan,
 	var base *manifest.Manifest
 	var skipped []string
 	for i := len(all) - 1; i >= 0 && base == nil; i-- {
+		if all[i].Type == manifest.TypeLogical {
+			continue // a logical dump has no pages to build on
+		}
 		if req.Type == manifest.TypeIncremental || all[i].Type == manifest.TypeFull {
 			// Never build on a backup whose drill failed.
 			if r := failedInChain(all, all[i].BackupID, failed); r != nil {

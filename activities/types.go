@@ -152,6 +152,11 @@ type RestoreParams struct {
 	// MaxAttempts is the activity's retry limit (0: unknown), so that the
 	// last attempt removes its staging dir when it fails.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Include, Exclude and Rename select and rename tables of a logical
+	// backup ("schema.table" patterns; "a.b=c.d"); refused for a physical one.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	Rename  []string `json:"rename,omitempty"`
 }
 
 // RestoreStats reports what a restore did and how long each phase took.
@@ -166,6 +171,9 @@ type RestoreStats struct {
 	FetchSeconds    float64 `json:"fetch_seconds"`
 	PrepareSeconds  float64 `json:"prepare_seconds"`
 	MoveBackSeconds float64 `json:"move_back_seconds"`
+	// Rows and Files are the rows and files a logical restore loaded.
+	Rows  int64 `json:"rows,omitempty"`
+	Files int   `json:"files,omitempty"`
 }
 
 // RestoreProgress is heartbeated while a restore runs.

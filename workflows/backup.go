@@ -26,10 +26,8 @@ func BackupWorkflow(ctx workflow.Context, req BackupRequest) (*BackupResult, err
 	if req.Type == "" {
 		req.Type = manifest.TypeFull
 	}
-	switch req.Type {
-	case manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential:
-	default:
-		return nil, invalid("backup type %q is not one of full, incremental, differential", req.Type)
+	if !manifest.IsBackupType(req.Type) {
+		return nil, invalid("backup type %q is not one of %s", req.Type, manifest.BackupTypes)
 	}
 	if req.BackupID == "" {
 		req.BackupID = workflow.Now(ctx).UTC().Format(BackupIDFormat)

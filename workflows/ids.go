@@ -89,3 +89,10 @@ func SearchAttributes(instance, kind, backupID, host string) temporal.SearchAttr
 // limit (activities.Limit): limiter/fleet/backup, limiter/fleet/restore,
 // limiter/storage/<target>.
 func LimiterWorkflowID(scope, name string) string { return "limiter/" + scope + "/" + name }
+
+// LoadWorkflowID is the id of the RestoreWorkflow that loads logical
+// backup backupID into the running server of instance into: one load of a
+// backup into an instance at a time.
+func LoadWorkflowID(into, backupID string) string {
+	return "load/" + into + "/" + backupID
+}

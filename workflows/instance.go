@@ -74,10 +74,8 @@ func (e *entity) lookup(id string) (*InstanceRun, int) {
 // admit decides on ask (its type defaulted) without changing the state:
 // the validator and the handlers share it.
 func (e *entity) admit(ask BackupAsk) (decision, error) {
-	switch ask.Type {
-	case manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential:
-	default:
-		return decision{}, fmt.Errorf("backup type %q is not one of full, incremental, differential", ask.Type)
+	if !manifest.IsBackupType(ask.Type) {
+		return decision{}, fmt.Errorf("backup type %q is not one of %s", ask.Type, manifest.BackupTypes)
 	}
 	if ask.BackupID != "" {
 		if err := CheckBackupID(ask.BackupID); err != nil {

@@ -19,6 +19,9 @@ import (
 func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, error) {
 	started := workflow.Now(ctx)
 	pitr := !req.Target.IsZero()
+	if req.Into != "" {
+		return loadInto(ctx, req, started)
+	}
 	switch {
 	case req.Instance == "":
 		return nil, invalid("instance is required")
@@ -90,6 +93,7 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 		return workflow.ExecuteActivity(actx, agent.RestoreBackup, activities.RestoreParams{
 			Instance: req.Instance, BackupID: req.BackupID, Chain: ids, TargetDir: req.TargetDir,
 			AllowUnencrypted: req.AllowUnencrypted, MaxAttempts: int(retry.MaximumAttempts),
+			Include: req.Include, Exclude: req.Exclude, Rename: req.Rename,
 		}).Get(ctx, &res.Stats)
 	}
 	if err := restore(); err != nil {
@@ -126,6 +130,49 @@ func RestoreWorkflow(ctx workflow.Context, req RestoreRequest) (*RestoreResult, 
 			return nil, agentError(err, host, queue)
 		}
 	}
+	res.Finished = workflow.Now(ctx)
+	res.Seconds = res.Finished.Sub(started).Seconds()
+	return res, nil
+}
+
+// loadInto is a RestoreWorkflow with Into: logical backup BackupID of
+// Instance is loaded into the running server of instance Into by Into's
+// agent.
+func loadInto(ctx workflow.Context, req RestoreRequest, started time.Time) (*RestoreResult, error) {
+	switch {
+	case req.Instance == "":
+		return nil, invalid("instance is required")
+	case req.BackupID == "":
+		return nil, invalid("backup_id is required to load a logical backup into %s (see `strata ls %s`)", req.Into, req.Instance)
+	case req.TargetDir != "" || req.Start || !req.Target.IsZero():
+		return nil, invalid("into loads into a running server: give no target_dir, start or point-in-time target (for those, restore the logical backup into a new datadir with target_dir)")
+	}
+	var cat *activities.Catalog
+	cctx := catalogCtx(ctx)
+	var route activities.InstanceRoute
+	if err := workflow.ExecuteActivity(cctx, cat.ResolveInstance, activities.InstanceRequest{Instance: req.Into}).Get(ctx, &route); err != nil {
+		return nil, err
+	}
+	var chain []activities.BackupSummary
+	if err := workflow.ExecuteActivity(cctx, cat.ResolveChain, activities.BackupRef{Instance: req.Instance, BackupID: req.BackupID, AllowFailedDrill: req.AllowFailedDrill}).Get(ctx, &chain); err != nil {
+		return nil, err
+	}
+	release, err := acquirePermits(ctx, &route, activities.LimitKindRestore, "")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	queue := config.AgentTaskQueue(route.Host)
+	res := &RestoreResult{Instance: req.Instance, BackupID: req.BackupID, TargetHost: route.Host, Backup: chain[len(chain)-1], Chain: []string{req.BackupID}, Started: started}
+	var agent *activities.Agent
+	res.Load = &activities.LoadResult{}
+	if err := workflow.ExecuteActivity(agentCtx(ctx, &route, queue, route.BackupTimeout), agent.LoadLogical, activities.LoadParams{
+		Instance: req.Instance, BackupID: req.BackupID, Into: req.Into, Include: req.Include, Exclude: req.Exclude, Rename: req.Rename,
+		Replace: req.Replace, Users: req.Users, Binlog: req.Binlog, AllowUnencrypted: req.AllowUnencrypted,
+	}).Get(ctx, res.Load); err != nil {
+		return nil, agentError(err, route.Host, queue)
+	}
+	res.Stats.Rows, res.Stats.Files = res.Load.Rows, res.Load.Files
 	res.Finished = workflow.Now(ctx)
 	res.Seconds = res.Finished.Sub(started).Seconds()
 	return res, nil

@@ -59,7 +59,7 @@ func ScheduledWorkflow(ctx workflow.Context, req ScheduledRequest) (*ScheduledRe
 	res := &ScheduledResult{Instance: req.Instance, Kind: req.Kind}
 	now := workflow.Now(ctx)
 	switch req.Kind {
-	case "full", "incremental":
+	case "full", "incremental", "logical":
 		ask := ScheduledBackupAsk{Instance: req.Instance, Ask: BackupAsk{
 			Type:     req.Kind,
 			AutoFull: req.Kind == "incremental",

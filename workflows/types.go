@@ -67,6 +67,23 @@ type RestoreRequest struct {
 	// whose chain holds such a backup); without it that is refused, and a
 	// point-in-time restore skips such backups.
 	AllowFailedDrill bool `json:"allow_failed_drill,omitempty"`
+
+	// Logical backups only. Include and Exclude select tables by
+	// "schema.table" patterns (* and ? within a name), Rename renames
+	// tables as they load ("shop.orders=shop.orders_restored").
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	Rename  []string `json:"rename,omitempty"`
+	// Into loads the logical backup into the running server of this
+	// instance (on its agent) instead of a new datadir: TargetDir, Start and
+	// Target are then not given. Replace drops existing tables of the same
+	// name first (without it an existing one fails the load before it
+	// changes anything), Users loads the accounts too (skipping existing
+	// ones), Binlog writes the load to the server's binary log.
+	Into    string `json:"into,omitempty"`
+	Replace bool   `json:"replace,omitempty"`
+	Users   bool   `json:"users,omitempty"`
+	Binlog  bool   `json:"binlog,omitempty"`
 }
 
 // RestoreResult reports the restore.
@@ -79,6 +96,8 @@ type RestoreResult struct {
 	Stats      activities.RestoreStats       `json:"stats"`
 	Server     *activities.StartServerResult `json:"server,omitempty"`
 	Replay     *activities.ReplayResult      `json:"replay,omitempty"`
+	// Load reports a logical backup loaded into a running server (Into).
+	Load *activities.LoadResult `json:"load,omitempty"`
 	// Notes say what the point-in-time plan skipped (backups whose drill
 	// failed).
 	Notes    []string  `json:"notes,omitempty"`

@@ -140,7 +140,7 @@ func backupCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "backup id (default: the UTC start time, e.g. 20261124T084500Z)")
-	cmd.Flags().StringVar(&typ, "type", "full", "full, incremental (since the newest backup) or differential (since the newest full)")
+	cmd.Flags().StringVar(&typ, "type", "full", "full, incremental (since the newest backup), differential (since the newest full) or logical (a parallel SQL dump)")
 	cmd.Flags().BoolVar(&autoFull, "auto-full", false, "take a full when an incremental or differential has no base")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the backup to finish and print its result")
 	cmd.Flags().BoolVar(&viaInstance, "via-instance", false, "ask the instance's entity workflow (instance/INSTANCE) by Update: queued behind, or joined to, its other backups")
@@ -170,6 +170,9 @@ func restoreCmd(a *app) *cobra.Command {
 			}
 			if req.BackupID == "" && req.Target.IsZero() {
 				return fmt.Errorf("--backup or a --to-time/--to-gtid/--to-position target is required (list backups with `strata ls %s`)", req.Instance)
+			}
+			if req.Into != "" {
+				return a.loadInto(cmd, req, wait, asJS)
 			}
 			if req.TargetDir == "" {
 				return fmt.Errorf("--target-dir is required: a new or empty directory on the target host")
@@ -228,9 +231,45 @@ func restoreCmd(a *app) *cobra.Command {
 	f.BoolVar(&req.AllowUnencrypted, "allow-unencrypted", false,
 		"for an instance with encryption enabled, also accept old data stored unencrypted or without a MAC (backups and archived binlog segments)")
 	f.BoolVar(&req.AllowFailedDrill, "allow-failed-drill", false, "restore a backup whose last restore drill failed (refused without it)")
+	f.StringArrayVar(&req.Include, "include", nil, "logical backups: load only tables matching schema.table (* and ? within a name; repeatable)")
+	f.StringArrayVar(&req.Exclude, "exclude", nil, "logical backups: skip tables matching schema.table (repeatable)")
+	f.StringArrayVar(&req.Rename, "rename", nil, "logical backups: load table a.b as c.d (--rename shop.orders=shop.orders_restored; repeatable)")
+	f.StringVar(&req.Into, "into", "", "logical backups: load into the running server of this instance instead of a new datadir")
+	f.BoolVar(&req.Replace, "replace", false, "with --into: drop existing tables of the same name first (without it an existing table fails the load before anything changes)")
+	f.BoolVar(&req.Users, "users", false, "with --into: load the accounts and grants too (existing accounts are kept)")
+	f.BoolVar(&req.Binlog, "binlog", false, "with --into: write the load to the server's binary log, for its replicas")
 	f.BoolVar(&wait, "wait", false, "wait for the restore to finish and print its result")
 	f.BoolVar(&asJS, "json", false, "print the result as JSON (with --wait)")
 	return cmd
+}
+
+// loadInto starts the RestoreWorkflow that loads a logical backup into a
+// running server, and prints its result.
+func (a *app) loadInto(cmd *cobra.Command, req workflows.RestoreRequest, wait, asJS bool) error {
+	if req.BackupID == "" || !req.Target.IsZero() || req.TargetDir != "" || req.Start {
+		return fmt.Errorf("--into loads a logical backup (--backup ID) into a running server: no --target-dir, --start or --to-* target (for a point in time, restore the logical backup into a new datadir with --target-dir and a --to-* target)")
+	}
+	into, err := a.loadFor(req.Into)
+	if err != nil {
+		return err
+	}
+	var res workflows.RestoreResult
+	_, err = a.start(cmd.Context(), workflows.LoadWorkflowID(req.Into, req.BackupID), workflows.RestoreWorkflowName, req, wait, &res,
+		workflows.SearchAttributes(req.Instance, workflows.KindRestore, req.BackupID, into.Host))
+	if err != nil || !wait {
+		return err
+	}
+	if asJS {
+		return printJSON(res)
+	}
+	l := res.Load
+	fmt.Printf("loaded %s of %s into %s on %s in %.1fs\n", res.BackupID, res.Instance, l.Into, res.TargetHost, res.Seconds)
+	fmt.Printf("  tables   %d, %d rows from %d files (%d already loaded by an interrupted attempt)\n", l.Tables, l.Rows, l.Files, l.SkippedFiles)
+	fmt.Printf("  consistent point %s:%d  gtid %s\n", res.Backup.BinlogFile, res.Backup.BinlogPos, res.Backup.GTIDSet)
+	for _, n := range l.Notes {
+		fmt.Printf("  note     %s\n", n)
+	}
+	return nil
 }
 
 // restoreWorkflowID is the id of the restore into dir on host: one per

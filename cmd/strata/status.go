@@ -31,7 +31,7 @@ import (
 
 // scheduleKinds are the kinds of Temporal Schedules an instance may have
 // (workflows.ScheduleID).
-var scheduleKinds = []string{"full", "incremental", "verify", "prune", "drill"}
+var scheduleKinds = []string{"full", "incremental", "logical", "verify", "prune", "drill"}
 
 // instanceStatus is one instance's part of `strata status`.
 type instanceStatus struct {

@@ -12,6 +12,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -200,6 +201,25 @@ type Backup struct {
 	// writable by the server's OS user; the datadir's filesystem keeps the
 	// clone fast.
 	CloneDir string `yaml:"clone_dir"`
+	// Logical configures logical backups (type logical: Strata's own
+	// parallel dump, see docs/logical.md).
+	Logical Logical `yaml:"logical"`
+}
+
+// Logical configures the logical dump of an instance. Each field left unset
+// inherits from defaults.backup.logical, then the default in the comment.
+type Logical struct {
+	// Threads is the number of connections that read the shared snapshot
+	// at once (default 2).
+	Threads int `yaml:"threads"`
+	// FileSize is the raw size at which a table's rows are cut into the next
+	// data file, a primary-key range (default 32MiB). A load runs one
+	// transaction per file, and a resumed load skips whole files.
+	FileSize ByteSize `yaml:"file_size"`
+	// Include and Exclude select tables by "schema.table" patterns (* and ?
+	// match within a name); default every user table.
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
 }
 
 // Backup methods (backup.method).
@@ -511,6 +531,12 @@ func (c *Config) applyDefaults() {
 	if d.Method == "" {
 		d.Method = MethodAuto
 	}
+	if d.Logical.Threads == 0 {
+		d.Logical.Threads = 2
+	}
+	if d.Logical.FileSize == 0 {
+		d.Logical.FileSize = 32 << 20
+	}
 	d.Preflight.inherit(defaultPreflight)
 	for i := range c.Instances {
 		r := &c.Instances[i].Retention
@@ -554,6 +580,14 @@ func (c *Config) applyDefaults() {
 		inherit(&b.Method, d.Method)
 		inherit(&b.CloneInstallPlugin, d.CloneInstallPlugin)
 		inherit(&b.CloneDir, d.CloneDir)
+		inherit(&b.Logical.Threads, d.Logical.Threads)
+		inherit(&b.Logical.FileSize, d.Logical.FileSize)
+		if b.Logical.Include == nil {
+			b.Logical.Include = d.Logical.Include
+		}
+		if b.Logical.Exclude == nil {
+			b.Logical.Exclude = d.Logical.Exclude
+		}
 		if hb := &c.Instances[i].Heartbeat; hb.Table != "" && hb.Every == 0 {
 			hb.Every = Duration(time.Second)
 		}
@@ -746,6 +780,17 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 	if b.Parallelism < 1 || b.Parallelism > 256 {
 		bad(key+".parallelism", "%d is out of range (1-256)", b.Parallelism)
 	}
+	if b.Logical.Threads < 1 || b.Logical.Threads > 64 {
+		bad(key+".logical.threads", "%d is out of range (1-64)", b.Logical.Threads)
+	}
+	if b.Logical.FileSize < 1<<20 || b.Logical.FileSize > 1<<30 {
+		bad(key+".logical.file_size", "%s is out of range (1MiB-1GiB)", b.Logical.FileSize)
+	}
+	for _, pat := range append(append([]string(nil), b.Logical.Include...), b.Logical.Exclude...) {
+		if err := checkTablePattern(pat); err != nil {
+			bad(key+".logical", "%v", err)
+		}
+	}
 	validatePreflight(key, &b.Preflight, bad)
 	if b.TableSumsMaxSize < 0 {
 		bad(key+".table_sums_max_size", "must not be negative")
@@ -805,4 +850,16 @@ func (in *Instance) Password() (string, error) {
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 	return "", nil
+}
+
+// checkTablePattern checks a "schema.table" filter pattern (path.Match
+// syntax in each part).
+func checkTablePattern(p string) error {
+	if !strings.Contains(p, ".") {
+		return fmt.Errorf("pattern %q is not schema.table (use shop.* for every table of shop)", p)
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("pattern %q: %v", p, err)
+	}
+	return nil
 }

@@ -31,6 +31,9 @@ type Schedule struct {
 	Prune  Spec `yaml:"prune"`
 	// Drill schedules a restore drill (DrillWorkflow) of the newest backup.
 	Drill Spec `yaml:"drill"`
+	// Logical is when logical backups (a parallel SQL dump, type logical)
+	// run, as a spec like Full's.
+	Logical Spec `yaml:"logical"`
 	// TimeZone is the IANA zone the cron and calendar specs are read in
 	// (default UTC).
 	TimeZone string `yaml:"time_zone"`
@@ -44,7 +47,7 @@ type Schedule struct {
 
 // ScheduleKinds are the schedule kinds of an instance, in the order the
 // diff prints them.
-var ScheduleKinds = []string{"full", "incremental", "verify", "prune", "drill"}
+var ScheduleKinds = []string{"full", "incremental", "logical", "verify", "prune", "drill"}
 
 // DefaultCatchupWindow is the catch-up window when none is configured.
 const DefaultCatchupWindow = Duration(time.Hour)
@@ -163,7 +166,7 @@ func (i *Interval) UnmarshalYAML(n *yaml.Node) error {
 
 // mergeSchedule fills the unset fields of s from def.
 func mergeSchedule(s *Schedule, def Schedule) {
-	for _, p := range []struct{ dst, src *Spec }{{&s.Full, &def.Full}, {&s.Verify, &def.Verify}, {&s.Prune, &def.Prune}, {&s.Drill, &def.Drill}} {
+	for _, p := range []struct{ dst, src *Spec }{{&s.Full, &def.Full}, {&s.Verify, &def.Verify}, {&s.Prune, &def.Prune}, {&s.Drill, &def.Drill}, {&s.Logical, &def.Logical}} {
 		if !p.dst.IsSet() {
 			*p.dst = *p.src
 		}
@@ -197,6 +200,9 @@ func validateSchedule(key string, s, def *Schedule, bad func(key, format string,
 		if own.Drill.String() == def.Drill.String() {
 			own.Drill = Spec{}
 		}
+		if own.Logical.String() == def.Logical.String() {
+			own.Logical = Spec{}
+		}
 		if own.IncrementalEvery == def.IncrementalEvery {
 			own.IncrementalEvery = Interval{}
 		}
@@ -211,7 +217,7 @@ func validateSchedule(key string, s, def *Schedule, bad func(key, format string,
 		}
 		s = &own
 	}
-	for name, sp := range map[string]Spec{"full": s.Full, "verify": s.Verify, "prune": s.Prune, "drill": s.Drill} {
+	for name, sp := range map[string]Spec{"full": s.Full, "logical": s.Logical, "verify": s.Verify, "prune": s.Prune, "drill": s.Drill} {
 		if err := checkSpec(sp); err != nil {
 			bad(key+"."+name, "%v", err)
 		}

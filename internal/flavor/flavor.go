@@ -91,6 +91,7 @@ type Words struct {
 	StartReplica  string // START REPLICA | START SLAVE
 	StopReplica   string // STOP REPLICA | STOP SLAVE
 	ResetReplica  string // RESET REPLICA ALL | RESET SLAVE ALL
+	ResetBinlogs  string // RESET BINARY LOGS AND GTIDS | RESET MASTER
 }
 
 // Words returns the replication statements this server understands.
@@ -98,12 +99,12 @@ func (f Flavor) Words() Words {
 	switch {
 	case f.Name == MySQL && f.AtLeast(8, 4):
 		return Words{"SHOW BINARY LOG STATUS", "SHOW REPLICA STATUS", "CHANGE REPLICATION SOURCE TO",
-			"START REPLICA", "STOP REPLICA", "RESET REPLICA ALL"}
+			"START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "RESET BINARY LOGS AND GTIDS"}
 	case f.Name == MySQL && f.AtLeast(8, 0):
 		return Words{"SHOW MASTER STATUS", "SHOW REPLICA STATUS", "CHANGE REPLICATION SOURCE TO",
-			"START REPLICA", "STOP REPLICA", "RESET REPLICA ALL"}
+			"START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "RESET MASTER"}
 	default:
 		return Words{"SHOW MASTER STATUS", "SHOW SLAVE STATUS", "CHANGE MASTER TO",
-			"START SLAVE", "STOP SLAVE", "RESET SLAVE ALL"}
+			"START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "RESET MASTER"}
 	}
 }

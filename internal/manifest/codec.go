@@ -98,10 +98,23 @@ func (m *Manifest) Validate() error {
 		if m.ParentID == "" {
 			add("parent_id is required for a %s backup", m.Type)
 		}
+	case TypeLogical:
+		if m.ParentID != "" {
+			add("a logical backup has no parent_id")
+		}
+		if m.Logical == nil {
+			add("a logical backup needs its logical index")
+		}
+		if m.FormatVersion < FormatVersionLogical {
+			add("a logical backup needs format_version %d or later, not %d", FormatVersionLogical, m.FormatVersion)
+		}
 	case "":
-		add("type is missing (must be %s, %s or %s)", TypeFull, TypeIncremental, TypeDifferential)
+		add("type is missing (must be %s, %s, %s or %s)", TypeFull, TypeIncremental, TypeDifferential, TypeLogical)
 	default:
-		add("type %q is invalid (must be %s, %s or %s)", m.Type, TypeFull, TypeIncremental, TypeDifferential)
+		add("type %q is invalid (must be %s, %s, %s or %s)", m.Type, TypeFull, TypeIncremental, TypeDifferential, TypeLogical)
+	}
+	if m.Logical != nil && m.Type != TypeLogical {
+		add("a %s backup has a logical index", m.Type)
 	}
 	if m.ParentID != "" {
 		if err := checkName(m.ParentID); err != nil {
@@ -179,6 +192,11 @@ func (m *Manifest) Validate() error {
 		}
 		if m.UploadedBytes+m.ReusedBytes != 0 && m.UploadedBytes+m.ReusedBytes != m.StoredSize {
 			add("uploaded_bytes %d + reused_bytes %d is not stored_size %d", m.UploadedBytes, m.ReusedBytes, m.StoredSize)
+		}
+	}
+	if m.Logical != nil && len(problems) == 0 {
+		if err := m.Logical.Validate(m.RawSize); err != nil {
+			add("%v", err)
 		}
 	}
 	if ts := m.TableSums; ts != nil {

@@ -11,13 +11,14 @@ import (
 
 	"github.com/strata-backup/strata/internal/flavor"
 	"github.com/strata-backup/strata/internal/gtid"
+	"github.com/strata-backup/strata/internal/logical"
 )
 
 // FormatVersion is the newest manifest format this version of Strata
 // reads and writes. A manifest is written with the oldest version that
 // holds all its fields (Manifest.MinFormatVersion), so that an older
 // Strata still reads every manifest it can authenticate.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // FormatVersionTableSums is the first format with table_sums: an older
 // reader would drop the field, and so fail the manifest's MAC, so it must
@@ -33,8 +34,15 @@ const FormatVersionSumsAlgorithm = 3
 // failing at its first chunk.
 const FormatVersionLZ4 = 3
 
+// FormatVersionLogical is the first format with logical backups (type
+// logical, the logical index).
+const FormatVersionLogical = 4
+
 // MinFormatVersion is the oldest format that holds every field m sets.
 func (m *Manifest) MinFormatVersion() int {
+	if m.Type == TypeLogical || m.Logical != nil {
+		return FormatVersionLogical
+	}
 	if m.Compression == "lz4" {
 		return FormatVersionLZ4
 	}
@@ -55,7 +63,30 @@ const (
 	TypeFull         = "full"
 	TypeIncremental  = "incremental"
 	TypeDifferential = "differential"
+	// TypeLogical is a logical dump (ToolLogical): SQL files, described by
+	// the manifest's Logical index, stored one after the other as the
+	// backup's stream. It has no parent and no LSNs.
+	TypeLogical = "logical"
 )
+
+// IsBackupType reports whether t is one of the backup types.
+func IsBackupType(t string) bool {
+	switch t {
+	case TypeFull, TypeIncremental, TypeDifferential, TypeLogical:
+		return true
+	}
+	return false
+}
+
+// IsRoot reports whether a backup of type t starts its own chain: a full
+// or a logical backup (which has no parent and no child).
+func IsRoot(t string) bool { return t == TypeFull || t == TypeLogical }
+
+// BackupTypes is the list of backup types, for messages.
+const BackupTypes = "full, incremental, differential or logical"
+
+// ToolLogical is the tool name of a logical backup: Strata's own dump.
+const ToolLogical = "strata-dump"
 
 // Manifest describes one complete backup.
 type Manifest struct {
@@ -116,6 +147,10 @@ type Manifest struct {
 	RunID      string `json:"run_id,omitempty"`
 
 	Chunks []Chunk `json:"chunks"`
+
+	// Logical lists the files of a logical backup (type logical) and where
+	// each is in the stream.
+	Logical *logical.Index `json:"logical,omitempty"`
 
 	// TableSums are the row counts and checksums of the user tables,
 	// taken in a consistent snapshot at (or next to) the backup's

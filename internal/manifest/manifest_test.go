@@ -59,7 +59,7 @@ func TestRoundTrip(t *testing.T) {
 	data, err := manifest.Encode(m)
 	require.NoError(t, err)
 	assert.True(t, strings.HasSuffix(string(data), "}\n"))
-	assert.Contains(t, string(data), "\n  \"format_version\": 3,\n", "indented JSON")
+	assert.Contains(t, string(data), "\n  \"format_version\": 4,\n", "indented JSON")
 	assert.Contains(t, string(data), `"lock_duration": 1.5`)
 
 	got, err := manifest.Decode(data)

@@ -34,6 +34,11 @@ type DownloadOptions struct {
 	// Limiter, if set, limits the rate of stored bytes: each chunk waits
 	// for its stored size after its Get, before its data is read.
 	Limiter *ratelimit.Limiter
+	// FirstIndex is the index of chunks[0] in its backup: chunks is then
+	// the run of the backup's chunks FirstIndex..FirstIndex+len-1 (a part of
+	// the stream, such as one file of a logical backup). Errors name the
+	// backup's chunk indexes.
+	FirstIndex int
 }
 
 // DownloadResult describes the restored stream.
@@ -71,8 +76,11 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 	if opt.ExpectRawSHA256 != "" && !manifest.IsSHA256Hex(opt.ExpectRawSHA256) {
 		return nil, fmt.Errorf("download: expected sha256 %q is not 64 lowercase hex characters", opt.ExpectRawSHA256)
 	}
+	if opt.FirstIndex < 0 {
+		return nil, fmt.Errorf("download: first index %d is negative", opt.FirstIndex)
+	}
 	for i, c := range chunks {
-		if ce := checkChunk(prefix, i, c); ce != nil {
+		if ce := checkChunk(prefix, opt.FirstIndex+i, c); ce != nil {
 			return nil, ce
 		}
 	}
@@ -119,7 +127,7 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 				defer wg.Done()
 				// Errors are reported by the writer, in index order, so
 				// that the first bad chunk of the stream is the one reported.
-				raw, err := d.fetch(i, chunks[i])
+				raw, err := d.fetch(opt.FirstIndex+i, chunks[i])
 				results[i] <- fetched{raw: raw, err: err}
 			}()
 		}
@@ -147,7 +155,7 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 			}
 		}
 		if ctx.Err() != nil {
-			f.err = fmt.Errorf("download chunk %d: %w", i, context.Cause(ctx))
+			f.err = fmt.Errorf("download chunk %d: %w", opt.FirstIndex+i, context.Cause(ctx))
 		}
 		if f.err != nil {
 			d.fail(f.err)
@@ -157,7 +165,7 @@ func Download(ctx context.Context, b storage.Backend, prefix string, chunks []ma
 		_, err := w.Write(f.raw)
 		<-hashed
 		if err != nil {
-			d.fail(fmt.Errorf("download chunk %d: write output: %w", i, err))
+			d.fail(fmt.Errorf("download chunk %d: write output: %w", opt.FirstIndex+i, err))
 			break
 		}
 		d.rawBufs.put(f.raw)

@@ -93,7 +93,7 @@ func checkChunk(prefix string, i int, c manifest.Chunk) *ChunkError {
 	}
 	switch {
 	case c.Index != i:
-		return bad("index %d at position %d (indexes must be 0..n-1 in order)", c.Index, i)
+		return bad("index %d where %d belongs (indexes must be 0..n-1 in order)", c.Index, i)
 	case c.RawSize < 0 || c.RawSize > MaxChunkSize:
 		return bad("raw size %d is out of range 0..%d", c.RawSize, MaxChunkSize)
 	case c.StoredSize < 0 || c.StoredSize > int64(maxCompressedLen(MaxChunkSize)+crypt.Overhead):

@@ -31,12 +31,15 @@ func Chain(all []*manifest.Manifest, id string) ([]*manifest.Manifest, error) {
 		}
 		seen[m.BackupID] = true
 		rev = append(rev, m)
-		if m.Type == manifest.TypeFull {
+		if manifest.IsRoot(m.Type) {
 			break
 		}
 		p, ok := byID[m.ParentID]
 		if !ok {
 			return nil, fmt.Errorf("%w: %s backup %s needs parent %s, which is not in the repository", ErrBrokenChain, m.Type, m.BackupID, m.ParentID)
+		}
+		if p.Type == manifest.TypeLogical {
+			return nil, fmt.Errorf("%w: %s backup %s has parent %s, a logical backup, which has no pages to build on", ErrBrokenChain, m.Type, m.BackupID, p.BackupID)
 		}
 		if m.Type == manifest.TypeDifferential && p.Type != manifest.TypeFull {
 			return nil, fmt.Errorf("%w: differential backup %s has parent %s of type %s; a differential's parent is a full", ErrBrokenChain, m.BackupID, p.BackupID, p.Type)

@@ -80,7 +80,7 @@ func checkPlan(ctx context.Context, r *repo.Repo, instance string, plan *Plan) e
 		return err
 	}
 	for _, m := range current {
-		if m.Type == manifest.TypeFull || m.ParentID == "" {
+		if manifest.IsRoot(m.Type) || m.ParentID == "" {
 			continue
 		}
 		pp, parentDeleted := pos[m.ParentID]

@@ -324,7 +324,7 @@ func buildGraph(backups []*manifest.Manifest) ([]*node, error) {
 			return nil, fmt.Errorf("catalog entry %d has no backup ID", i)
 		}
 		switch m.Type {
-		case manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential:
+		case manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential, manifest.TypeLogical:
 		default:
 			return nil, fmt.Errorf("backup %s has unknown type %q", m.BackupID, m.Type)
 		}
@@ -338,7 +338,7 @@ func buildGraph(backups []*manifest.Manifest) ([]*node, error) {
 	slices.SortFunc(nodes, func(a, b *node) int { return chronological(a.m, b.m) })
 	for i, nd := range nodes {
 		nd.order = i
-		if nd.typ() == manifest.TypeFull {
+		if manifest.IsRoot(nd.typ()) {
 			continue
 		}
 		switch parent, ok := byID[nd.m.ParentID]; {
@@ -373,7 +373,7 @@ func buildGraph(backups []*manifest.Manifest) ([]*node, error) {
 		for i := len(path) - 1; i >= 0; i-- {
 			x := path[i]
 			if x.parent == nil {
-				if x.typ() == manifest.TypeFull {
+				if manifest.IsRoot(x.typ()) {
 					x.root = x
 				}
 			} else {

@@ -66,8 +66,8 @@ func Plan(cfg *config.Config) []Want {
 			var spec client.ScheduleSpec
 			var what string
 			switch kind {
-			case "full", "verify", "prune", "drill":
-				sp := map[string]config.Spec{"full": s.Full, "verify": s.Verify, "prune": s.Prune, "drill": s.Drill}[kind]
+			case "full", "logical", "verify", "prune", "drill":
+				sp := map[string]config.Spec{"full": s.Full, "logical": s.Logical, "verify": s.Verify, "prune": s.Prune, "drill": s.Drill}[kind]
 				if !sp.Active() {
 					continue
 				}

@@ -119,7 +119,7 @@ func Backups(ctx context.Context, rp *repo.Repo, instance string, ids []string, 
 			// looping parent is reported by the chain check).
 			for m != nil && !selected[m.BackupID] {
 				selected[m.BackupID] = true
-				if m.Type == manifest.TypeFull {
+				if manifest.IsRoot(m.Type) {
 					break
 				}
 				m = byID[m.ParentID]
@@ -180,6 +180,11 @@ func checkChain(instance string, m *manifest.Manifest, byID map[string]*manifest
 		add("to_lsn %d is lower than from_lsn %d", m.ToLSN, m.FromLSN)
 	}
 	switch m.Type {
+	case manifest.TypeLogical:
+		if m.ParentID != "" {
+			add("logical backup has parent_id %s (a logical backup has no parent)", m.ParentID)
+		}
+		return out
 	case manifest.TypeFull:
 		if m.FromLSN != 0 {
 			add("full backup has from_lsn %d (must be 0)", m.FromLSN)
@@ -198,6 +203,10 @@ func checkChain(instance string, m *manifest.Manifest, byID map[string]*manifest
 		add("parent %s is missing: the %s backup cannot be restored", m.ParentID, m.Type)
 		return out
 	}
+	if parent.Type == manifest.TypeLogical {
+		add("parent %s is a logical backup: an incremental or differential builds on a physical backup", parent.BackupID)
+		return out
+	}
 	if m.Type == manifest.TypeDifferential && parent.Type != manifest.TypeFull {
 		add("parent %s of a differential backup is %s (must be a full backup)", parent.BackupID, parent.Type)
 	}
@@ -206,7 +215,7 @@ func checkChain(instance string, m *manifest.Manifest, byID map[string]*manifest
 	}
 	// A loop of parents never reaches a full.
 	seen := map[string]bool{m.BackupID: true}
-	for p := parent; p.Type != manifest.TypeFull; {
+	for p := parent; !manifest.IsRoot(p.Type); {
 		if seen[p.BackupID] {
 			add("the chain of parents loops back to %s and never reaches a full backup", p.BackupID)
 			break

@@ -34,7 +34,7 @@ import (
 const FutureSlack = 10 * time.Minute
 
 // backupTypes are the types strata_backup_last_* is exported for.
-var backupTypes = []string{manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential}
+var backupTypes = []string{manifest.TypeFull, manifest.TypeIncremental, manifest.TypeDifferential, manifest.TypeLogical}
 
 // drillPhases are the phases strata_drill_phase_seconds is exported for.
 var drillPhases = map[string]bool{drill.PhaseRestore: true, drill.PhaseReplay: true, drill.PhaseStart: true,
@@ -560,6 +560,8 @@ func setSchedules(in *config.Instance, now time.Time) {
 		switch kind {
 		case "full":
 			every = SpecInterval(s.Full, now, loc)
+		case "logical":
+			every = SpecInterval(s.Logical, now, loc)
 		case "incremental":
 			if s.IncrementalEvery.Active() {
 				every = s.IncrementalEvery.Every.Std()
