@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,11 +70,13 @@ type DumpResult struct {
 	// GTIDSet is the GTID state of the consistent point: MariaDB's
 	// @@gtid_binlog_pos, MySQL's @@gtid_executed.
 	GTIDSet string
-	// ConsistentAt is when the lock was taken.
+	// ConsistentAt is the server's clock (UTC) while the lock was held:
+	// the time of the consistent point, on the clock binlog events use.
 	ConsistentAt time.Time
-	// LockDuration is how long commits were blocked: from FLUSH TABLES
-	// WITH READ LOCK to UNLOCK TABLES (which includes dumping tables that
-	// are not in the InnoDB snapshot).
+	// LockDuration is how long commits were blocked: from sending FLUSH
+	// TABLES WITH READ LOCK (writes wait from then on, also while it waits
+	// for running statements) to UNLOCK TABLES, which comes after the
+	// tables outside the InnoDB snapshot are dumped.
 	LockDuration time.Duration
 	// Rows is the number of rows dumped, Bytes the size of all files.
 	Rows, Bytes int64
@@ -137,7 +140,7 @@ func Dump(ctx context.Context, db *sql.DB, sink Sink, opt DumpOptions) (*DumpRes
 	}
 	defer snap.close()
 	res := &DumpResult{Flavor: fl, BinlogFile: snap.binlogFile, BinlogPos: snap.binlogPos, GTIDSet: snap.gtidSet,
-		ConsistentAt: snap.lockedAt.UTC()}
+		ConsistentAt: snap.serverTime}
 	d.progress.Tables = len(cat.Tables)
 
 	// The table files first: their metadata is filled in as data is dumped.
@@ -149,6 +152,10 @@ func Dump(ctx context.Context, db *sql.DB, sink Sink, opt DumpOptions) (*DumpRes
 		}
 		if err := d.put(ctx, f, b); err != nil {
 			return nil, err
+		}
+		if noDataEngines[strings.ToUpper(t.Engine)] {
+			d.tableDone() // its rows live elsewhere (or nowhere): definition only
+			continue
 		}
 		jobs = append(jobs, newJob(t, f, opt.FileSize))
 	}
@@ -206,6 +213,10 @@ func Dump(ctx context.Context, db *sql.DB, sink Sink, opt DumpOptions) (*DumpRes
 	res.Rows, res.Bytes = d.progress.Rows, d.progress.Bytes
 	return res, nil
 }
+
+// noDataEngines hold no rows of their own: a dump writes their definition
+// only (as mysqldump does).
+var noDataEngines = map[string]bool{"MRG_MYISAM": true, "FEDERATED": true, "BLACKHOLE": true, "CONNECT": true, "SPIDER": true}
 
 type pendingFile struct {
 	f *File

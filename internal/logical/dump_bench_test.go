@@ -21,11 +21,17 @@ import (
 // default 4, of STRATA_BENCH_ROWS rows, default 250000) with Dump into a
 // directory, and in the same run, for comparison, with
 // `mariadb-dump --single-transaction` and, when installed, `mydumper`,
-// with the same number of threads (2).
+// with the same number of threads (2). STRATA_BENCH_TABLES=8
+// STRATA_BENCH_ROWS=1100000 STRATA_BENCH_POOL=3G is the 2 GiB set of the
+// peer figures in docs/performance.md.
 func BenchmarkDump(b *testing.B) {
 	tables, rows := envInt("STRATA_BENCH_TABLES", 4), envInt("STRATA_BENCH_ROWS", 250000)
 	ctx := context.Background()
-	srv := testdb.ForTest(b, testdb.Options{Flavor: flavor.MariaDB, InnoDBBufferPool: "1G"})
+	pool := os.Getenv("STRATA_BENCH_POOL") // innodb_buffer_pool_size, default 1G
+	if pool == "" {
+		pool = "1G"
+	}
+	srv := testdb.ForTest(b, testdb.Options{Flavor: flavor.MariaDB, InnoDBBufferPool: pool})
 	db, err := srv.DB("")
 	if err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package logical_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -16,36 +17,44 @@ import (
 )
 
 // A table altered after the consistent point must not give a dump whose
-// data does not match its CREATE TABLE: the dump fails and says why.
+// data does not match its CREATE TABLE: the dump fails and says why. The
+// ALTER runs while the first (biggest) table's file is being stored, on
+// the smallest table, which the one worker reads last: the ALTER does not
+// wait for the dump's metadata locks, and the worker meets the new table.
 func TestDumpFailsOnDDLDuringDump(t *testing.T) {
 	forFlavors(t, func(t *testing.T, fl flavor.Name) {
 		ctx := context.Background()
 		_, db := startServer(t, fl)
 		execAll(t, db,
 			"CREATE DATABASE d",
-			"CREATE TABLE d.t1 (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
-			"CREATE TABLE d.t2 (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
-			"INSERT INTO d.t1 VALUES (1,1),(2,2)",
-			"INSERT INTO d.t2 VALUES (1,1),(2,2)")
+			"CREATE TABLE d.big (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=InnoDB",
+			"CREATE TABLE d.mid (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE=InnoDB",
+			"CREATE TABLE d.small (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
+			"INSERT INTO d.small VALUES (1,1),(2,2)")
+		for i := 0; i < 10; i++ {
+			var vals []string
+			for k := 1; k <= 1000; k++ {
+				vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 100))", i*1000+k))
+			}
+			execAll(t, db, "INSERT INTO d.big VALUES "+strings.Join(vals, ","))
+		}
+		execAll(t, db, "INSERT INTO d.mid SELECT id, v FROM d.big WHERE id <= 200", "ANALYZE TABLE d.big, d.mid, d.small")
 		sink := newRecordingSink(t.TempDir(), 0)
 		var once sync.Once
 		var alterErr error
 		sink.hook = func(f *logical.File) {
-			if f.Kind != logical.KindData {
+			if f.Kind != logical.KindData || f.Object != "big" {
 				return
 			}
 			once.Do(func() {
-				other := "t2"
-				if f.Object == "t2" {
-					other = "t1"
-				}
-				_, alterErr = db.ExecContext(ctx, "ALTER TABLE d."+other+" ADD COLUMN z INT NOT NULL DEFAULT 7")
+				_, alterErr = db.ExecContext(ctx, "ALTER TABLE d.small ADD COLUMN z INT NOT NULL DEFAULT 7")
 			})
 		}
 		_, err := logical.Dump(ctx, db, sink, logical.DumpOptions{Parallelism: 1})
 		require.NoError(t, alterErr)
 		require.Error(t, err)
 		require.Contains(t, err.Error(), "during the dump")
+		require.Contains(t, err.Error(), "`small`")
 		t.Logf("%s: %v", fl, err)
 	})
 }

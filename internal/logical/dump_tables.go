@@ -352,10 +352,66 @@ func (s *scheduler) done(t *task, files []*File, rows, bytes int64) (finished bo
 	return finished
 }
 
+// worker is one worker connection's state: two file buffers, one being
+// filled while the other is with the sink, so reading rows and storing
+// files overlap (at most one Put in flight per worker).
+type worker struct {
+	d         *dumper
+	cur, next *dataFile
+	fl        *flight
+}
+
+// flight is a Put running in the background, and what to do when it has
+// succeeded (account for the task whose last file it is).
+type flight struct {
+	err   chan error
+	after []func()
+}
+
+// wait waits for the Put in flight, if any.
+func (w *worker) wait() error {
+	if w.fl == nil {
+		return nil
+	}
+	err := <-w.fl.err
+	after := w.fl.after
+	w.fl = nil
+	if err != nil {
+		return err
+	}
+	for _, fn := range after {
+		fn()
+	}
+	return nil
+}
+
+// emit hands the current buffer, as file f, to the sink in the
+// background and returns the buffer to fill next (the previous one, whose
+// Put has returned).
+func (w *worker) emit(ctx context.Context, f *File) (*dataFile, error) {
+	b := w.cur.bytes()
+	if err := w.wait(); err != nil {
+		return nil, err
+	}
+	fl := &flight{err: make(chan error, 1)}
+	go func() { fl.err <- w.d.put(ctx, f, b) }()
+	w.fl = fl
+	w.cur, w.next = w.next, w.cur
+	return w.cur, nil
+}
+
 // work runs tasks on one worker connection until none are left.
-func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) error {
-	df := newDataFile(nil, nil, d.opt.StatementSize)
-	df.buf.Grow(int(d.opt.FileSize) + d.opt.StatementSize)
+func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) (err error) {
+	w := &worker{d: d}
+	for _, df := range []**dataFile{&w.cur, &w.next} {
+		*df = newDataFile(nil, nil, d.opt.StatementSize)
+		(*df).buf.Grow(int(d.opt.FileSize) + d.opt.StatementSize)
+	}
+	defer func() {
+		if werr := w.wait(); err == nil {
+			err = werr
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -367,18 +423,32 @@ func (d *dumper) work(ctx context.Context, conn *sql.Conn, s *scheduler) error {
 		if t == nil {
 			return nil
 		}
-		files, rows, bytes, err := d.dumpTask(ctx, conn, t, df)
+		files, rows, bytes, err := d.dumpTask(ctx, conn, t, w)
 		if err != nil {
 			return tableError(t.j.t, err)
 		}
-		if s.done(t, files, rows, bytes) {
-			d.tableDone()
+		done := func() {
+			if s.done(t, files, rows, bytes) {
+				d.tableDone()
+			}
+		}
+		if w.fl != nil {
+			w.fl.after = append(w.fl.after, done) // once its last file is stored
+		} else {
+			done()
+		}
+		if !t.j.t.Transactional {
+			// The lock waits for this table: do not make it wait for the
+			// next file too.
+			if err := w.wait(); err != nil {
+				return err
+			}
 		}
 	}
 }
 
 // dumpTask streams one range (or a whole table) into data files.
-func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task, df *dataFile) (files []*File, rows, bytes int64, err error) {
+func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task, w *worker) (files []*File, rows, bytes int64, err error) {
 	tb := t.j.t
 	var sb strings.Builder
 	sb.WriteString("SELECT ")
@@ -414,7 +484,9 @@ func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task, df *data
 	}
 	defer q.Close()
 
-	df.reuse(dataHeader(tb.Versioned), insertPrefix(tb.Name, tb.Columns))
+	prefix := insertPrefix(tb.Name, tb.Columns)
+	df := w.cur
+	df.reuse(dataHeader(tb.Versioned), prefix)
 	raw := make([]rawValue, len(tb.Columns))
 	ptrs := make([]any, len(raw))
 	vals := make([][]byte, len(raw))
@@ -425,15 +497,16 @@ func (d *dumper) dumpTask(ctx context.Context, conn *sql.Conn, t *task, df *data
 		if !t.whole {
 			f.Range = &Range{Lower: boundLiterals(tb.Key, t.lower), Upper: boundLiterals(tb.Key, t.upper)}
 		}
-		b := df.bytes()
 		rows += df.rows
-		bytes += int64(len(b))
-		if err := d.put(ctx, f, b); err != nil {
+		bytes += int64(len(df.bytes()))
+		next, err := w.emit(ctx, f)
+		if err != nil {
 			return err
 		}
-		files = append(files, f)
+		files = append(files, f) // complete (Offset set) once its Put is done
 		part++
-		df.reset(dataHeader(tb.Versioned))
+		df = next
+		df.reuse(dataHeader(tb.Versioned), prefix)
 		return nil
 	}
 	for q.Next() {

@@ -66,6 +66,15 @@ func databaseFile(ctx context.Context, conn *sql.Conn, schema string) (*File, []
 }
 
 func tableFile(t *tableInfo) (*File, []byte, error) {
+	names := []string{t.Name}
+	for _, c := range t.Columns {
+		names = append(names, c.Name)
+	}
+	for _, n := range names {
+		if strings.ContainsAny(n, "\n\r") {
+			return nil, nil, fmt.Errorf("the name %q has a line break, which the dump format cannot write (INSERTs are one per line)", n)
+		}
+	}
 	o := newObjectFile()
 	o.stmt(setNames)
 	o.stmt(createSQLMode)

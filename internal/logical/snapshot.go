@@ -28,6 +28,7 @@ type snapshot struct {
 	binlogFile string
 	binlogPos  uint64
 	gtidSet    string
+	serverTime time.Time // UTC_TIMESTAMP() under the lock
 }
 
 // sessionSetup is what every dump connection runs first: UTC for
@@ -144,6 +145,16 @@ func (s *snapshot) readPosition(ctx context.Context, fl flavor.Flavor) error {
 		return fmt.Errorf("dump: %s: %w", q, err)
 	}
 	s.gtidSet = g.String
+	// The server's clock, which binlog event times also use.
+	var now rawValue
+	if err := s.coord.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6)").Scan(&now); err != nil {
+		return fmt.Errorf("dump: server time: %w", err)
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", string(now.b), time.UTC)
+	if err != nil {
+		return fmt.Errorf("dump: server time %q: %w", now.b, err)
+	}
+	s.serverTime = t
 	return nil
 }
 
