@@ -186,7 +186,7 @@ func loadOptions(p RestoreParams, threads int, owner restore.Owner) (logical.Loa
 		if opt.Rename == nil {
 			opt.Rename = map[string]string{}
 		}
-		opt.Rename[from[0]+"."+from[1]] = to[0] + "." + to[1]
+		opt.Rename[logical.QuoteName(from[0], from[1])] = logical.QuoteName(to[0], to[1])
 	}
 	return opt, nil
 }

@@ -12,7 +12,6 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/strata-backup/strata/internal/logical"
 )
 
 // EnvConfig is the environment variable that names the config file when
@@ -787,7 +788,7 @@ func validateBackup(key string, b *Backup, bad func(key, format string, a ...any
 		bad(key+".logical.file_size", "%s is out of range (1MiB-1GiB)", b.Logical.FileSize)
 	}
 	for _, pat := range append(append([]string(nil), b.Logical.Include...), b.Logical.Exclude...) {
-		if err := checkTablePattern(pat); err != nil {
+		if err := logical.CheckFilter([]string{pat}); err != nil {
 			bad(key+".logical", "%v", err)
 		}
 	}
@@ -850,16 +851,4 @@ func (in *Instance) Password() (string, error) {
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 	return "", nil
-}
-
-// checkTablePattern checks a "schema.table" filter pattern (path.Match
-// syntax in each part).
-func checkTablePattern(p string) error {
-	if !strings.Contains(p, ".") {
-		return fmt.Errorf("pattern %q is not schema.table (use shop.* for every table of shop)", p)
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("pattern %q: %v", p, err)
-	}
-	return nil
 }

@@ -97,11 +97,8 @@ func Dump(ctx context.Context, db *sql.DB, sink Sink, opt DumpOptions) (*DumpRes
 	if opt.LockWaitTimeout <= 0 {
 		opt.LockWaitTimeout = DefaultLockWaitTimeout
 	}
-	for _, p := range append(append([]string{}, opt.Include...), opt.Exclude...) {
-		ps, pt := splitPattern(p)
-		if !validGlob(ps) || !validGlob(pt) {
-			return nil, fmt.Errorf("dump: bad filter pattern %q", p)
-		}
+	if _, err := parseFilter(opt.Include, opt.Exclude); err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
 	}
 	if max := db.Stats().MaxOpenConnections; max > 0 && max < opt.Parallelism+1 {
 		return nil, fmt.Errorf("dump: the connection pool allows %d connections; a dump with parallelism %d needs %d",

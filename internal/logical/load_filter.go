@@ -100,8 +100,11 @@ type filter struct {
 
 // parseFilter parses "schema.table" patterns with path.Match's syntax
 // (* ? [...] \), matched separately against the schema and the table name
-// (so a '.' or '/' in a name is an ordinary character). A pattern without a
-// dot means every table of the schemas it matches ("shop" = "shop.*").
+// (so a '.' or '/' in a name is an ordinary character for '*' and '?'). A
+// pattern splits at its first '.' that is neither escaped (\.) nor inside
+// a backtick-quoted part; a part written in backticks ("`my.db`") is a
+// literal name, in which * and ? are plain. A pattern without a dot means
+// every table of the schemas it matches ("shop" = "shop.*").
 func parseFilter(include, exclude []string) (*filter, error) {
 	f := &filter{}
 	for _, l := range []struct {
@@ -109,38 +112,69 @@ func parseFilter(include, exclude []string) (*filter, error) {
 		out *[][2]string
 	}{{include, &f.include}, {exclude, &f.exclude}} {
 		for _, p := range l.in {
-			parts, err := splitQuoted(p, '.')
+			pat, err := parsePattern(p)
 			if err != nil {
-				return nil, fmt.Errorf("filter pattern %v", err)
-			}
-			var pat [2]string
-			switch len(parts) {
-			case 1:
-				pat = [2]string{parts[0], "*"}
-			case 2:
-				pat = [2]string{parts[0], parts[1]}
-			default:
-				return nil, fmt.Errorf("filter pattern %q: more than one dot (quote names that hold a dot with backticks)", p)
-			}
-			for i := range pat {
-				if strings.HasPrefix(pat[i], "`") {
-					u, err := unquoteIdent(pat[i])
-					if err != nil {
-						return nil, fmt.Errorf("filter pattern %v", err)
-					}
-					pat[i] = matchQuote(u)
-				}
-				if pat[i] == "" {
-					return nil, fmt.Errorf("filter pattern %q: empty schema or table part", p)
-				}
-				if _, err := path.Match(pat[i], ""); err != nil {
-					return nil, fmt.Errorf("filter pattern %q: %v", p, err)
-				}
+				return nil, err
 			}
 			*l.out = append(*l.out, pat)
 		}
 	}
 	return f, nil
+}
+
+// CheckFilter checks include or exclude patterns (see parseFilter).
+func CheckFilter(patterns []string) error {
+	_, err := parseFilter(patterns, nil)
+	return err
+}
+
+// parsePattern parses one filter pattern into its schema and table globs.
+func parsePattern(p string) ([2]string, error) {
+	split, quoted := -1, false
+	for i := 0; i < len(p) && split < 0; i++ {
+		switch c := p[i]; {
+		case c == '\\' && !quoted:
+			i++
+		case c == '`' && (quoted || i == 0 || p[i-1] == '.'):
+			quoted = !quoted // a doubled `` toggles twice
+		case c == '.' && !quoted:
+			split = i
+		}
+	}
+	if quoted {
+		return [2]string{}, fmt.Errorf("filter pattern %q: unterminated backtick", p)
+	}
+	pat := [2]string{p, "*"}
+	if split >= 0 {
+		pat = [2]string{p[:split], p[split+1:]}
+	}
+	for i := range pat {
+		if len(pat[i]) >= 2 && strings.HasPrefix(pat[i], "`") && strings.HasSuffix(pat[i], "`") {
+			u, err := unquoteIdent(pat[i])
+			if err != nil {
+				return [2]string{}, fmt.Errorf("filter pattern %v", err)
+			}
+			pat[i] = matchQuote(u)
+		}
+		if pat[i] == "" {
+			return [2]string{}, fmt.Errorf("filter pattern %q: empty schema or table part", p)
+		}
+		if _, err := path.Match(pat[i], ""); err != nil {
+			return [2]string{}, fmt.Errorf("filter pattern %q: %v", p, err)
+		}
+	}
+	return pat, nil
+}
+
+// excludesSchema reports whether an exclude pattern takes the whole schema
+// (its table part is "*").
+func (f *filter) excludesSchema(schema string) bool {
+	for _, p := range f.exclude {
+		if p[1] == "*" && loadGlobMatch(p[0], schema) {
+			return true
+		}
+	}
+	return false
 }
 
 // matchQuote escapes the pattern characters of a quoted name.

@@ -229,7 +229,12 @@ func TestFilter(t *testing.T) {
 			t.Errorf("matchFilter %v %v %s.%s = %v", c.inc, c.exc, c.schema, c.table, got)
 		}
 	}
-	for _, bad := range []string{"a.b.c", "shop.[", "`x", ".t"} {
+	// One syntax with the dump's (MatchFilter): the first dot splits, the
+	// rest of the table part is plain.
+	if f, err := parseFilter([]string{"a.b.c"}, nil); err != nil || !f.match("a", "b.c") || f.match("a.b", "c") {
+		t.Errorf("a.b.c: %v", err)
+	}
+	for _, bad := range []string{"shop.[", "`x", ".t"} {
 		if _, err := parseFilter([]string{bad}, nil); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

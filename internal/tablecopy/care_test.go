@@ -74,17 +74,17 @@ func testCopyOfTablesThatNeedCare(t *testing.T, fl flavor.Name) {
 	assert.NotEqual(t, a, b)
 
 	res, err = Copy(ctx, p.params(TableName{"s", "ft"}, TableName{"s", "ft_r"}, "pft"))
+	// MariaDB: through the logical copy (an imported FULLTEXT index cannot
+	// be rebuilt there); MySQL: transported, its FULLTEXT index rebuilt.
+	require.NoError(t, err)
+	assert.Equal(t, res.SourceSum, res.DestSum)
 	if fl == flavor.MariaDB {
-		require.ErrorIs(t, err, ErrNotTransportable)
-		assert.Contains(t, err.Error(), "FULLTEXT")
-		var one int
-		require.NoError(t, p.live.QueryRow("SELECT 1").Scan(&one), "the live server is up")
+		assert.Equal(t, MethodLogical, res.Method)
 	} else {
-		require.NoError(t, err)
-		assert.Equal(t, res.SourceSum, res.DestSum)
-		var n int
-		require.NoError(t, p.live.QueryRow("SELECT COUNT(*) FROM s.ft_r WHERE MATCH(body) AGAINST ('hello')").Scan(&n))
-		assert.Equal(t, 1, n, "the FULLTEXT index answers")
+		assert.Equal(t, MethodTransport, res.Method)
 	}
+	var n int
+	require.NoError(t, p.live.QueryRow("SELECT COUNT(*) FROM s.ft_r WHERE MATCH(body) AGAINST ('hello')").Scan(&n))
+	assert.Equal(t, 1, n, "the FULLTEXT index answers")
 	assert.Empty(t, p.leftovers(t))
 }

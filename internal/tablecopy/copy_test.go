@@ -145,12 +145,13 @@ func testCopyTransports(t *testing.T, fl flavor.Name) {
 	assert.Empty(t, p.leftovers(t))
 }
 
-func TestCopyCleansUpAfterAFailureAndRefusesWhatCannotMove(t *testing.T) {
+func TestCopyCleansUpAfterAFailureAndCopiesWhatCannotMoveLogically(t *testing.T) {
 	p := newPair(t, flavor.MariaDB)
 	ctx := context.Background()
 	exec(t, p.scratch, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB",
 		"INSERT INTO shop.orders VALUES (1, 'a'), (2, 'b')", "CREATE TABLE shop.m (id INT PRIMARY KEY) ENGINE=MyISAM",
-		"CREATE TABLE shop.parts (id INT PRIMARY KEY) ENGINE=InnoDB PARTITION BY HASH (id) PARTITIONS 2")
+		"CREATE TABLE shop.parts (id INT PRIMARY KEY) ENGINE=InnoDB PARTITION BY HASH (id) PARTITIONS 2",
+		"INSERT INTO shop.m VALUES (1), (2), (3)", "INSERT INTO shop.parts VALUES (1), (2), (3), (4)")
 	exec(t, p.live, "CREATE DATABASE shop")
 	src := TableName{"shop", "orders"}
 
@@ -190,14 +191,16 @@ func TestCopyCleansUpAfterAFailureAndRefusesWhatCannotMove(t *testing.T) {
 	_, err = Copy(ctx, prm)
 	require.ErrorIs(t, err, ErrTableExists)
 
-	// (2) MyISAM and partitioned: not transportable, saying why; nothing
-	// left on the live server.
-	_, err = Copy(ctx, p.params(TableName{"shop", "m"}, TableName{"shop", "m"}, "n1"))
-	require.ErrorIs(t, err, ErrNotTransportable)
-	assert.Contains(t, err.Error(), "engine MyISAM")
-	_, err = Copy(ctx, p.params(TableName{"shop", "parts"}, TableName{"shop", "parts"}, "n2"))
-	require.ErrorIs(t, err, ErrNotTransportable)
-	assert.Contains(t, err.Error(), "partitioned")
+	// (2) MyISAM and partitioned: their tablespaces do not move, so they are
+	// copied through the logical dump and load, with the same checksum;
+	// nothing else is left on the live server.
+	for _, name := range []string{"m", "parts"} {
+		res, err := Copy(ctx, p.params(TableName{"shop", name}, TableName{"shop", name}, "n"+name))
+		require.NoError(t, err, name)
+		assert.Equal(t, MethodLogical, res.Method, name)
+		assert.Equal(t, res.SourceSum, res.DestSum, name)
+		assert.Greater(t, res.DestSum.Rows, int64(0), name)
+	}
 	assert.Empty(t, p.leftovers(t))
 
 	// (3) A configured datadir that is not the live server's: refused
