@@ -220,7 +220,9 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 	if reason != "" {
 		res.Method = MethodLogical
 		created = true // copyLogical creates the work table
-		lerr := res.timed("logical copy", func() error { return copyLogical(ctx, p.Scratch, p.Live, src, work, filepath.Dir(filepath.Clean(p.ScratchDatadir))) })
+		lerr := res.timed("logical copy", func() error {
+			return copyLogical(ctx, p.Scratch, p.Live, src, work, filepath.Dir(filepath.Clean(p.ScratchDatadir)))
+		})
 		if lerr != nil {
 			return nil, lerr
 		}
