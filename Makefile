@@ -94,8 +94,9 @@ bench-fleet: deps
 ##   recorded set against today's workflow code. Record a new set whenever a workflow changes; keep the old.
 ##   HISTORY_TESTS runs every workflow type (TestReplayRecordedHistories fails for a registered type without one):
 ##   backup and restore (chains), verify and retention (verify_prune), the binlog archive (pitr), the
-##   pre-flight wait and its failure (preflight), the single-table restore (table_restore)
-HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition|TestLongTransactionMakesPreflightWaitThenFail|TestEntitySerialisesUpdatesTakesSignalsAndRejectsBadRequests|TestFleetLimitBoundsConcurrentBackups|TestSchedulesApplyReapplyRemoveTrigger|TestDrillPassesThenACorruptChunkFailsAndMarksTheBackup|TestDrillPointInTimeHitsItsGTIDTarget|TestTableRestoreBringsBackADroppedTableUnderWrites
+##   pre-flight wait and its failure (preflight), the single-table restore (table_restore), logical backups
+##   restored into a new datadir, to a point in time, and loaded into a running server across a killed agent (logical)
+HISTORY_TESTS ?= TestIncrementalAndDifferentialChains|TestVerifyDetectsCorruptionAndPruneKeepsChainsRestorable|TestPointInTimeRestoreToTimeGTIDAndPosition|TestLongTransactionMakesPreflightWaitThenFail|TestEntitySerialisesUpdatesTakesSignalsAndRejectsBadRequests|TestFleetLimitBoundsConcurrentBackups|TestSchedulesApplyReapplyRemoveTrigger|TestDrillPassesThenACorruptChunkFailsAndMarksTheBackup|TestDrillPointInTimeHitsItsGTIDTarget|TestTableRestoreBringsBackADroppedTableUnderWrites|TestLogicalBackupUnderWritesIsAnExactPrefixAndOpensAPITRWindow|TestKilledAgentMidLogicalLoadFinishesWithoutDuplicates
 histories: deps
 	@dir=workflows/testdata/histories/$$(date -u +%Y%m%d-%H%M); mkdir -p $$dir; \
 	STRATA_RECORD_HISTORIES=$(CURDIR)/$$dir $(GO) test -count=1 -timeout 25m -run '^($(HISTORY_TESTS))$$' ./tests/ && \
