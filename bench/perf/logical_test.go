@@ -22,6 +22,7 @@ var mydumperGzip = flag.Bool("perf.mydumper-gzip", true, "logical section: also 
 // Row names of the logical sections.
 const (
 	lStrataDump  = "strata logical"
+	lStrataDump3 = "strata logical zstd-3"
 	lDumpZstd    = "mariadb-dump | zstd -T2 -3"
 	lMydumper    = "mydumper --threads 2"
 	lMydumperGz  = "mydumper --threads 2 -c"
@@ -43,7 +44,7 @@ type logicalTools struct{ dump, mydumper, myloader string }
 func benchLogical(b *testing.B, e *env, p *peer, res *results) {
 	lt := logicalTools{dump: tool(b, "mariadb-dump"), mydumper: tool(b, "mydumper"), myloader: tool(b, "myloader")}
 	dumpSec := res.section(logicalDumpS, "idle server, schema sbtest; Strata: `strata backup --type logical` through the CLI "+
-		"(backup.logical.threads 2, default codec), workflow to manifest; peers: one shell pipeline to a file or directory")
+		"(backup.logical.threads 2; the default codec, and zstd 3), workflow to manifest; peers: one shell pipeline to a file or directory")
 	loadSec := res.section(logicalLoadS, "the newest dump of each method loaded into a new datadir; Strata: `strata restore --target-dir "+
 		"--start` (initialize, load with 2 connections, secondary indexes deferred, start the restored server), fetch_seconds its "+
 		"initialize+load phase (and the peers' init+load); peers: mariadb-install-db and a started server (init_seconds), then the load (load_seconds); "+
@@ -61,7 +62,7 @@ func benchLogical(b *testing.B, e *env, p *peer, res *results) {
 	_ = os.RemoveAll(warm)
 	var strataID, dumpFile, mydDir string
 	for r := 0; r < *nRuns; r++ {
-		dumps := []string{lStrataDump, lDumpZstd, lMydumper}
+		dumps := []string{lStrataDump, lDumpZstd, lStrataDump3, lMydumper}
 		if *mydumperGzip {
 			dumps = append(dumps, lMydumperGz)
 		}
@@ -71,6 +72,9 @@ func benchLogical(b *testing.B, e *env, p *peer, res *results) {
 				s := e.strataBackup("db1", "logical", "logical")
 				strataID = e.lastBackup["db1"]
 				dumpSec.add(s, name, false, "strata backup db1 --type logical --wait")
+			case lStrataDump3:
+				s := e.strataBackup("dbz3", "logical", "logical")
+				dumpSec.add(s, name, false, "strata backup dbz3 --type logical --wait (compression_level 3)")
 			case lDumpZstd:
 				d := p.next()
 				out := filepath.Join(d, "dump.sql.zst")

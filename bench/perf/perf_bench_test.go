@@ -184,6 +184,9 @@ func ratios(res *results) {
 				s.ratio("stored_mib", lStrataDump, peer)
 				s.ratio("cpu_seconds", lStrataDump, peer)
 			}
+			s.ratio("seconds", lStrataDump3, lDumpZstd)
+			s.ratio("stored_mib", lStrataDump3, lDumpZstd)
+			s.ratio("cpu_seconds", lStrataDump3, lDumpZstd)
 		case logicalLoadS:
 			for _, peer := range []string{lLoadZstd, lMyloader} {
 				s.ratio("seconds", lStrataLoad, peer)
