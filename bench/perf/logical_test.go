@@ -144,8 +144,8 @@ func benchLogical(b *testing.B, e *env, p *peer, res *results) {
 }
 
 // dropIgnoredAccounts removes the accounts with a host name that
-// mariadb-install-db leaves in the data set (''@'HOSTNAME',
-// 'root'@'HOSTNAME'): the source runs with skip-name-resolve, so the
+// mariadb-install-db leaves in the data set (the anonymous account and
+// root at the machine's name): the source runs with skip-name-resolve, so the
 // server ignores them, and a logical dump of the users that asks the
 // server for them (SHOW CREATE USER) fails with error 1133.
 func (e *env) dropIgnoredAccounts() {
