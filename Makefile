@@ -52,9 +52,11 @@ e2e: deps
 ##   BENCH_RUNS runs, with ratios: full backup (zstd -1 and -3) vs mariabackup --stream | zstd -T2,
 ##   incremental vs --incremental-basedir, restore to a started server vs zstd -d | mbstream,
 ##   --prepare, --move-back, start; the write stall of a 4-thread sysbench load during each backup;
-##   PITR replay vs mariadb-binlog | mariadb; archive lag; CPU-seconds, peak memory, orchestration
-##   overhead, history events. On a sysbench set of BENCH_SIZE (default 2G) built once under
-##   BENCH_DIR; JSON in BENCH_OUT. Then the codecs' CPU cost on that set's stream. About 25 minutes.
+##   PITR replay vs mariadb-binlog | mariadb; archive lag; logical backup vs mariadb-dump | zstd and
+##   mydumper, its restore into a new datadir vs zstd -dc | mariadb and myloader into a fresh server;
+##   CPU-seconds, peak memory, orchestration overhead, history events. On a sysbench set of
+##   BENCH_SIZE (default 2G) built once under BENCH_DIR; JSON in BENCH_OUT. Then the codecs' CPU
+##   cost on that set's stream. About 50 minutes (the logical section alone: about 21).
 BENCH_SIZE ?= 2G
 BENCH_RUNS ?= 3
 BENCH_DIR ?= $(CURDIR)/.cache/bench

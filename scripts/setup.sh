@@ -11,7 +11,8 @@
 #   * The Temporal CLI (dev server) at bin/temporal, built from source with
 #     `go install` (no binaries are downloaded).
 #   * With BENCH=1 (`make bench`): the peers and the write load of the
-#     benchmarks, Debian's sysbench and zstd (mariadb-backup is above).
+#     benchmarks, Debian's sysbench, zstd and mydumper (mydumper and myloader;
+#     mariadb-backup is above).
 #   * A MySQL 9.7 server and client in a chroot of Debian's unstable suite
 #     under .cache/mysql (bookworm has no MySQL server): debootstrap
 #     --variant=minbase, then mysql-server-core and mysql-client-core. The
@@ -300,7 +301,7 @@ fi
 
 if [ "${BENCH:-0}" = 1 ]; then
 	bench_pkgs=()
-	for tp in sysbench:sysbench zstd:zstd stdbuf:coreutils; do
+	for tp in sysbench:sysbench zstd:zstd stdbuf:coreutils mydumper:mydumper myloader:mydumper; do
 		find_tool "${tp%%:*}" >/dev/null || bench_pkgs+=("${tp#*:}")
 	done
 	if [ "${#bench_pkgs[@]}" -eq 0 ]; then
@@ -315,7 +316,7 @@ if [ "${BENCH:-0}" = 1 ]; then
 		fi
 		${sudo[@]+"${sudo[@]}"} apt-get update
 		${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${bench_pkgs[@]}"
-		for tool in sysbench zstd stdbuf; do
+		for tool in sysbench zstd stdbuf mydumper myloader; do
 			find_tool "$tool" >/dev/null || die "still missing after apt-get install: $tool"
 		done
 	fi

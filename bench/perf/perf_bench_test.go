@@ -41,7 +41,7 @@ var (
 	nRuns      = flag.Int("perf.runs", 3, "runs of each measurement (medians are reported)")
 	outPath    = flag.String("perf.out", "", "write the results as JSON to this file")
 	writeFor   = flag.Duration("perf.write", 20*time.Second, "length of the write load whose binlog the PITR section replays")
-	sections   = flag.String("perf.sections", "backup,incremental,restore,stall,pitr", "sections to run, comma-separated")
+	sections   = flag.String("perf.sections", "backup,incremental,restore,stall,pitr,logical", "sections to run, comma-separated")
 	streamOut  = flag.String("perf.stream", "", "also save one uncompressed backup stream of the data set here (for the codec benchmark), if absent")
 	replayPool = flag.String("perf.replay-pool", "", "buffer pool of the PITR replay servers, Strata's and the peer's (default: a quarter of the data set)")
 	extraCfg   = flag.String("perf.config", "", "more top-level config blocks for Strata (YAML)")
@@ -121,9 +121,12 @@ func benchPerf(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	// Warm up: the page cache holds the data set, and both tools have run once.
-	e.strataBackup("dbz1", "full", "warm")
-	p.full(1, "")
+	// Warm up: the page cache holds the data set, and both tools have run
+	// once (the logical section warms up its own way: a first dump of each).
+	if want["backup"] || want["incremental"] || want["restore"] || want["stall"] || want["pitr"] {
+		e.strataBackup("dbz1", "full", "warm")
+		p.full(1, "")
+	}
 
 	if want["backup"] {
 		benchFull(b, e, p, res)
@@ -139,6 +142,9 @@ func benchPerf(b *testing.B) {
 	}
 	if want["pitr"] {
 		benchPITR(b, e, p, res, ds, rpool)
+	}
+	if want["logical"] {
+		benchLogical(b, e, p, res)
 	}
 	for _, s := range res.Sections {
 		for _, m := range s.Methods {
@@ -172,6 +178,21 @@ func ratios(res *results) {
 			s.ratio("max_latency_ms", "strata full", "mariabackup --log-copy-interval=100 | zstd")
 		case "pitr replay":
 			s.ratio("replay_seconds", "strata replay", "mariadb-binlog | mariadb")
+		case logicalDumpS:
+			for _, peer := range []string{lDumpZstd, lMydumper, lMydumperGz} {
+				s.ratio("seconds", lStrataDump, peer)
+				s.ratio("stored_mib", lStrataDump, peer)
+				s.ratio("cpu_seconds", lStrataDump, peer)
+			}
+			s.ratio("seconds", lStrataDump3, lDumpZstd)
+			s.ratio("stored_mib", lStrataDump3, lDumpZstd)
+			s.ratio("cpu_seconds", lStrataDump3, lDumpZstd)
+		case logicalLoadS:
+			for _, peer := range []string{lLoadZstd, lMyloader} {
+				s.ratio("seconds", lStrataLoad, peer)
+				s.ratio("fetch_seconds", lStrataLoad, peer)
+				s.ratio("cpu_seconds", lStrataLoad, peer)
+			}
 		}
 	}
 }
