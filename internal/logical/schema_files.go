@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/strata-backup/strata/internal/flavor"
 )
@@ -231,6 +234,14 @@ func usersFiles(ctx context.Context, conn *sql.Conn, fl flavor.Flavor) ([]pendin
 			creates = append(creates, "CREATE ROLE "+QuoteIdent(a.user))
 		} else {
 			def, err := showCreate(ctx, conn, "SHOW CREATE USER "+name, 0)
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1133 {
+				// In mysql.user but not in the server's accounts: a host
+				// name under skip-name-resolve, which the server ignores
+				// (no one can log in as it), as mariadb-install-db leaves
+				// ''@'<hostname>' and root@'<hostname>'.
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("users: %s: %w", name, err)
 			}
