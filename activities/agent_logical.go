@@ -363,8 +363,13 @@ func recordConsistentPoint(ctx context.Context, db *sql.DB, dir string, fl flavo
 	return os.WriteFile(filepath.Join(dir, "mariadb_backup_binlog_info"), []byte(line), 0o640)
 }
 
-// loadError types a failed load: a corrupt file is a corrupt backup.
+// loadError types a failed load: a table that exists in the target (and
+// no Replace) is TableExists, a corrupt file a corrupt backup.
 func loadError(m *manifest.Manifest, err error) error {
+	var ee *logical.ExistsError
+	if errors.As(err, &ee) {
+		return fail(ErrTableExists, "load backup %s of %s: %v", m.BackupID, m.Instance, err)
+	}
 	if errors.Is(err, logical.ErrCorrupt) || errors.Is(err, pipeline.ErrCorrupt) {
 		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)
 	}

@@ -386,4 +386,21 @@ func TestKilledAgentMidLogicalLoadFinishesWithoutDuplicates(t *testing.T) {
 	var left int
 	require.NoError(t, idb.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'strata_load'").Scan(&left))
 	assert.Equal(t, 0, left, "the progress record is gone after the load")
+
+	// Loading it again over the loaded tables is refused, naming them, and
+	// changes nothing; with replace it loads again.
+	var again workflows.RestoreResult
+	_, err = s.run("load/db2/lk-again", workflows.RestoreWorkflowName, workflows.RestoreRequest{Instance: "db1", BackupID: "lk", Into: "db2"}, &again)
+	requireAppError(t, err, "TableExists", "demo")
+	got, err = demo.Checksums(s.ctx, idb, "demo")
+	require.NoError(t, err)
+	assert.Empty(t, demo.CompareChecksums(want, got))
+	_, err = s.run("load/db2/lk-replace", workflows.RestoreWorkflowName, workflows.RestoreRequest{Instance: "db1", BackupID: "lk", Into: "db2", Replace: true,
+		Include: []string{"demo.orders"}, Rename: []string{"demo.orders=demo.orders_copy"}}, &again)
+	require.NoError(t, err)
+	var n1, n2 int
+	require.NoError(t, idb.QueryRow("SELECT COUNT(*) FROM demo.orders").Scan(&n1))
+	require.NoError(t, idb.QueryRow("SELECT COUNT(*) FROM demo.orders_copy").Scan(&n2))
+	assert.Equal(t, n1, n2, "one table loaded under a new name")
+	assert.Equal(t, 1, again.Load.Tables)
 }
