@@ -122,5 +122,5 @@ func TestDumpRefusesSmallPool(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "allows 2 connections"), err.Error())
 	_, err = logical.Dump(context.Background(), db, &logical.DirSink{Dir: t.TempDir()}, logical.DumpOptions{Include: []string{"a.[b"}})
-	require.ErrorContains(t, err, "bad filter pattern")
+	require.ErrorContains(t, err, "filter pattern \"a.[b\": syntax error in pattern")
 }
