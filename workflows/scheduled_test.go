@@ -96,3 +96,18 @@ func (s *wfSuite) TestScheduledUnknownKindIsInvalid() {
 	s.Require().ErrorAs(s.env.GetWorkflowError(), &ae)
 	s.Equal(activities.ErrInvalidRequest, ae.Type())
 }
+
+// A scheduled logical backup asks the entity for a logical backup, never
+// turned into a full.
+func (s *wfSuite) TestScheduledLogicalAsksForALogicalBackup() {
+	var got ScheduledBackupAsk
+	s.registerScheduledBackup(func(_ context.Context, a ScheduledBackupAsk) (*ScheduledResult, error) {
+		got = a
+		return &ScheduledResult{WorkflowID: BackupWorkflowID(a.Instance, a.Ask.BackupID), BackupID: a.Ask.BackupID,
+			Backup: &BackupResult{BackupSummary: activities.BackupSummary{BackupID: a.Ask.BackupID, Type: "logical"}}}, nil
+	})
+	s.env.ExecuteWorkflow(ScheduledWorkflow, ScheduledRequest{Instance: "db1", Kind: "logical"})
+	s.Require().NoError(s.env.GetWorkflowError())
+	s.Equal(ScheduledBackupAsk{Instance: "db1", Ask: BackupAsk{Type: "logical", BackupID: "20261124T084500Z",
+		RequestedBy: "schedule/logical", Reason: "Temporal Schedule strata/db1/logical"}}, got)
+}

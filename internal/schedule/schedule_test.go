@@ -254,3 +254,25 @@ func TestSplitID(t *testing.T) {
 	assert.Equal(t, "db.1", i)
 	assert.Equal(t, "verify", k)
 }
+
+// A logical spec gives a logical schedule, whose runs ask for a logical
+// backup; an instance can turn it off.
+func TestPlanLogical(t *testing.T) {
+	y := strings.Replace(cfgYAML, "  drill: \"@monthly\"\n", "  drill: \"@monthly\"\n  logical: {hour: \"4\", minute: \"0\"}\n", 1)
+	y = strings.Replace(y, "      verify: \"@weekly\"\n", "      verify: \"@weekly\"\n      logical: \"off\"\n", 1)
+	var ids []string
+	var logical *Want
+	ws := Plan(parse(t, y))
+	for i, w := range ws {
+		ids = append(ids, w.ID)
+		if w.ID == "strata/db1/logical" {
+			logical = &ws[i]
+		}
+	}
+	assert.Contains(t, ids, "strata/db1/logical")
+	assert.NotContains(t, ids, "strata/db2/logical")
+	require.NotNil(t, logical)
+	assert.Equal(t, []any{workflows.ScheduledRequest{Instance: "db1", Kind: "logical"}}, logical.Options.Action.(*client.ScheduleWorkflowAction).Args)
+	_, err := config.Parse([]byte(strings.Replace(cfgYAML, "  drill: \"@monthly\"\n", "  drill: \"@monthly\"\n  logical: \"not a spec\"\n", 1)))
+	require.ErrorContains(t, err, "logical")
+}
