@@ -306,6 +306,17 @@ run() {
 	say "Restore drill of the backup: strata drill demo --backup $id --wait (scratch server, verify, RTO and RPO)"
 	strata drill demo --backup "$id" --id "drill-$id" --wait || rc=1
 	strata drill ls demo
+	local lid="${id%Z}L" ltarget="$state/restore-$id-logical"
+	say "Logical backup of demo: strata backup demo --type logical --id $lid --wait (a parallel SQL dump in one snapshot)"
+	strata backup demo --type logical --id "$lid" --wait || rc=1
+	say "Restore it into a new datadir: strata restore demo --backup $lid --target-dir $ltarget --start --port $RESTORE_PORT --wait"
+	if strata restore demo --backup "$lid" --target-dir "$ltarget" --start --port "$RESTORE_PORT" --wait; then
+		say "Comparing every table's checksum: source vs loaded from the logical backup"
+		strata dev compare demo --schema demo --address "127.0.0.1:$RESTORE_PORT" || rc=$?
+		stop_pidfile "$ltarget/strata-server.pid" "server restored from the logical backup"
+	else
+		rc=1
+	fi
 	printf 'Web UI: http://127.0.0.1:%s/namespaces/default/workflows\n' "$TEMPORAL_UI_PORT"
 	return $rc
 }

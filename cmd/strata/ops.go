@@ -215,9 +215,14 @@ func restoreCmd(a *app) *cobra.Command {
 			}
 			fmt.Printf("restored %s of %s into %s on %s in %.1fs\n", res.BackupID, res.Instance, res.Stats.TargetDir, res.TargetHost, res.Seconds)
 			fmt.Printf("  chain    %s\n", strings.Join(res.Chain, " -> "))
-			fmt.Printf("  download %.1fs (%s, %s from the local cache of an interrupted attempt)  prepare %.1fs  move-back %.1fs\n",
-				res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes), human(res.Stats.CachedBytes),
-				res.Stats.PrepareSeconds, res.Stats.MoveBackSeconds)
+			if res.Backup.Type == manifest.TypeLogical {
+				fmt.Printf("  load     %.1fs: %d rows from %d files (%s stored) into a new datadir  move-back %.1fs\n",
+					res.Stats.FetchSeconds, res.Stats.Rows, res.Stats.Files, human(res.Stats.DownloadedBytes), res.Stats.MoveBackSeconds)
+			} else {
+				fmt.Printf("  download %.1fs (%s, %s from the local cache of an interrupted attempt)  prepare %.1fs  move-back %.1fs\n",
+					res.Stats.FetchSeconds, human(res.Stats.DownloadedBytes), human(res.Stats.CachedBytes),
+					res.Stats.PrepareSeconds, res.Stats.MoveBackSeconds)
+			}
 			fmt.Printf("  consistent point %s:%d  gtid %s\n", res.Backup.BinlogFile, res.Backup.BinlogPos, res.Backup.GTIDSet)
 			if res.Replay != nil {
 				fmt.Printf("  replayed %d transactions (%s) to %s in %.1fs, last GTID %s at %s\n", res.Replay.Transactions,
