@@ -20,6 +20,7 @@ import (
 	"github.com/strata-backup/strata/activities"
 	"github.com/strata-backup/strata/internal/binlog"
 	"github.com/strata-backup/strata/internal/drill"
+	"github.com/strata-backup/strata/internal/manifest"
 	"github.com/strata-backup/strata/internal/repo"
 	"github.com/strata-backup/strata/workers"
 	"github.com/strata-backup/strata/workflows"
