@@ -64,8 +64,8 @@ func (a *Agent) logicalBackup(ctx context.Context, in *config.Instance, ep mysql
 	pw.CloseWithError(err) // nil: the upload reads to EOF
 	upErr := <-uploaded
 	if err != nil {
-		if upErr != nil && !errors.Is(upErr, errUploadEnded) {
-			return nil, nil, upErr // the upload failed first: that is the cause
+		if upErr != nil && !errors.Is(upErr, errUploadEnded) && errors.Is(err, upErr) {
+			return nil, nil, upErr // the upload failed first: the dump's writes failed with its error
 		}
 		return nil, nil, classifyDump(err)
 	}
@@ -152,6 +152,9 @@ func (a *Agent) restoreLogical(ctx context.Context, p RestoreParams, m *manifest
 				return err
 			}
 			stats.Rows, stats.Files = lr.Rows, lr.Files
+			// The move empties the load dir: a retry must start over.
+			_ = os.Remove(loadDir + ".loaded")
+			_ = os.Remove(loadDir + ".initialized")
 			stats.DownloadedBytes = m.StoredSize
 			stats.FetchSeconds = time.Since(t0).Seconds()
 			return physical.MoveClone(loadDir, dir)
@@ -178,6 +181,11 @@ func (a *Agent) restoreLogical(ctx context.Context, p RestoreParams, m *manifest
 func loadOptions(p RestoreParams, threads int, owner restore.Owner) (logical.LoadOptions, error) {
 	opt := logical.LoadOptions{Parallelism: threads, Include: p.Include, Exclude: p.Exclude, DeferIndexes: true,
 		LoadID: owner.RunID}
+	for _, pats := range [][]string{p.Include, p.Exclude} {
+		if err := logical.CheckFilter(pats); err != nil {
+			return opt, fail(ErrInvalidRequest, "%v", err)
+		}
+	}
 	for _, r := range p.Rename {
 		from, to, err := logical.ParseRename(r)
 		if err != nil {
@@ -200,9 +208,15 @@ func (a *Agent) loadNewDatadir(ctx context.Context, m *manifest.Manifest, cipher
 	if err := server.KillStale(ctx, dir); err != nil {
 		return nil, fmt.Errorf("stop the load server an earlier attempt left on %s: %w", dir, err)
 	}
-	initialized, pwFile := dir+".initialized", dir+".password"
+	initialized, pwFile, loaded := dir+".initialized", dir+".password", dir+".loaded"
+	if _, err := os.Stat(loaded); err == nil && !isEmptyDir(dir) {
+		// An earlier attempt loaded it, recorded its point and stopped its
+		// server cleanly; only its report was lost.
+		log.Info("the datadir an earlier attempt loaded is complete", zap.String("dir", dir))
+		return &logical.LoadResult{}, nil
+	}
 	fresh := false
-	if _, err := os.Stat(initialized); err != nil {
+	if _, err := os.Stat(initialized); err != nil || isEmptyDir(dir) {
 		for _, p := range []string{dir, pwFile} {
 			if err := os.RemoveAll(p); err != nil {
 				return nil, err
@@ -221,10 +235,13 @@ func (a *Agent) loadNewDatadir(ctx context.Context, m *manifest.Manifest, cipher
 	if err != nil {
 		return nil, fmt.Errorf("start the load server: %w", err)
 	}
+	stopped := false
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		_ = server.Stop(sctx, st)
+		if !stopped {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			_ = server.Stop(sctx, st)
+		}
 	}()
 	if fresh {
 		if err := prepareLoadAccount(ctx, st.Socket, pwFile); err != nil {
@@ -258,7 +275,25 @@ func (a *Agent) loadNewDatadir(ctx context.Context, m *manifest.Manifest, cipher
 	if _, err := db.ExecContext(ctx, "DROP USER IF EXISTS "+sqlString(loadAccount)+"@'localhost'"); err != nil {
 		return nil, fmt.Errorf("drop the load account: %w", err)
 	}
+	_ = db.Close()
+	// A clean shutdown before the files move: a server still writing, or
+	// killed, would leave them inconsistent.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	stopped = true
+	if err := server.Stop(sctx, st); err != nil {
+		return nil, fmt.Errorf("stop the load server on %s: %w", dir, err)
+	}
+	if err := os.WriteFile(loaded, nil, 0o600); err != nil {
+		return nil, err
+	}
 	return lr, nil
+}
+
+// isEmptyDir reports whether dir is missing or has no entries.
+func isEmptyDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err != nil || len(entries) == 0
 }
 
 // loadAccount is the account a restore loads a logical backup into a new
@@ -325,7 +360,7 @@ func prepareLoadAccount(ctx context.Context, socket, pwFile string) error {
 
 // systemAccounts are the accounts a server creates for itself, which a
 // dump leaves out and a load keeps.
-var systemAccounts = map[string]bool{"mariadb.sys": true, "mysql.sys": true, "mysql.session": true, "mysql.infoschema": true, "PUBLIC": true, "": true}
+var systemAccounts = map[string]bool{"mariadb.sys": true, "mysql.sys": true, "mysql.session": true, "mysql.infoschema": true, "PUBLIC": true}
 
 // logicalSource reads the files of logical backup m from the repository.
 func (a *Agent) logicalSource(m *manifest.Manifest, cipher *crypt.ChunkCipher) logical.Source {
@@ -369,6 +404,15 @@ func loadError(m *manifest.Manifest, err error) error {
 	var ee *logical.ExistsError
 	if errors.As(err, &ee) {
 		return fail(ErrTableExists, "load backup %s of %s: %v", m.BackupID, m.Instance, err)
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1044, 1045, 1142, 1143, 1227, 1370:
+			return fail(ErrConfig, "load backup %s of %s: %v: the account needs CREATE, DROP, ALTER, INSERT, DELETE, CREATE VIEW, CREATE ROUTINE, TRIGGER, EVENT and SUPER (or SYSTEM_VARIABLES_ADMIN for sql_log_bin)", m.BackupID, m.Instance, err)
+		case 1064, 1273, 1286, 1115:
+			return fail(ErrInvalidRequest, "load backup %s of %s: %v: the target server does not understand the dump (another flavor or an older version)", m.BackupID, m.Instance, err)
+		}
 	}
 	if errors.Is(err, logical.ErrCorrupt) || errors.Is(err, pipeline.ErrCorrupt) {
 		return fail(ErrCorruptBackup, "backup %s of %s is corrupt: %v (run strata verify %s)", m.BackupID, m.Instance, err, m.Instance)

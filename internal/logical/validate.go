@@ -76,6 +76,9 @@ func (x *Index) Validate(streamSize int64) error {
 			if f.Table.Parts < 0 || f.Table.Rows < 0 || len(f.Table.Columns) == 0 {
 				add("file %d (%s): table description has negative parts or rows, or no columns", i, clip(f.Name))
 			}
+			if _, dup := tables[k]; dup {
+				add("file %d (%s): a second table file of %s.%s", i, clip(f.Name), clip(f.Schema), clip(f.Object))
+			}
 			tables[k] = f.Table.Parts
 		case KindData:
 			if parts[k] == nil {

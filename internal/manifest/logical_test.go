@@ -58,11 +58,16 @@ func TestLogicalManifestRefusesHostileIndexes(t *testing.T) {
 		"part beyond parts":  func(m *manifest.Manifest) { m.Logical.Files[2].Part = 1 },
 		"missing part":       func(m *manifest.Manifest) { m.Logical.Files[1].Table.Parts = 2 },
 		"table without meta": func(m *manifest.Manifest) { m.Logical.Files[1].Table = nil },
-		"newer dump format":  func(m *manifest.Manifest) { m.Logical.Format = logical.FormatVersion + 1 },
-		"no index":           func(m *manifest.Manifest) { m.Logical = nil },
-		"with a parent":      func(m *manifest.Manifest) { m.ParentID = "20240430T020304Z" },
-		"older format":       func(m *manifest.Manifest) { m.FormatVersion = 3 },
-		"index on a full":    func(m *manifest.Manifest) { m.Type = manifest.TypeFull },
+		"table twice": func(m *manifest.Manifest) {
+			f := m.Logical.Files[1]
+			f.Name, f.Offset, f.Size = "shop/orders2.table.sql", 30, 0
+			m.Logical.Files = append(m.Logical.Files, f)
+		},
+		"newer dump format": func(m *manifest.Manifest) { m.Logical.Format = logical.FormatVersion + 1 },
+		"no index":          func(m *manifest.Manifest) { m.Logical = nil },
+		"with a parent":     func(m *manifest.Manifest) { m.ParentID = "20240430T020304Z" },
+		"older format":      func(m *manifest.Manifest) { m.FormatVersion = 3 },
+		"index on a full":   func(m *manifest.Manifest) { m.Type = manifest.TypeFull },
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := logicalSample()

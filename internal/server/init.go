@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/strata-backup/strata/internal/flavor"
 )
@@ -55,6 +56,9 @@ func Initialize(ctx context.Context, f flavor.Name, binary, datadir string) erro
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Cancelled: the whole group, the bootstrap server the script starts too.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Run(); err != nil {
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		if len(lines) > 20 {
@@ -68,11 +72,13 @@ func Initialize(ctx context.Context, f flavor.Name, binary, datadir string) erro
 // installDBFor finds mariadb-install-db for a mariadbd binary: in PATH, or
 // in the bin directory of the binary's installation.
 func installDBFor(mariadbd string) (string, error) {
-	if p, err := exec.LookPath("mariadb-install-db"); err == nil {
-		return p, nil
-	}
+	// The one of the binary's own installation first: another version's
+	// would write its own system tables.
 	p := filepath.Join(filepath.Dir(filepath.Dir(mariadbd)), "bin", "mariadb-install-db")
 	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath("mariadb-install-db"); err == nil {
 		return p, nil
 	}
 	return "", fmt.Errorf("%w: mariadb-install-db is not in PATH nor beside %s (install the MariaDB server package)", ErrNoBinary, mariadbd)
