@@ -184,6 +184,38 @@ func TestDumpSplitsTablesAcrossWorkers(t *testing.T) {
 		execAll(t, db, "ANALYZE TABLE s.dense, s.sparse, s.chars, s.comp, s.heap")
 		dir := t.TempDir()
 		sink := newRecordingSink(dir, 30*time.Millisecond)
+		// The first data file of each split table waits (up to 10 s) for
+		// a second one of the same table to be stored at the same time:
+		// only a dump that gives one table's ranges to both workers gets
+		// one, however busy the machine is.
+		var hmu sync.Mutex
+		second := map[string]chan struct{}{}
+		sink.hook = func(f *logical.File) {
+			if f.Kind != logical.KindData || f.Object == "heap" {
+				return
+			}
+			hmu.Lock()
+			ch, seen := second[f.Object]
+			if !seen {
+				ch = make(chan struct{})
+				second[f.Object] = ch
+			}
+			hmu.Unlock()
+			if !seen {
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
+			hmu.Lock()
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+			hmu.Unlock()
+		}
 		res, err := logical.Dump(ctx, db, sink, logical.DumpOptions{Parallelism: 2, FileSize: 64 << 10,
 			Include: []string{"s.*"}, Exclude: []string{"s.none*"}})
 		require.NoError(t, err)
