@@ -184,11 +184,14 @@ scrape_configs:
 	assert.Equal(t, "strata-worker", last[0].Metric["job"])
 	assert.InDelta(t, float64(m.EndTime.UnixNano())/1e9, last[0].value(t), 0.001, "the last success is the backup's end time")
 
-	dur := want(`strata_backup_duration_seconds_count{instance="db1",type="full"}`, nil)
+	// The agent's own series (this test's process also exports, on the
+	// worker's endpoint, what the in-process agents of earlier tests
+	// recorded).
+	dur := want(`strata_backup_duration_seconds_count{job="strata-agent",instance="db1",type="full"}`, nil)
 	assert.Equal(t, "strata-agent", dur[0].Metric["job"], "the agent that ran the backup exports its duration")
 	assert.Equal(t, 1.0, dur[0].value(t))
-	want(`strata_backups_total{instance="db1",type="full",result="success"}`, func(r []promSample) bool { return r[0].value(t) == 1 })
-	raw := want(`strata_backup_raw_bytes_total{instance="db1",type="full"}`, nil)
+	want(`strata_backups_total{job="strata-agent",instance="db1",type="full",result="success"}`, func(r []promSample) bool { return r[0].value(t) == 1 })
+	raw := want(`strata_backup_raw_bytes_total{job="strata-agent",instance="db1",type="full"}`, nil)
 	assert.Equal(t, float64(m.RawSize), raw[0].value(t))
 	want(`strata_storage_requests_total{job="strata-agent",backend="local",op="put"}`, nil)
 
