@@ -17,7 +17,7 @@ func CheckTables(ctx context.Context, db *sql.DB) (checked int, problems []strin
 		return 0, nil, err
 	}
 	for _, t := range tables {
-		msgs, err := checkTable(ctx, db, t.Schema, t.Table)
+		msgs, err := CheckTable(ctx, db, t.Schema, t.Table)
 		if err != nil {
 			return checked, problems, fmt.Errorf("check table %s: %w", t.Name(), err)
 		}
@@ -31,8 +31,13 @@ func CheckTables(ctx context.Context, db *sql.DB) (checked int, problems []strin
 
 // checkTable returns the messages of CHECK TABLE that say something is
 // wrong: a final status other than OK, and every error row.
-func checkTable(ctx context.Context, db *sql.DB, schema, table string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, "CHECK TABLE "+QuoteIdent(schema)+"."+QuoteIdent(table))
+// CheckTable returns what CHECK TABLE of schema.table finds wrong: a
+// final status other than OK, and every error row. q is a *sql.DB or a
+// *sql.Conn.
+func CheckTable(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, schema, table string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "CHECK TABLE "+QuoteIdent(schema)+"."+QuoteIdent(table))
 	if err != nil {
 		return nil, err
 	}

@@ -244,7 +244,7 @@ func Copy(ctx context.Context, p Params) (res *Result, err error) {
 			return fmt.Errorf("live server: %w", err)
 		}
 		// Every index of the imported table is consistent.
-		if msgs, err := checkTable(ctx, live, work); err != nil {
+		if msgs, err := drill.CheckTable(ctx, live, work.Schema, work.Table); err != nil {
 			return fmt.Errorf("live server: check table %s: %w", work, err)
 		} else if len(msgs) > 0 {
 			return fmt.Errorf("%w: CHECK TABLE of the imported table %s: %s", ErrMismatch, work, strings.Join(msgs, "; "))
@@ -426,32 +426,6 @@ func done(ctx context.Context, p Params, live Querier, t *Table, export TableNam
 	res.SourceSum, res.DestSum, res.Method = ss, ds, MethodTransport
 	res.Notes = append(res.Notes, fmt.Sprintf("%s was restored by an earlier attempt of this restore (its rows and checksum are the source's)", p.Dst))
 	return true
-}
-
-// checkTable returns what CHECK TABLE of n finds wrong: a final status
-// other than OK, and every error row.
-func checkTable(ctx context.Context, q Querier, n TableName) ([]string, error) {
-	rows, err := q.QueryContext(ctx, "CHECK TABLE "+n.Quoted())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var msgs []string
-	for rows.Next() {
-		var tbl, op, typ, text sql.NullString
-		if err := rows.Scan(&tbl, &op, &typ, &text); err != nil {
-			return nil, err
-		}
-		switch strings.ToLower(typ.String) {
-		case "status":
-			if !strings.EqualFold(text.String, "OK") && !strings.EqualFold(text.String, "Table is already up to date") {
-				msgs = append(msgs, "status: "+text.String)
-			}
-		case "error":
-			msgs = append(msgs, "error: "+text.String)
-		}
-	}
-	return msgs, rows.Err()
 }
 
 // contentSum is an order-independent sum of a table's rows' column
