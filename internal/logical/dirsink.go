@@ -2,11 +2,7 @@ package logical
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -67,7 +63,7 @@ func (s DirSource) Open(ctx context.Context, f *File) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dir source: %w", err)
 	}
-	return NewVerifyReader(fh, f), nil
+	return CheckedReader(fh, f), nil
 }
 
 // filePath joins a dump file name to dir, refusing names that are not
@@ -83,46 +79,3 @@ func filePath(dir, name string) (string, error) {
 	}
 	return filepath.Join(dir, filepath.FromSlash(name)), nil
 }
-
-// NewVerifyReader wraps r so that it fails with an error matching
-// ErrCorrupt when what it gives is not exactly f.Size bytes with sha256
-// f.SHA256: on the read that reaches EOF, or as soon as more than f.Size
-// bytes arrive. Close closes r.
-func NewVerifyReader(r io.ReadCloser, f *File) io.ReadCloser {
-	return &verifyReader{r: r, f: f, h: sha256.New()}
-}
-
-type verifyReader struct {
-	r   io.ReadCloser
-	f   *File
-	h   hash.Hash
-	n   int64
-	err error
-}
-
-func (v *verifyReader) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.n > v.f.Size {
-		v.err = fmt.Errorf("%w: %s: more than its %d bytes", ErrCorrupt, v.f.Name, v.f.Size)
-		return 0, v.err
-	}
-	if errors.Is(err, io.EOF) {
-		if v.n != v.f.Size {
-			v.err = fmt.Errorf("%w: %s: %d bytes, want %d", ErrCorrupt, v.f.Name, v.n, v.f.Size)
-			return n, v.err
-		}
-		if sum := hex.EncodeToString(v.h.Sum(nil)); sum != v.f.SHA256 {
-			v.err = fmt.Errorf("%w: %s: sha256 %s, want %s", ErrCorrupt, v.f.Name, sum, v.f.SHA256)
-			return n, v.err
-		}
-		v.err = io.EOF
-	}
-	return n, err
-}
-
-func (v *verifyReader) Close() error { return v.r.Close() }
